@@ -1,0 +1,95 @@
+"""One Settings object, read from the environment (prefix VIVIFY_) once and validated at start."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "dev-insecure-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIVIFY_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("VIVIFY_HOST", "HOST"))
+    port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("VIVIFY_PORT", "PORT"))
+    data_dir: Path = Path("var")
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    log_level: str = "INFO"
+
+    # Where things live. Empty means "embedded default under data_dir".
+    database_url: str = ""
+    broker_url: str = ""
+    storage_url: str = ""
+    migrate_on_start: bool = False
+
+    # S3-compatible storage (storage_url = s3://bucket[/prefix])
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    presigned_url_ttl_s: int = Field(300, ge=30, le=3600)
+
+    # Animation
+    animator: str = "portrait"
+    model: str | None = None
+    device: str = "auto"
+
+    # Limits
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=10_000)
+    min_side_px: int = Field(64, ge=16)
+    free_animations_per_day: int = Field(5, ge=0)
+    retention_hours: float = Field(24, gt=0)
+    rate_limit: str = "120/minute"
+    trusted_proxies: list[str] = []
+
+    # Worker / queue
+    task_soft_time_limit_s: int = 600
+    task_time_limit_s: int = 660
+    broker_visibility_timeout_s: int = 3600
+    task_max_retries: int = 3
+    stale_job_after_s: int = 900
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.env == "production" and self.secret_key.get_secret_value() == DEV_SECRET_KEY:
+            raise ValueError("VIVIFY_SECRET_KEY must be set to a long random value in production")
+        if not self.task_soft_time_limit_s < self.task_time_limit_s < self.broker_visibility_timeout_s:
+            raise ValueError(
+                "need task_soft_time_limit_s < task_time_limit_s < broker_visibility_timeout_s "
+                "so a redelivery never races a running task"
+            )
+        return self
+
+    # Derived values: the embedded defaults live under data_dir.
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'vivify.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{(self.data_dir / 'objects').resolve()}"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,181 @@
+"""Job records: creation, the forward-only status machine, queue position and ETA.
+
+Every transition is one conditional UPDATE (`... WHERE status IN (allowed)`), so two processes racing
+on the same job (a redelivered task, a cancel, the reconciler) can never move a status backwards.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.tables import FINAL_STATUSES, Job, JobStatus, utcnow
+
+_Q, _R = JobStatus.QUEUED.value, JobStatus.RUNNING.value
+_FINAL = [s.value for s in FINAL_STATUSES]
+
+
+def get_job(session: Session, job_id: str, visitor_id: str | None = None) -> Job | None:
+    """A job by id; with `visitor_id`, only if it belongs to that visitor."""
+    job = session.get(Job, job_id)
+    if job is None or (visitor_id is not None and job.visitor_id != visitor_id):
+        return None
+    return job
+
+
+def _transition(session: Session, job_id: str, allowed: list[str], **values: Any) -> bool:
+    result = session.execute(update(Job).where(Job.id == job_id, Job.status.in_(allowed)).values(**values))
+    session.commit()
+    return result.rowcount == 1
+
+
+def mark_enqueued(session: Session, job_id: str) -> None:
+    _transition(session, job_id, [_Q], enqueued_at=utcnow())
+
+
+def claim(session: Session, job_id: str, worker: str) -> Job | None:
+    """Start (or, after a redelivery, restart) a job. None when it is final or unknown: skip it."""
+    now = utcnow()
+    ok = _transition(
+        session,
+        job_id,
+        [_Q, _R],
+        status=_R,
+        worker=worker,
+        attempts=Job.attempts + 1,
+        started_at=func.coalesce(Job.started_at, now),
+        heartbeat_at=now,
+        stage="analyzing",
+        stage_detail="",
+        progress=0.0,
+    )
+    if not ok:
+        return None
+    job = session.get(Job, job_id)
+    session.refresh(job)
+    return job
+
+
+def report_progress(session: Session, job_id: str, stage: str, progress: float, detail: str = "") -> bool:
+    """Write progress; returns True when the visitor asked to cancel (the caller then stops)."""
+    _transition(
+        session,
+        job_id,
+        [_R],
+        stage=stage,
+        stage_detail=detail[:64],
+        progress=max(0.0, min(1.0, progress)),
+        heartbeat_at=utcnow(),
+    )
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def succeed(
+    session: Session,
+    job_id: str,
+    *,
+    video_key: str,
+    poster_key: str,
+    video_info: dict[str, Any],
+    stage_seconds: dict[str, float],
+) -> bool:
+    return _transition(
+        session,
+        job_id,
+        [_R],
+        status=JobStatus.SUCCEEDED.value,
+        stage="done",
+        stage_detail="",
+        progress=1.0,
+        video_key=video_key,
+        poster_key=poster_key,
+        video_info=video_info,
+        stage_seconds=stage_seconds,
+        finished_at=utcnow(),
+    )
+
+
+def fail(session: Session, job_id: str, code: str, message: str) -> bool:
+    return _transition(
+        session,
+        job_id,
+        [_Q, _R],
+        status=JobStatus.FAILED.value,
+        error_code=code,
+        error_message=message[:2000],
+        finished_at=utcnow(),
+    )
+
+
+def mark_canceled(session: Session, job_id: str) -> bool:
+    return _transition(
+        session, job_id, [_Q, _R], status=JobStatus.CANCELED.value, stage="canceled", finished_at=utcnow()
+    )
+
+
+def request_cancel(session: Session, job: Job) -> bool:
+    """A queued job is canceled at once; a running one gets a flag its animator checks between steps."""
+    if job.status == _Q and mark_canceled(session, job.id):
+        return True
+    return _transition(session, job.id, [_R], cancel_requested=True)
+
+
+def queue_position(session: Session, job: Job) -> int | None:
+    """1 = next to start. None unless queued."""
+    if job.status != _Q:
+        return None
+    ahead = session.scalar(
+        select(func.count()).where(Job.status == _Q, Job.queue == job.queue, Job.created_at < job.created_at)
+    )
+    return int(ahead or 0) + 1
+
+
+def recent_run_seconds(session: Session, queue: str, limit: int = 20) -> float | None:
+    """Mean run time (start → finish) of the last successful jobs on a queue."""
+    rows = session.execute(
+        select(Job.started_at, Job.finished_at)
+        .where(Job.status == JobStatus.SUCCEEDED.value, Job.queue == queue, Job.started_at.is_not(None))
+        .order_by(Job.finished_at.desc())
+        .limit(limit)
+    ).all()
+    durations = [(f - s).total_seconds() for s, f in rows if f and s]
+    return sum(durations) / len(durations) if durations else None
+
+
+def active_workers(session: Session, queue: str, within_s: int = 120) -> int:
+    since = utcnow() - timedelta(seconds=within_s)
+    n = session.scalar(
+        select(func.count(func.distinct(Job.worker))).where(
+            Job.queue == queue, Job.heartbeat_at >= since, Job.worker.is_not(None)
+        )
+    )
+    return max(1, int(n or 0))
+
+
+def eta_seconds(session: Session, job: Job, default_run_s: float = 20.0) -> float | None:
+    """Seconds until the clip is ready, from recent run times; None when final."""
+    if job.status in _FINAL:
+        return None
+    run_s = recent_run_seconds(session, job.queue) or default_run_s
+    if job.status == _R:
+        return round(run_s * (1.0 - job.progress), 1)
+    position = queue_position(session, job) or 1
+    workers = active_workers(session, job.queue)
+    waves = (position - 1) // workers  # full batches of work ahead of this job
+    running = session.scalars(select(Job.progress).where(Job.status == _R, Job.queue == job.queue)).all()
+    soonest_free = run_s * (1.0 - max(running)) if len(running) >= workers and running else 0.0
+    return round(soonest_free + waves * run_s + run_s, 1)
+
+
+def stale_jobs(session: Session, older_than_s: int) -> list[Job]:
+    """Queued or running jobs nothing has touched for a while (lost message, dead worker)."""
+    cutoff: datetime = utcnow() - timedelta(seconds=older_than_s)
+    touched = func.coalesce(Job.heartbeat_at, Job.enqueued_at, Job.created_at)
+    return list(session.scalars(select(Job).where(Job.status.in_([_Q, _R]), touched < cutoff)))
+
+
+def expired_jobs(session: Session, now: datetime | None = None) -> list[Job]:
+    return list(session.scalars(select(Job).where(Job.expires_at < (now or utcnow()))))

@@ -1,0 +1,93 @@
+"""SQLAlchemy table models. They never leave the app: the API answers with app.schemas models."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_job_id() -> str:
+    # 128 random bits, URL-safe: unguessable, never derived from the upload.
+    return secrets.token_urlsafe(16)
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
+    visitor_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value, index=True)
+    stage: Mapped[str] = mapped_column(String(32), default="queued")
+    stage_detail: Mapped[str] = mapped_column(String(64), default="")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+
+    motion: Mapped[str | None] = mapped_column(String(200))
+    seed: Mapped[int] = mapped_column(Integer)
+    animator: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(300))
+    queue: Mapped[str] = mapped_column(String(64), default="animate")
+
+    photo_key: Mapped[str | None] = mapped_column(String(200))
+    photo_width: Mapped[int] = mapped_column(Integer, default=0)
+    photo_height: Mapped[int] = mapped_column(Integer, default=0)
+    photo_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    video_key: Mapped[str | None] = mapped_column(String(200))
+    poster_key: Mapped[str | None] = mapped_column(String(200))
+    video_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    stage_seconds: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    enqueued_at: Mapped[datetime | None] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (Index("ix_jobs_visitor_created", "visitor_id", "created_at"),)
+
+
+class Submission(Base):
+    """One row per accepted upload, kept after the job is deleted so the daily allowance holds."""
+
+    __tablename__ = "submissions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    visitor_id: Mapped[str] = mapped_column(String(64), index=True)
+    ip_hash: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,0 +1,50 @@
+"""The simplest honest animator: a slow, eased camera push-in on the still photo (a Ken Burns move).
+
+Nothing in the photo moves; it exists so the whole service runs with no face model and no GPU, and
+is named for exactly what it does.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PIL import Image
+
+from models.base import AnimationRequest, Frames, ProgressCallback, Stage
+
+
+class PushInAnimator:
+    name = "push-in"
+
+    def __init__(self, zoom: float = 1.08, max_side: int = 720) -> None:
+        self.zoom = zoom
+        self.max_side = max_side
+
+    def setup(self) -> None:
+        """Nothing to load."""
+
+    def animate(self, photo: Image.Image, request: AnimationRequest, progress: ProgressCallback) -> Frames:
+        t0 = time.perf_counter()
+        progress(Stage.ANALYZING, 0.0, "")
+        img = photo.convert("RGB")
+        if request.size:
+            img = img.resize(request.size, Image.Resampling.LANCZOS)
+        elif max(img.size) > self.max_side:
+            img.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
+        w, h = img.size
+        w, h = w - w % 2, h - h % 2
+        img = img.crop((0, 0, w, h))
+        fps = request.fps
+        n = request.frames or round(fps * (request.duration_s or 4.0))
+        progress(Stage.ANALYZING, 1.0, "")
+        frames = np.empty((n, h, w, 3), np.uint8)
+        for i in range(n):
+            t = i / max(n - 1, 1)
+            eased = 0.5 - 0.5 * np.cos(np.pi * t)  # ease in and out
+            z = 1.0 + (self.zoom - 1.0) * eased
+            cw, ch = w / z, h / z
+            box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
+            frames[i] = np.asarray(img.resize((w, h), Image.Resampling.BILINEAR, box=box))
+            progress(Stage.ANIMATING, (i + 1) / n, f"{i + 1}/{n}")
+        return Frames(frames=frames, fps=fps, stage_seconds={Stage.ANIMATING.value: time.perf_counter() - t0})
