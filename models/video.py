@@ -42,7 +42,12 @@ def encode_mp4(
         raise ValueError("no frames to encode")
     vf = None
     if output_fps and abs(output_fps - fps) > 1e-6:
-        vf = f"minterpolate=fps={output_fps:g}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
+        # Hold the last frame for one input period (tpad) so the clip keeps its length, then cut at
+        # exactly the right frame count.
+        vf = (
+            "tpad=stop_mode=clone:stop=1,"
+            f"minterpolate=fps={output_fps:g}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "clip.mp4"
         params = [
@@ -52,7 +57,7 @@ def encode_mp4(
             "-threads", str(threads),
         ]  # fmt: skip
         if vf:
-            params += ["-vf", vf]
+            params += ["-vf", vf, "-frames:v", str(round(t * output_fps / fps))]
         writer = imageio_ffmpeg.write_frames(
             str(path),
             (w, h),
