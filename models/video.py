@@ -42,10 +42,10 @@ def encode_mp4(
         raise ValueError("no frames to encode")
     vf = None
     if output_fps and abs(output_fps - fps) > 1e-6:
-        # Hold the last frame for one input period (tpad) so the clip keeps its length, then cut at
+        # minterpolate drops its last frames at the end of input: hold the last frame (tpad), then cut at
         # exactly the right frame count.
         vf = (
-            "tpad=stop_mode=clone:stop=1,"
+            "tpad=stop_mode=clone:stop=2,"
             f"minterpolate=fps={output_fps:g}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
         )
     with tempfile.TemporaryDirectory() as tmp:
