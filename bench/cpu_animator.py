@@ -1,0 +1,188 @@
+"""Benchmark of the CPU portrait animator (issue 4 targets).
+
+1. Speed: a 4 s, 24 fps clip from a 768-px portrait, analysis + render + encode, pinned to ONE core
+   (OpenCV and ffmpeg limited to one thread). Target: <= 15 ms per output frame.
+2. Memory: `render_clip` on a 12-megapixel photo in a fresh process. Target: peak RSS < 1.5 GB.
+
+    .venv/bin/python bench/cpu_animator.py [--repeat 3] [--motion gentle] [--json out.json]
+    .venv/bin/python bench/cpu_animator.py --docs docs/   # re-render the README's GIFs and strips
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import skimage.data
+from matplotlib import cbook
+from PIL import Image
+
+
+def portraits(long_side: int) -> dict[str, Image.Image]:
+    gh = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+    ast = Image.fromarray(skimage.data.astronaut())
+    out = {}
+    for name, img in (("grace_hopper", gh), ("astronaut", ast)):
+        scale = long_side / max(img.size)
+        out[name] = img.resize(
+            (round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS
+        )
+    return out
+
+
+def speed(repeat: int, motion: str | None) -> dict:
+    import cv2
+
+    from models.base import AnimationRequest
+    from models.portrait import PortraitAnimator
+    from models.render import render_clip
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # ffmpeg inherits it
+    cv2.setNumThreads(1)
+    animator = PortraitAnimator()
+    t = time.perf_counter()
+    animator.setup()
+    setup_s = time.perf_counter() - t
+    results = {}
+    for name, photo in portraits(768).items():
+        runs = []
+        for seed in range(repeat):
+            t, cpu = time.perf_counter(), _cpu_seconds()
+            clip = render_clip(animator, photo, AnimationRequest(motion=motion, seed=seed, duration_s=4.0))
+            runs.append({"total": time.perf_counter() - t, "cpu": _cpu_seconds() - cpu, **clip.stage_seconds})
+        n = clip.frame_count
+
+        def per_frame(key: str, runs: list[dict] = runs, n: int = n) -> float:
+            return round(1000 * statistics.median(r[key] for r in runs) / n, 2)
+
+        results[name] = {
+            "size": list(photo.size),
+            "frames": n,
+            "runs_s": [{k: round(v, 3) for k, v in r.items()} for r in runs],
+            # Medians over the runs, in ms per output frame. "cpu" is CPU time of this process plus
+            # ffmpeg: what one free core needs. Wall time on a shared machine also counts waiting.
+            "ms_per_frame": {k: per_frame(k) for k in ("total", "cpu", "analyzing", "animating", "encoding")},
+        }
+    return {"setup_s": round(setup_s, 3), "cores": 1, "portraits": results}
+
+
+def _cpu_seconds() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def memory_child() -> None:
+    """Runs in a fresh process: one clip from a 12-MP photo, then print peak RSS."""
+    from models.base import AnimationRequest
+    from models.portrait import PortraitAnimator
+    from models.render import render_clip
+
+    photo = portraits(4000)["grace_hopper"]  # 3413 x 4000 = 13.7 MP
+    t = time.perf_counter()
+    clip = render_clip(PortraitAnimator(), photo, AnimationRequest(seed=0))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({
+        "photo_px": list(photo.size), "megapixels": round(photo.width * photo.height / 1e6, 1),
+        "clip": [clip.width, clip.height, clip.frame_count], "seconds": round(time.perf_counter() - t, 2),
+        "peak_rss_mb": round(peak_mb),  # this process; ffmpeg (a separate process) streams frames
+    }))  # fmt: skip
+
+
+def memory() -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child"], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def docs(folder: str) -> list[str]:
+    """Looping GIFs (12 fps, every other frame) and PNG strips of real renders for the README."""
+    from models.base import AnimationRequest
+    from models.motion import parse_motion
+    from models.portrait import PortraitAnimator
+
+    animator = PortraitAnimator(max_side=320)
+    people = portraits(320)
+    written = []
+
+    def render(name: str, motion: str, seed: int = 1) -> np.ndarray:
+        request = AnimationRequest(motion=motion, seed=seed, duration_s=4.0)
+        return animator.animate(people[name], request, lambda *a: None).frames
+
+    for name, motion in (("grace_hopper", "gentle"), ("astronaut", "smile"), ("grace_hopper", "look-around")):
+        frames = render(name, motion)
+        path = os.path.join(folder, f"portrait-{motion}.gif")
+        # One shared palette and no dithering: the still background then costs nothing after frame one.
+        palette = Image.fromarray(frames[0]).quantize(colors=255, method=Image.Quantize.MEDIANCUT)
+        size = (frames.shape[2] * 3 // 4, frames.shape[1] * 3 // 4)  # 240 px: keeps each GIF well under 2 MB
+        palette = palette.resize(size, Image.Resampling.NEAREST)
+        images = [
+            Image.fromarray(f)
+            .resize(size, Image.Resampling.LANCZOS)
+            .quantize(palette=palette, dither=Image.Dither.NONE)
+            for f in frames[::2]
+        ]
+        images[0].save(path, save_all=True, append_images=images[1:], duration=83, loop=0, optimize=False)
+        written.append(path)
+
+    # A blink, frame by frame, around the eyes (2x enlarged so the lids are visible).
+    frames = render("grace_hopper", "blink", seed=0)
+    blink = parse_motion("blink", 0).sample(len(frames), 24)["blink"]
+    peak = int(np.argmax(blink))
+    h, w = frames.shape[1:3]
+    eyes = (slice(int(0.25 * h), int(0.41 * h)), slice(int(0.27 * w), int(0.72 * w)))
+    picks = [0, peak - 3, peak - 1, peak, peak + 2, peak + 5]
+    strip = np.concatenate([frames[i][eyes] for i in picks], axis=1)
+    path = os.path.join(folder, "portrait-blink.png")
+    Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2), Image.Resampling.LANCZOS).save(
+        path
+    )
+    written.append(path)
+
+    # The photo, then the most extreme frame of each preset.
+    row = [frames[0]]
+    for motion, key in (("smile", "smile"), ("look-around", "yaw"), ("nod", "pitch"), ("surprised", "brow")):
+        f = render("grace_hopper", motion)
+        curve = parse_motion(motion, 1).sample(len(f), 24)[key]
+        row.append(f[int(np.argmax(np.abs(curve)))])
+    path = os.path.join(folder, "portrait-presets.png")
+    Image.fromarray(np.concatenate(row, axis=1)).save(path, optimize=True)
+    written.append(path)
+    return written
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--motion", default=None)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--docs", metavar="FOLDER", help="only render the README images into FOLDER")
+    args = ap.parse_args()
+    if args.docs:
+        for path in docs(args.docs):
+            print(path, os.path.getsize(path) // 1024, "KiB")
+        return
+    if args.memory_child:
+        memory_child()
+        return
+    report = {"speed": speed(args.repeat, args.motion), "memory_12mp": memory()}
+    report["speed"]["numpy"] = np.__version__
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    main()

@@ -1,0 +1,106 @@
+"""The CPU portrait animator: a real moving portrait from one photo, no GPU and no downloaded weights.
+
+Not diffusion: it warps the photo itself. Stages: (1) read the motion plan, (2) find faces, landmarks
+and the person mask (mediapipe, see models/face.py), (3) build the rig of basis fields (rig.py),
+(4) per frame, mix the fields by the plan's curves and remap the photo (warp.py, eyes.py).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PIL import Image
+
+from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage
+from models.face import FaceAnalyzer
+from models.motion import MotionError, MotionPlan, parse_motion
+from models.portrait.rig import FACE_CHANNELS, Rig, build_rig
+from models.portrait.warp import Renderer
+
+NO_FACE_MESSAGE = (
+    "No face was found in this photo, so there is nothing to animate. Tip: use a photo where the face "
+    "looks toward the camera, is well lit, not covered, and fills at least a fifth of the picture."
+)
+MIN_FACE_PX = 16  # smaller faces are left still
+
+
+class PortraitAnimator:
+    """Blinks, breathing, smiles and head turns by a dense warp driven by face landmarks."""
+
+    name = "portrait"
+
+    def __init__(self, max_side: int = 1080, max_faces: int = 3, default_duration_s: float = 4.0) -> None:
+        self.max_side = max_side
+        self.max_faces = max_faces
+        self.default_duration_s = default_duration_s
+        self._analyzer: FaceAnalyzer | None = None
+
+    def setup(self) -> None:
+        """Load the mediapipe graphs once per process."""
+        if self._analyzer is None:
+            self._analyzer = FaceAnalyzer(max_faces=self.max_faces)
+            self._analyzer.setup()
+
+    def animate(self, photo: Image.Image, request: AnimationRequest, progress: ProgressCallback) -> Frames:
+        seconds: dict[str, float] = {}
+        t0 = time.perf_counter()
+        progress(Stage.ANALYZING, 0.0, "reading the face")
+        try:
+            plan = parse_motion(request.motion, request.seed)
+        except MotionError as e:
+            raise AnimationError("bad_motion", str(e)) from e
+        self.setup()
+        assert self._analyzer is not None
+        rgb = np.asarray(_fit(photo, request.size, self.max_side))
+        h, w = rgb.shape[:2]
+        analysis = self._analyzer.analyze(rgb)
+        faces = [f for f in analysis.faces if f.width >= MIN_FACE_PX]
+        if not faces:
+            raise AnimationError("no_face", NO_FACE_MESSAGE)
+        rig = build_rig(w, h, faces, analysis.mask)
+        fps = request.fps
+        n = request.frames or max(1, round(fps * (request.duration_s or self.default_duration_s)))
+        coeffs, eyes = plan_to_channels(plan, rig, n, fps)
+        renderer = Renderer(rig, rgb)
+        seconds[Stage.ANALYZING.value] = time.perf_counter() - t0
+        progress(Stage.ANALYZING, 1.0, f"{len(faces)} face{'s' if len(faces) > 1 else ''}")
+
+        t1 = time.perf_counter()
+        frames = np.empty((n, h, w, 3), np.uint8)
+        for i in range(n):
+            renderer.render(coeffs[i], eyes[i], out=frames[i])
+            progress(Stage.ANIMATING, (i + 1) / n, f"{i + 1}/{n}")
+        seconds[Stage.ANIMATING.value] = time.perf_counter() - t1
+        return Frames(frames=frames, fps=fps, stage_seconds=seconds)
+
+
+def plan_to_channels(
+    plan: MotionPlan, rig: Rig, n: int, fps: float
+) -> tuple[np.ndarray, list[list[tuple[float, float, float]]]]:
+    """Per-frame basis coefficients (n, C) and per-frame, per-face eye states (blink, gaze_x, gaze_y).
+
+    Each face gets its own variant of the plan, so people in one photo don't move in lockstep.
+    """
+    coeffs = np.zeros((n, rig.channels), np.float32)
+    eye_curves = []
+    for index, face in enumerate(rig.faces):
+        curves = plan.sample(n, fps, variant=index)
+        for j, name in enumerate(FACE_CHANNELS):
+            coeffs[:, face.first_channel + j] = curves[name]
+        if index == 0:
+            coeffs[:, rig.breath_channel] = curves["breath"]
+        eye_curves.append(np.stack([curves["blink"], curves["gaze_x"], curves["gaze_y"]], axis=1))
+    eyes = [[tuple(float(x) for x in ec[i]) for ec in eye_curves] for i in range(n)]
+    return coeffs, eyes
+
+
+def _fit(photo: Image.Image, size: tuple[int, int] | None, max_side: int) -> Image.Image:
+    """The photo at output size: `size` if asked, else at most `max_side` long side (never enlarged)."""
+    img = photo.convert("RGB")
+    if size:
+        return img.resize(size, Image.Resampling.LANCZOS) if img.size != tuple(size) else img
+    if max(img.size) > max_side:
+        img = img.copy()
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return img

@@ -1,0 +1,115 @@
+"""One frame: channel values → backward sampling map → `cv2.remap` of the photo.
+
+The rig's basis fields are forward displacements (where a point of the photo goes). `cv2.remap` needs
+the inverse (where each output pixel comes from), found on the coarse grid by fixed-point iteration
+O(y) = −F(y + O(y)); it converges because the fields are smooth (|∇F| < 1, the same condition that
+makes the warp fold-free, which is checked every frame). The coarse map is upsampled to full
+resolution only inside the region that can move; the rest of the frame is the photo, untouched.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from models.portrait.eyes import edit_eye
+from models.portrait.rig import Rig
+
+MIN_JACOBIAN = 0.3  # smallest allowed local area ratio of the warp (> 0 means no folds)
+
+
+class Renderer:
+    def __init__(self, rig: Rig, photo: np.ndarray) -> None:
+        self.rig = rig
+        self.photo = np.ascontiguousarray(photo)
+        hf, wf = rig.field_shape
+        k = rig.k
+        self._grid = np.dstack(np.meshgrid(np.arange(wf, dtype=np.float32), np.arange(hf, dtype=np.float32)))
+        r0, r1, c0, c1 = rig.roi
+        self._box = (r0 * k, min(rig.height, r1 * k), c0 * k, min(rig.width, c1 * k))  # y0, y1, x0, x1
+        y0, y1, x0, x1 = self._box
+        bx, by = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+        self._base = np.dstack([bx, by])  # (h, w, 2) absolute pixel coordinates of the moving box
+        self._full = self._base.shape[:2] == self.photo.shape[:2]
+        # Per channel, the steepest slope of its field: a cheap bound that skips the fold check.
+        basis = rig.basis.reshape(rig.channels, 2, hf, wf) / k
+        self._slope = np.array([_max_slope(b) for b in basis], np.float32)
+        self.folds_prevented = 0
+
+    def render(
+        self, coeffs: np.ndarray, eyes: list[tuple[float, float, float]], out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """A frame for channel values `coeffs` (one per basis row) and per-face (blink, gaze_x, gaze_y)."""
+        rig = self.rig
+        if out is None:
+            out = np.empty_like(self.photo)
+        y0, y1, x0, x1 = self._box
+        if not self._full:
+            out[...] = self.photo
+        if y1 <= y0 or x1 <= x0:
+            return out
+        offsets = self._inverse(np.asarray(coeffs, np.float32))  # (hf, wf, 2)
+        r0, r1, c0, c1 = rig.roi
+        k = rig.k
+        full = cv2.resize(
+            offsets[r0:r1, c0:c1], ((c1 - c0) * k, (r1 - r0) * k), interpolation=cv2.INTER_LINEAR
+        )
+        if full.shape[:2] != self._base.shape[:2]:
+            full = np.ascontiguousarray(full[: y1 - y0, : x1 - x0])
+        maps = cv2.add(full, self._base, dst=full)
+        reach = float(np.abs(offsets).max()) + 2.0
+        for face, (closure, gaze_x, gaze_y) in zip(rig.faces, eyes, strict=True):
+            if closure <= 1e-3 and abs(gaze_x) <= 1e-3 and abs(gaze_y) <= 1e-3:
+                continue
+            for eye in face.eyes:
+                bx0, by0, bx1, by1 = eye.box
+                px0, px1 = max(x0, int(bx0 - reach)), min(x1, int(bx1 + reach) + 1)
+                py0, py1 = max(y0, int(by0 - reach)), min(y1, int(by1 + reach) + 1)
+                if px1 > px0 and py1 > py0:
+                    patch = maps[py0 - y0 : py1 - y0, px0 - x0 : px1 - x0]
+                    edit_eye(patch[..., 0], patch[..., 1], eye, closure, gaze_x, gaze_y)
+        if self._full and out.flags.c_contiguous:
+            cv2.remap(self.photo, maps, None, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REFLECT)
+        else:
+            out[y0:y1, x0:x1] = cv2.remap(
+                self.photo, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+            )
+        return out
+
+    def _inverse(self, coeffs: np.ndarray) -> np.ndarray:
+        """Backward offsets (hf, wf, 2) in image pixels, scaled down if the warp would fold."""
+        rig = self.rig
+        hf, wf = rig.field_shape
+        forward = np.ascontiguousarray((coeffs @ rig.basis).reshape(2, hf, wf).transpose(1, 2, 0))
+        bound = float(np.abs(coeffs) @ self._slope)
+        for _ in range(4):
+            offsets = self._fixed_point(forward)
+            if bound < 0.5 or self._min_jacobian(offsets) >= MIN_JACOBIAN:
+                return offsets
+            self.folds_prevented += 1
+            forward *= 0.7
+            bound *= 0.7
+        return self._fixed_point(forward)
+
+    def _fixed_point(self, forward: np.ndarray, steps: int = 2) -> np.ndarray:
+        k = self.rig.k
+        offsets = -forward
+        for _ in range(steps):
+            where = self._grid + offsets / k
+            offsets = -cv2.remap(forward, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return offsets
+
+    def _min_jacobian(self, offsets: np.ndarray) -> float:
+        k = self.rig.k
+        dox_dy, dox_dx = np.gradient(offsets[..., 0] / k)
+        doy_dy, doy_dx = np.gradient(offsets[..., 1] / k)
+        det = (1 + dox_dx) * (1 + doy_dy) - dox_dy * doy_dx
+        return float(det.min())
+
+
+def _max_slope(field: np.ndarray) -> float:
+    """Largest absolute partial derivative of a (2, h, w) field, in field units per field pixel."""
+    if not field.any():
+        return 0.0
+    grads = [np.abs(g).max() for comp in field for g in np.gradient(comp)]
+    return float(2 * max(grads))  # 2×: the determinant mixes two derivatives

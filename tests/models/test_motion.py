@@ -1,0 +1,124 @@
+"""Motion plans: presets, motion text, smooth seeded curves that loop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.motion import CHANNELS, PRESETS, MotionError, parse_motion, understood_words
+
+
+def test_default_is_gentle_with_blinks_breathing_and_a_small_head_movement() -> None:
+    for text in (None, "", "  ", "gentle"):
+        plan = parse_motion(text)
+        assert plan.name == "gentle"
+    c = parse_motion(None, seed=3).sample(96, 24)
+    assert set(c) == set(CHANNELS)
+    assert c["blink"].max() > 0.95  # at least one full blink in 4 s
+    assert c["breath"].max() > 0.95
+    assert 0.5 < np.abs(c["yaw"]).max() < 6  # the head moves, a little
+    assert c["smile"].max() == 0
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_starts_at_rest_and_loops(name: str) -> None:
+    c = parse_motion(name, seed=1).sample(96, 24)
+    for key, curve in c.items():
+        assert curve.shape == (96,) and curve.dtype == np.float32
+        assert curve[0] == pytest.approx(0.0, abs=1e-6), key  # the first frame is the photo
+        steps = np.abs(np.diff(curve))
+        seam = abs(float(curve[0] - curve[-1]))
+        assert seam <= steps.max() * 1.05 + 1e-6, f"{key} jumps at the loop seam"
+
+
+def test_presets_do_what_they_say() -> None:
+    smile = parse_motion("smile", 2).sample(96, 24)
+    assert smile["smile"].max() > 0.6
+    around = parse_motion("look-around", 2).sample(96, 24)
+    assert around["yaw"].max() > 5 and around["yaw"].min() < -5  # one side, then the other
+    nod = parse_motion("nod", 2).sample(96, 24)
+    assert nod["pitch"].min() < -4
+    surprised = parse_motion("surprised", 2).sample(96, 24)
+    assert surprised["brow"].max() > 0.6
+
+
+def test_motion_text_maps_to_the_right_curves() -> None:
+    c = parse_motion("look left and smile", seed=5).sample(96, 24)
+    assert c["yaw"].min() < -5 and c["yaw"].max() < 1  # left only (the viewer's left)
+    assert c["gaze_x"].min() < -0.3
+    assert c["smile"].max() > 0.6
+    right = parse_motion("Turn right!", seed=5).sample(96, 24)
+    assert right["yaw"].max() > 5
+    up = parse_motion("look up", seed=5).sample(96, 24)
+    assert up["pitch"].max() > 4
+
+
+def test_slowly_means_fewer_nods() -> None:
+    def nods(text: str) -> int:
+        pitch = parse_motion(text, seed=0).sample(240, 24)["pitch"]
+        down = pitch < 0.5 * pitch.min()
+        return int(np.sum(down[1:] & ~down[:-1]))
+
+    assert nods("nod slowly") < nods("nod") < nods("nod quickly")
+
+
+def test_blink_asks_for_more_blinks() -> None:
+    def blinks(text: str) -> int:
+        b = parse_motion(text, seed=0).sample(120, 24)["blink"] > 0.5
+        return int(np.sum(b[1:] & ~b[:-1]))
+
+    assert blinks("blink") > blinks("gentle") >= 1
+
+
+def test_seed_makes_it_reproducible_and_varies_it() -> None:
+    a = parse_motion("gentle", seed=7).sample(96, 24)
+    b = parse_motion("gentle", seed=7).sample(96, 24)
+    c = parse_motion("gentle", seed=8).sample(96, 24)
+    assert all(np.array_equal(a[k], b[k]) for k in CHANNELS)
+    assert not np.allclose(a["yaw"], c["yaw"])
+    other_face = parse_motion("gentle", seed=7).sample(96, 24, variant=1)
+    assert not np.allclose(a["yaw"], other_face["yaw"])
+
+
+def test_curves_are_eased_not_mechanical() -> None:
+    c = parse_motion("look left", seed=1).sample(96, 24)
+    velocity = np.diff(c["yaw"])
+    accel = np.diff(velocity)
+    assert np.abs(accel).max() < 0.6 * np.abs(velocity).max()  # no sudden starts or stops
+
+
+def test_unknown_words_are_a_clear_error_listing_what_is_understood() -> None:
+    with pytest.raises(MotionError) as e:
+        parse_motion("dance wildly and smile")
+    message = str(e.value)
+    assert '"dance"' in message and '"wildly"' in message
+    assert "smile" in message and "look-around" in message and "nod" in message
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(MotionError):
+        parse_motion("x" * 500)
+
+
+def test_understood_words() -> None:
+    words = understood_words()
+    assert {"smile", "nod", "blink", "look", "left", "right", "slowly"} <= set(words)
+    assert words == sorted(words)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from([*understood_words(), "and", "then", "the"]), min_size=1, max_size=6))
+def test_any_understood_phrase_gives_bounded_curves(words: list[str]) -> None:
+    c = parse_motion(" ".join(words), seed=0).sample(48, 24)
+    assert all(np.isfinite(v).all() and v[0] == pytest.approx(0.0, abs=1e-6) for v in c.values())
+    assert np.abs(c["yaw"]).max() < 25 and np.abs(c["pitch"]).max() < 20 and np.abs(c["roll"]).max() < 15
+    assert c["blink"].min() >= 0 and c["blink"].max() <= 1
+
+
+def test_import_is_cheap() -> None:
+    code = "import sys, models.motion; print({'cv2', 'mediapipe', 'torch', 'scipy'} & set(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "set()"
