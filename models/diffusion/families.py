@@ -1,0 +1,216 @@
+"""The supported image-to-video model families and their defaults: one table, no per-family code paths.
+
+A family names the diffusers pipeline class, the default hub id, and what a production clip uses:
+resolution, frame count, native frame rate, denoising steps and guidance. A model folder may carry a
+`vivify.json` that overrides any of these (a fine-tune, a distilled few-step variant, a tiny test model).
+This module needs neither torch nor diffusers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FOLDER_DEFAULTS_FILE = "vivify.json"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    pipeline_class: str  # diffusers class name, as in model_index.json `_class_name`
+    hub_id: str  # default weights
+    size: tuple[int, int]  # (width, height), landscape; portrait photos get it transposed
+    frames: int
+    fps: float  # native frame rate the model was trained for
+    steps: int
+    guidance: float  # 1.0 disables classifier-free guidance (no second denoiser pass)
+    guidance_arg: str = "guidance_scale"  # the pipeline's keyword for `guidance`
+    fps_arg: str | None = None  # the pipeline's keyword for the frame-rate conditioning, if any
+    text_conditioned: bool = True  # the visitor's motion text becomes the prompt
+    size_multiple: int = 16  # width and height must be multiples of this
+    frames_rule: tuple[int, int] = (1, 0)  # frames ≡ rule[1] (mod rule[0])
+    prompt_prefix: str = "A portrait photo of a person coming to life, natural subtle motion. "
+    negative_prompt: str | None = None
+    orientable: bool = True  # False where the model takes one size only (learned positional embeddings)
+    call_kwargs: dict[str, Any] = field(default_factory=dict)  # further fixed pipeline arguments
+
+    def oriented_size(self, photo_size: tuple[int, int]) -> tuple[int, int]:
+        """The default size, turned to portrait when the photo is portrait."""
+        w, h = self.size
+        if not self.orientable:
+            return self.size
+        return (min(w, h), max(w, h)) if photo_size[1] > photo_size[0] else (max(w, h), min(w, h))
+
+    def check(self, size: tuple[int, int], frames: int, steps: int) -> None:
+        """Raise ValueError naming the expected value for inputs this family cannot take."""
+        m = self.size_multiple
+        if size[0] % m or size[1] % m or min(size) < m:
+            ok = (max(m, size[0] // m * m), max(m, size[1] // m * m))
+            raise ValueError(
+                f"{self.name}: width and height must be multiples of {m}, got {size[0]}x{size[1]} "
+                f"(try {ok[0]}x{ok[1]})"
+            )
+        k, r = self.frames_rule
+        if frames < 2 or frames % k != r % k:
+            ok = max(k + r, round((frames - r) / k) * k + r)
+            raise ValueError(f"{self.name}: frames must be {k}k+{r} and at least 2, got {frames} (try {ok})")
+        if not 1 <= steps <= 200:
+            raise ValueError(f"steps must be between 1 and 200, got {steps}")
+
+
+_WAN_NEGATIVE = (
+    "static, frozen, blurry, low quality, distorted face, deformed, extra fingers, jpeg artifacts, "
+    "subtitles, watermark, text"
+)
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in [
+        Family(
+            "svd",
+            "StableVideoDiffusionPipeline",
+            "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
+            size=(1024, 576),
+            frames=25,
+            fps=7,
+            steps=25,
+            guidance=3.0,
+            guidance_arg="max_guidance_scale",
+            fps_arg="fps",
+            text_conditioned=False,
+            size_multiple=64,
+            call_kwargs={"min_guidance_scale": 1.0, "noise_aug_strength": 0.02},
+        ),
+        Family(
+            "wan2.1",
+            "WanImageToVideoPipeline",
+            "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+            size=(832, 480),
+            frames=81,
+            fps=16,
+            steps=40,
+            guidance=5.0,
+            frames_rule=(4, 1),
+            negative_prompt=_WAN_NEGATIVE,
+        ),
+        Family(
+            "wan2.2",  # A14B: two experts (high noise, low noise), no CLIP image encoder
+            "WanImageToVideoPipeline",
+            "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+            size=(832, 480),
+            frames=81,
+            fps=16,
+            steps=40,
+            guidance=3.5,
+            frames_rule=(4, 1),
+            negative_prompt=_WAN_NEGATIVE,
+        ),
+        Family(
+            "ltx",
+            "LTXImageToVideoPipeline",
+            "Lightricks/LTX-Video",
+            size=(768, 512),
+            frames=97,
+            fps=24,
+            steps=40,
+            guidance=3.0,
+            fps_arg="frame_rate",
+            size_multiple=32,
+            frames_rule=(8, 1),
+            negative_prompt="worst quality, inconsistent motion, blurry, jittery, distorted",
+            call_kwargs={"decode_timestep": 0.05, "decode_noise_scale": 0.025},
+        ),
+        Family(
+            "ltx-condition",
+            "LTXConditionPipeline",
+            "Lightricks/LTX-Video-0.9.7-dev",
+            size=(768, 512),
+            frames=97,
+            fps=24,
+            steps=30,
+            guidance=3.0,
+            fps_arg="frame_rate",
+            size_multiple=32,
+            frames_rule=(8, 1),
+            negative_prompt="worst quality, inconsistent motion, blurry, jittery, distorted",
+            call_kwargs={"decode_timestep": 0.05, "decode_noise_scale": 0.025},
+        ),
+        Family(
+            "cogvideox",
+            "CogVideoXImageToVideoPipeline",
+            "THUDM/CogVideoX-5b-I2V",
+            size=(720, 480),
+            frames=49,
+            fps=8,
+            steps=50,
+            guidance=6.0,
+            frames_rule=(4, 1),
+            orientable=False,
+            call_kwargs={"use_dynamic_cfg": True},
+        ),
+    ]
+}
+
+DEFAULT_FAMILY = "svd"
+_BY_CLASS = {
+    "StableVideoDiffusionPipeline": "svd",
+    "LTXImageToVideoPipeline": "ltx",
+    "LTXConditionPipeline": "ltx-condition",
+    "CogVideoXImageToVideoPipeline": "cogvideox",
+}
+
+
+def family_from_model_index(index: dict[str, Any]) -> str:
+    """The family of a pipeline folder's model_index.json (Wan 2.1 and 2.2 share a class)."""
+    cls = index.get("_class_name", "")
+    if cls == "WanImageToVideoPipeline":
+        has_second_expert = (index.get("transformer_2") or [None, None])[0] is not None
+        return "wan2.2" if has_second_expert or index.get("boundary_ratio") else "wan2.1"
+    if cls in _BY_CLASS:
+        return _BY_CLASS[cls]
+    known = ", ".join(sorted({f.pipeline_class for f in FAMILIES.values()}))
+    raise ValueError(f"unsupported pipeline {cls or '(no _class_name)'}; expected one of {known}")
+
+
+def resolve_family(model: str | None, family: str | None) -> tuple[str, Family]:
+    """(model id or folder, family with folder overrides applied) for the animator's settings."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    folder = Path(model).expanduser() if model else None
+    if folder is not None and not folder.is_dir() and model.startswith(("/", ".", "~")):
+        raise ValueError(f"no model folder at {model}")
+    if folder is not None and folder.is_dir():
+        index_file = folder / "model_index.json"
+        if not index_file.exists():
+            raise ValueError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
+        fam = FAMILIES[family or family_from_model_index(json.loads(index_file.read_text()))]
+        return str(folder), apply_folder_defaults(fam, folder)
+    if family is None:
+        by_hub = {f.hub_id: f.name for f in FAMILIES.values()}
+        family = by_hub.get(model or "", DEFAULT_FAMILY if model is None else None)
+        if family is None:
+            raise ValueError(f"cannot tell the family of {model!r}: pass family= ({', '.join(FAMILIES)})")
+    fam = FAMILIES[family]
+    return model or fam.hub_id, fam
+
+
+def apply_folder_defaults(fam: Family, folder: Path) -> Family:
+    """Overrides from `<folder>/vivify.json`: any Family field but name, class and hub id."""
+    path = folder / FOLDER_DEFAULTS_FILE
+    if not path.exists():
+        return fam
+    data = json.loads(path.read_text())
+    allowed = {f.name for f in dataclasses.fields(Family)} - {"name", "pipeline_class", "hub_id"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    if "size" in data:
+        data["size"] = tuple(data["size"])
+    if "frames_rule" in data:
+        data["frames_rule"] = tuple(data["frames_rule"])
+    if "call_kwargs" in data:
+        data["call_kwargs"] = {**fam.call_kwargs, **data["call_kwargs"]}
+    return dataclasses.replace(fam, **data)

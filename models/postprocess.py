@@ -1,0 +1,214 @@
+"""Input fitting and output post-processing shared by the animators (numpy, Pillow and OpenCV; no torch).
+
+- `fit_to_face`: bring a photo to a model's resolution around the face: crop (or pad) and scale both
+  axes by the same factor, never stretch.
+- `match_colors`: pull every frame's colour statistics (YCbCr mean and spread) to the source photo's,
+  so the first frame looks like the photo and the tone does not drift across frames.
+- `interpolate_fps`: motion-compensated frame-rate conversion (DIS optical flow + backward warping),
+  about 10× faster than ffmpeg's `minterpolate=mi_mode=mci` at 1024×576 (1.2 s vs 12 s on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageFilter
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+
+
+def detect_face_box(photo: Image.Image) -> Box | None:
+    """The largest frontal face found by OpenCV's Haar cascade, or None. Fast and dependency-free."""
+    gray = np.asarray(photo.convert("L"))
+    scale = min(1.0, 640 / max(gray.shape))  # detection does not need more pixels than this
+    if scale < 1.0:
+        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    min_side = max(24, min(gray.shape) // 12)
+    faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+    if len(faces) == 0:
+        return None
+    x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
+    return (x / scale, y / scale, (x + w) / scale, (y + h) / scale)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A photo fitted to a model resolution, and how: `box` is the source window (may extend past the
+    photo when padded) that maps onto the output with one scale factor for both axes."""
+
+    image: Image.Image
+    mode: str  # "crop" or "pad"
+    box: Box
+    scale: float
+    face_box: Box | None  # the face in output pixels, when known
+
+
+def fit_to_face(
+    photo: Image.Image,
+    size: tuple[int, int],
+    face_box: Box | None = None,
+    *,
+    detect: bool = True,
+    margin: float = 0.2,
+    min_face_fraction: float = 0.3,
+    max_zoom: float = 2.0,
+) -> Fit:
+    """Fit `photo` to `size` (width, height) around the face, scaling both axes equally.
+
+    Crops to the target aspect ratio, centred on the face (with `margin` of the face size kept around
+    it) and zooms in, at most `max_zoom`, when the face would fill less than `min_face_fraction` of the
+    height. When even the tightest crop would cut the face, pads instead: the whole photo over a
+    blurred copy of itself. Without a face the crop is centred a little above the middle (portraits).
+    """
+    photo = photo.convert("RGB")
+    out_w, out_h = size
+    w, h = photo.size
+    if face_box is None and detect:
+        face_box = detect_face_box(photo)
+    if face_box is not None:
+        fx0, fy0, fx1, fy1 = face_box
+        fw, fh = fx1 - fx0, fy1 - fy0
+        cx, cy = (fx0 + fx1) / 2, (fy0 + fy1) / 2
+        need_w, need_h = fw * (1 + 2 * margin), fh * (1 + 2 * margin)
+    else:
+        cx, cy, need_w, need_h, fh = w / 2, h * 0.42, 0.0, 0.0, 0.0
+
+    scale = max(out_w / w, out_h / h)  # "cover": the largest window of the target aspect ratio
+    if face_box is not None and fh > 0:
+        crop_h = out_h / scale
+        zoom = min(max_zoom, max(1.0, min_face_fraction * crop_h / fh))
+        scale *= zoom
+        # zooming in must not cut the face either
+        scale = min(scale, max(out_w / w, out_h / h, min(out_w / need_w, out_h / need_h)))
+    crop_w, crop_h = out_w / scale, out_h / scale
+    mode = "crop" if crop_w >= need_w - 1e-6 and crop_h >= need_h - 1e-6 else "pad"
+
+    if mode == "crop":
+        x0 = float(np.clip(cx - crop_w / 2, 0, w - crop_w))
+        y0 = float(np.clip(cy - crop_h / 2, 0, h - crop_h))
+        box = (x0, y0, x0 + crop_w, y0 + crop_h)
+        image = photo.resize((out_w, out_h), Image.Resampling.LANCZOS, box=box)
+    else:
+        scale = min(out_w / w, out_h / h)  # "contain": the whole photo fits
+        sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+        cover = max(out_w / w, out_h / h)
+        bg_box_w, bg_box_h = out_w / cover, out_h / cover
+        bx0 = float(np.clip(cx - bg_box_w / 2, 0, w - bg_box_w))
+        by0 = float(np.clip(cy - bg_box_h / 2, 0, h - bg_box_h))
+        background = photo.resize(
+            (out_w, out_h), Image.Resampling.BILINEAR, box=(bx0, by0, bx0 + bg_box_w, by0 + bg_box_h)
+        )
+        image = background.filter(ImageFilter.GaussianBlur(radius=max(out_w, out_h) / 24))
+        ox = int(np.clip(round(out_w / 2 - cx * scale), 0, out_w - sw))
+        oy = int(np.clip(round(out_h / 2 - cy * scale), 0, out_h - sh))
+        image.paste(photo.resize((sw, sh), Image.Resampling.LANCZOS), (ox, oy))
+        box = (-ox / scale, -oy / scale, (out_w - ox) / scale, (out_h - oy) / scale)
+    out_face = None
+    if face_box is not None:
+        out_face = tuple(
+            (v - o) * scale for v, o in zip(face_box, (box[0], box[1], box[0], box[1]), strict=True)
+        )
+    return Fit(image=image, mode=mode, box=box, scale=scale, face_box=out_face)  # type: ignore[arg-type]
+
+
+# RGB → YCbCr (BT.601, full range): linear, so a per-channel affine map in YCbCr is one 3×4 map in RGB.
+_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float64)
+_YCC_INV = np.linalg.inv(_YCC)
+
+
+def _ycc_stats(image: np.ndarray, side: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and spread per YCbCr channel, measured on a small copy (statistics need few pixels)."""
+    h, w = image.shape[:2]
+    f = min(1.0, side / max(h, w))
+    small = cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    ycc = small.reshape(-1, 3).astype(np.float64) @ _YCC.T
+    return ycc.mean(0), ycc.std(0)
+
+
+def match_colors(
+    frames: np.ndarray, reference: np.ndarray | Image.Image, *, strength: float = 1.0, max_gain: float = 1.5
+) -> np.ndarray:
+    """Match each frame's per-channel mean and spread in YCbCr to the reference photo's.
+
+    Every frame is pulled to the same reference, so a tone drift across frames is removed too. The
+    spread gain is bounded by `max_gain` so a frame with little contrast is not blown up into noise.
+    """
+    ref = np.asarray(reference.convert("RGB") if isinstance(reference, Image.Image) else reference, np.uint8)
+    if frames.ndim != 4 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    ref_mean, ref_std = _ycc_stats(ref)
+    out = np.empty_like(frames)
+    for i, frame in enumerate(frames):
+        mean, std = _ycc_stats(frame)
+        gain = np.clip(ref_std / np.maximum(std, 1e-3), 1 / max_gain, max_gain)
+        # rgb' = YCC⁻¹ (g·(YCC rgb − mean) + ref_mean), blended with the identity by `strength`
+        a = _YCC_INV @ np.diag(gain) @ _YCC
+        b = _YCC_INV @ (ref_mean - gain * mean)
+        a = np.eye(3) + strength * (a - np.eye(3))
+        out[i] = cv2.transform(frame, np.hstack([a, strength * b[:, None]]).astype(np.float32))
+    return out
+
+
+def output_frame_count(n_frames: int, src_fps: float, dst_fps: float) -> int:
+    """Frames after converting `n_frames` at `src_fps` to `dst_fps` (same duration)."""
+    return max(1, round(n_frames * dst_fps / src_fps))
+
+
+def _flow(dis: cv2.DISOpticalFlow, a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
+    if scale < 1.0:
+        a = cv2.resize(a, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        b = cv2.resize(b, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    flow = dis.calc(a, b, None)
+    if scale < 1.0:
+        h, w = round(a.shape[0] / scale), round(a.shape[1] / scale)
+        flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) / scale
+    return flow
+
+
+def interpolate_fps(
+    frames: np.ndarray, src_fps: float, dst_fps: float, *, flow_side: int = 512
+) -> np.ndarray:
+    """Convert uint8 (T, H, W, 3) frames from `src_fps` to `dst_fps`, keeping the duration.
+
+    Each new frame at fraction t between frames I0 and I1 is a blend of both warped to time t, with the
+    intermediate flows approximated from the forward and backward DIS flows (Super SloMo, eq. 4).
+    Flow is computed with the longer side at most `flow_side` pixels and upsampled.
+    """
+    t_in, h, w, _ = frames.shape
+    n_out = output_frame_count(t_in, src_fps, dst_fps)
+    if t_in < 2 or abs(src_fps - dst_fps) < 1e-6:
+        idx = np.minimum((np.arange(n_out) * src_fps / dst_fps).round().astype(int), t_in - 1)
+        return frames[idx]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    scale = min(1.0, flow_side / max(h, w))
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    flows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    out = np.empty((n_out, h, w, 3), np.uint8)
+    for k in range(n_out):
+        pos = min(k * src_fps / dst_fps, t_in - 1)
+        i = min(int(pos), t_in - 2)
+        t = pos - i
+        if t < 1e-3 or t > 1 - 1e-3:
+            out[k] = frames[round(pos)]
+            continue
+        if i not in flows:
+            flows[i] = (_flow(dis, gray[i], gray[i + 1], scale), _flow(dis, gray[i + 1], gray[i], scale))
+        f01, f10 = flows[i]
+        ft0 = -(1 - t) * t * f01 + t * t * f10
+        ft1 = (1 - t) * (1 - t) * f01 - t * (1 - t) * f10
+        w0 = cv2.remap(
+            frames[i], gx + ft0[..., 0], gy + ft0[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        w1 = cv2.remap(
+            frames[i + 1],
+            gx + ft1[..., 0],
+            gy + ft1[..., 1],
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        out[k] = cv2.addWeighted(w0, 1 - t, w1, t, 0)
+    return out

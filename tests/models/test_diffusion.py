@@ -1,0 +1,276 @@
+"""The diffusion animator on tiny random-weight pipelines (SVD and Wan 2.1; LTX and CogVideoX end to end
+only), on a CPU.
+
+Each pipeline is saved to a folder and loaded the way the worker and the CLI load it
+(`create_animator("diffusion", model=DIR)`, then `render_clip`), so the whole path runs: photo fit →
+vision/text encoders → denoiser → VAE decode → colour matching → frame-rate conversion → H.264.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.base import AnimationError, AnimationRequest, Canceled, Stage
+from models.diffusion import DiffusionAnimator, resolve_family, svd_motion_bucket
+from models.registry import create_animator
+from models.render import render_clip
+from models.video import AI_GENERATED_COMMENT, probe
+from tests.fixtures.tiny_pipelines import build_tiny_cogvideox, build_tiny_ltx, build_tiny_svd, build_tiny_wan
+
+FAMILY_OF = {"svd": "svd", "wan": "wan2.1"}
+BUILDERS = {"svd": build_tiny_svd, "wan": build_tiny_wan}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: tiny models gain nothing from more, and on a shared machine threads spin-wait."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("pipelines")
+    return {name: build(root / name) for name, build in BUILDERS.items()}
+
+
+@pytest.fixture(scope="module")
+def animators(folders: dict[str, Path]) -> dict[str, DiffusionAnimator]:
+    out = {}
+    for name, folder in folders.items():
+        animator = create_animator("diffusion", model=str(folder))  # the worker's and the CLI's call
+        animator.setup()
+        out[name] = animator
+    return out
+
+
+class Recorder:
+    """A progress callback that records events and can cancel at a chosen detail."""
+
+    def __init__(self, cancel_at: str | None = None) -> None:
+        self.events: list[tuple[Stage, float, str]] = []
+        self.cancel_at = cancel_at
+
+    def __call__(self, stage: Stage, fraction: float, detail: str = "") -> None:
+        self.events.append((stage, fraction, detail))
+        if stage is Stage.ANIMATING and detail == self.cancel_at:
+            raise Canceled()
+
+    def stages(self) -> list[Stage]:
+        seen: list[Stage] = []
+        for stage, _, _ in self.events:
+            if not seen or seen[-1] is not stage:
+                seen.append(stage)
+        return seen
+
+    def steps(self) -> list[str]:
+        return [d for s, _, d in self.events if s is Stage.ANIMATING and d]
+
+
+@pytest.mark.parametrize("name", ["svd", "wan"])
+def test_render_clip_end_to_end(name: str, animators: dict, portrait: Image.Image) -> None:
+    animator = animators[name]
+    assert animator.family.name == FAMILY_OF[name]
+    progress = Recorder()
+    clip = render_clip(animator, portrait, AnimationRequest(seed=7, motion="look left and smile"), progress)
+
+    info = probe(clip.mp4)
+    assert (info.codec, info.pix_fmt, info.fps) == ("h264", "yuv420p", 24.0)
+    assert (info.width, info.height) == (64, 64)  # the tiny folder's vivify.json default size
+    assert info.faststart and info.comment == AI_GENERATED_COMMENT
+    assert info.frame_count == clip.frame_count
+    assert 3.0 <= info.duration_s <= 5.0 and abs(info.duration_s - clip.frame_count / 24) < 0.05
+    assert clip.poster_jpeg[:2] == b"\xff\xd8"
+
+    assert progress.stages() == [
+        Stage.ANALYZING,
+        Stage.ANIMATING,
+        Stage.DECODING,
+        Stage.POSTPROCESSING,
+        Stage.ENCODING,
+    ]
+    assert progress.steps() == ["0/2", "1/2", "2/2"]
+    fractions = [f for s, f, _ in progress.events if s is Stage.ANIMATING]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    for stage in ("analyzing", "animating", "decoding", "postprocessing", "encoding"):
+        assert clip.stage_seconds[stage] > 0, stage
+
+
+@pytest.mark.parametrize(
+    ("build", "family"),
+    [
+        (build_tiny_ltx, "ltx"),
+        (lambda p: build_tiny_ltx(p, condition=True), "ltx-condition"),
+        (build_tiny_cogvideox, "cogvideox"),
+    ],
+)
+def test_other_families_render_through_the_same_path(
+    build: Callable[[Path], Path], family: str, tmp_path: Path, portrait: Image.Image
+) -> None:
+    animator = create_animator("diffusion", model=str(build(tmp_path / family)))
+    animator.setup()
+    assert animator.family.name == family
+    progress = Recorder()
+    clip = render_clip(animator, portrait, AnimationRequest(seed=1, motion="smile", steps=3), progress)
+    info = probe(clip.mp4)
+    assert (info.codec, info.pix_fmt, info.fps, info.width, info.height) == ("h264", "yuv420p", 24.0, 64, 64)
+    assert info.frame_count == clip.frame_count and 3.0 <= info.duration_s <= 5.0
+    assert progress.steps()[-1] == "3/3"
+
+
+@pytest.mark.parametrize(
+    ("name", "request_", "shape"),
+    [
+        ("svd", AnimationRequest(seed=1, frames=5, size=(128, 64), steps=3), (5, 64, 128, 3)),
+        ("wan", AnimationRequest(seed=1, frames=5, size=(48, 32), steps=3), (5, 32, 48, 3)),
+    ],
+)
+def test_request_overrides_family_defaults(
+    name: str, request_: AnimationRequest, shape: tuple, animators: dict, portrait: Image.Image
+) -> None:
+    progress = Recorder()
+    result = animators[name].animate(portrait, request_, progress)
+    assert result.frames.shape == shape
+    assert progress.steps()[-1] == "3/3"
+    assert 3.0 <= shape[0] / result.fps <= 5.0  # short native clips are slowed to at least 3 s
+
+
+@pytest.mark.parametrize("name", ["svd", "wan"])
+def test_same_seed_same_frames_other_seed_other_frames(
+    name: str, animators: dict, portrait: Image.Image
+) -> None:
+    run = lambda seed: animators[name].animate(portrait, AnimationRequest(seed=seed), Recorder()).frames  # noqa: E731
+    a, b, c = run(11), run(11), run(12)
+    assert np.array_equal(a, b)
+    assert np.abs(a.astype(int) - c.astype(int)).mean() > 0.5
+
+
+@pytest.mark.parametrize("name", ["svd", "wan"])
+def test_cancel_stops_within_one_step(name: str, animators: dict, portrait: Image.Image) -> None:
+    animator = animators[name]
+    calls: list[int] = []
+    denoiser = animator.pipe.unet if name == "svd" else animator.pipe.transformer
+    handle = denoiser.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        animator.animate(portrait, AnimationRequest(seed=3, steps=4), Recorder())
+        per_step = len(calls) / 4
+        calls.clear()
+        progress = Recorder(cancel_at="1/4")
+        with pytest.raises(Canceled):
+            animator.animate(portrait, AnimationRequest(seed=3, steps=4), progress)
+    finally:
+        handle.remove()
+    assert len(calls) == per_step  # exactly one step's denoiser work ran
+    assert progress.steps()[-1] == "1/4"
+    assert Stage.DECODING not in progress.stages()
+
+
+def test_cancel_before_denoising(animators: dict, portrait: Image.Image) -> None:
+    def progress(stage: Stage, fraction: float, detail: str = "") -> None:
+        if stage is Stage.ANIMATING:
+            raise Canceled()
+
+    with pytest.raises(Canceled):
+        animators["wan"].animate(portrait, AnimationRequest(seed=3), progress)
+
+
+def test_first_frame_colours_follow_the_photo(animators: dict, portrait: Image.Image) -> None:
+    animator = animators["svd"]
+    request = AnimationRequest(seed=5)
+    photo_mean = np.asarray(portrait.resize((64, 64)), float).reshape(-1, 3).mean(0)
+    matched = animator.animate(portrait, request, Recorder()).frames
+    animator.color_match = 0.0
+    try:
+        raw = animator.animate(portrait, request, Recorder()).frames
+    finally:
+        animator.color_match = 1.0
+    err_matched = np.abs(matched[0].reshape(-1, 3).mean(0) - photo_mean).max()
+    err_raw = np.abs(raw[0].reshape(-1, 3).mean(0) - photo_mean).max()
+    assert err_matched < 12 < err_raw  # random weights: only colour matching brings the tone back
+    drift = matched.reshape(len(matched), -1, 3).mean(1).std(0).max()
+    assert drift < 3.0
+
+
+@pytest.mark.parametrize(
+    ("name", "request_", "expected"),
+    [
+        ("wan", AnimationRequest(frames=8), r"4k\+1 .* \(try 9\)"),
+        ("svd", AnimationRequest(size=(100, 64)), r"multiples of 64.*\(try 64x64\)"),
+        ("svd", AnimationRequest(steps=500), "between 1 and 200"),
+    ],
+)
+def test_invalid_requests_name_the_expected_value(
+    name: str, request_: AnimationRequest, expected: str, animators: dict, portrait: Image.Image
+) -> None:
+    with pytest.raises(AnimationError, match=expected) as err:
+        animators[name].animate(portrait, request_, Recorder())
+    assert err.value.code == "invalid_request"
+
+
+def test_family_detection_and_folder_defaults(folders: dict[str, Path], tmp_path: Path) -> None:
+    model, fam = resolve_family(str(folders["svd"]), None)
+    assert (fam.name, fam.size, fam.frames, fam.steps) == ("svd", (64, 64), 8, 2)
+    assert resolve_family(str(folders["wan"]), None)[1].name == "wan2.1"
+    assert resolve_family(None, None) == (
+        "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
+        resolve_family(None, "svd")[1],
+    )
+    assert resolve_family(None, "ltx")[0] == "Lightricks/LTX-Video"
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(ValueError, match="unsupported pipeline"):
+        resolve_family(str(tmp_path), None)
+    with pytest.raises(ValueError, match="no model folder"):
+        resolve_family(str(tmp_path / "missing"), None)
+    with pytest.raises(ValueError, match="cannot tell the family"):
+        resolve_family("someone/some-video-model", None)
+    (tmp_path / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "WanImageToVideoPipeline",
+                "transformer_2": ["diffusers", "WanTransformer3DModel"],
+            }
+        )
+    )
+    assert resolve_family(str(tmp_path), None)[1].name == "wan2.2"
+
+
+def test_portrait_photos_get_portrait_video_by_default() -> None:
+    _, fam = resolve_family(None, "svd")
+    assert fam.oriented_size((512, 600)) == (576, 1024)
+    assert fam.oriented_size((800, 600)) == (1024, 576)
+
+
+def test_first_block_step_cache_runs_on_a_transformer(
+    folders: dict[str, Path], portrait: Image.Image
+) -> None:
+    animator = DiffusionAnimator(model=str(folders["wan"]), step_cache="first-block:0.2", warmup=False)
+    result = animator.animate(portrait, AnimationRequest(seed=2, steps=4), Recorder())
+    assert result.frames.shape == (9, 64, 64, 3)
+    svd = DiffusionAnimator(model=str(folders["svd"]), step_cache="first-block:0.2", warmup=False)
+    with pytest.raises(ValueError, match="transformer denoiser"):
+        svd.setup()
+
+
+def test_svd_motion_text_maps_to_motion_bucket() -> None:
+    assert svd_motion_bucket(None) == 127
+    assert svd_motion_bucket("a subtle blink") < 127 < svd_motion_bucket("dance and laugh")
+    assert svd_motion_bucket("look left and smile") == 127
+
+
+def test_cpu_modules_do_not_import_torch() -> None:
+    code = "import sys, models.base, models.registry, models.render, models.postprocess\n"
+    code += "print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
