@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from app.storage import ObjectStore, photo_key, poster_key, video_key
 from app.tables import FINAL_STATUSES, Job, JobStatus, utcnow
 
 _Q, _R = JobStatus.QUEUED.value, JobStatus.RUNNING.value
@@ -60,8 +61,9 @@ def claim(session: Session, job_id: str, worker: str) -> Job | None:
 
 
 def report_progress(session: Session, job_id: str, stage: str, progress: float, detail: str = "") -> bool:
-    """Write progress; returns True when the visitor asked to cancel (the caller then stops)."""
-    _transition(
+    """Write progress; returns True when the caller should stop: cancel asked, or the job is no longer
+    running (deleted, or failed by the reconciler)."""
+    still_running = _transition(
         session,
         job_id,
         [_R],
@@ -70,6 +72,8 @@ def report_progress(session: Session, job_id: str, stage: str, progress: float, 
         progress=max(0.0, min(1.0, progress)),
         heartbeat_at=utcnow(),
     )
+    if not still_running:
+        return True
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
@@ -177,5 +181,43 @@ def stale_jobs(session: Session, older_than_s: int) -> list[Job]:
     return list(session.scalars(select(Job).where(Job.status.in_([_Q, _R]), touched < cutoff)))
 
 
+def touch_stale(session: Session, job_id: str, older_than_s: int) -> bool:
+    """Mark a stale queued/running job as re-sent now; False if it moved or another reconciler won.
+
+    Only the caller that gets True sends the job id again, so two reconcilers never double-send.
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    touched = func.coalesce(Job.heartbeat_at, Job.enqueued_at, Job.created_at)
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([_Q, _R]), touched < cutoff)
+        .values(enqueued_at=now, heartbeat_at=case((Job.status == _R, now), else_=Job.heartbeat_at))
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
 def expired_jobs(session: Session, now: datetime | None = None) -> list[Job]:
     return list(session.scalars(select(Job).where(Job.expires_at < (now or utcnow()))))
+
+
+def delete_job(session: Session, store: ObjectStore, job: Job) -> None:
+    """Delete a job's photo, clip, poster and row now (a visitor's DELETE, or retention)."""
+    # Stop a live job first, so a worker that finishes after this finds no job to succeed.
+    mark_canceled(session, job.id)
+    # Deterministic keys: also removes a clip a worker stored but had not yet recorded.
+    keys = {
+        job.photo_key,
+        job.video_key,
+        job.poster_key,
+        photo_key(job.id),
+        video_key(job.id),
+        poster_key(job.id),
+    }
+    for key in sorted(k for k in keys if k):
+        store.delete(key)  # StorageUnavailable propagates and the row stays, so a retry finishes the job
+    row = session.get(Job, job.id)
+    if row is not None:
+        session.delete(row)
+    session.commit()

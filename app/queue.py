@@ -20,13 +20,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     broker = settings.resolved_broker_url
     transport: dict[str, Any] = {}
     if broker.startswith("filesystem://"):
+        import app.broker_fs  # noqa: F401  registers the vivifyfs:// transport (atomic writes)
+
+        broker = "vivifyfs://"
         folder = settings.broker_folder
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         transport = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
             "store_processed": False,
             "polling_interval": 0.1,
         }
@@ -55,14 +59,21 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-@functools.lru_cache(maxsize=1)
-def producer() -> Celery:
-    settings = get_settings()
+def make_producer(settings: Settings) -> Celery:
     celery = Celery("vivify-web")
     celery.conf.update(celery_config(settings))
     return celery
 
 
-def enqueue_job(job_id: str, queue: str = DEFAULT_QUEUE) -> None:
-    """Send a job id to the workers. Call only after the job row is committed."""
-    producer().send_task(ANIMATE_TASK, args=[job_id], queue=queue)
+@functools.lru_cache(maxsize=1)
+def producer() -> Celery:
+    return make_producer(get_settings())
+
+
+def enqueue_job(job_id: str, queue: str = DEFAULT_QUEUE, celery: Celery | None = None) -> None:
+    """Send a job id to the workers. Call only after the job row is committed.
+
+    `celery` is the caller's producer (the web app builds one from its own Settings); default: the
+    process-wide one from get_settings().
+    """
+    (celery or producer()).send_task(ANIMATE_TASK, args=[job_id], queue=queue)

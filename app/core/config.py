@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-insecure-change-me"
 
@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     free_animations_per_day: int = Field(5, ge=0)
     retention_hours: float = Field(24, gt=0)
     rate_limit: str = "120/minute"
-    trusted_proxies: list[str] = []
+    # Comma-separated addresses or networks (VIVIFY_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1) whose
+    # X-Forwarded-For is believed.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
 
     # Worker / queue
     task_soft_time_limit_s: int = 600
@@ -56,6 +58,26 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: int = 3600
     task_max_retries: int = 3
     stale_job_after_s: int = 900
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if isinstance(value, list):
+            import ipaddress
+
+            for p in value:
+                ipaddress.ip_network(str(p).strip(), strict=False)  # ValueError names the bad entry
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # e.g. "120/minute"; raises ValueError otherwise
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -1,0 +1,1 @@
+"""The HTTP layer: dependencies, errors, rate limits, routes."""

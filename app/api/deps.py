@@ -1,0 +1,110 @@
+"""Request dependencies: settings, database session, object store, the visitor and their jobs.
+
+Everything comes from `app.state` (set by create_app), never from module globals, so two apps with
+different Settings (tests) never share an engine, a store or a broker connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request, Response
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import jobs
+from app.api.errors import ApiError, not_found
+from app.api.ratelimit import RateLimiter
+from app.core.config import Settings
+from app.metrics import Metrics
+from app.storage import ObjectStore
+from app.tables import Job
+from app.visitors import (
+    COOKIE_NAME,
+    Visitor,
+    client_ip,
+    cookie_kwargs,
+    hash_ip,
+    new_visitor_id,
+    read_visitor_cookie,
+    sign_visitor_id,
+)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        yield session
+
+
+def get_store_dep(request: Request) -> ObjectStore:
+    return request.app.state.store
+
+
+def get_producer(request: Request) -> Celery:
+    return request.app.state.producer
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+StoreDep = Annotated[ObjectStore, Depends(get_store_dep)]
+ProducerDep = Annotated[Celery, Depends(get_producer)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def request_ip(request: Request, settings: Settings) -> str:
+    peer = request.client.host if request.client else None
+    return client_ip(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
+
+
+def get_visitor(request: Request, response: Response, settings: SettingsDep) -> Visitor:
+    """The visitor named by the signed cookie; a new one (cookie set on this response) otherwise."""
+    cached = getattr(request.state, "visitor", None)
+    if cached is not None:
+        return cached
+    ip = request_ip(request, settings)
+    visitor_id = read_visitor_cookie(settings, request.cookies.get(COOKIE_NAME))
+    is_new = visitor_id is None
+    visitor = Visitor(id=visitor_id or new_visitor_id(), ip=ip, ip_hash=hash_ip(settings, ip), is_new=is_new)
+    if is_new:
+        response.set_cookie(COOKIE_NAME, sign_visitor_id(settings, visitor.id), **cookie_kwargs(settings))
+    request.state.visitor = visitor
+    return visitor
+
+
+VisitorDep = Annotated[Visitor, Depends(get_visitor)]
+
+
+def rate_limited(request: Request, visitor: VisitorDep) -> None:
+    """Per-visitor and per-IP limit (Settings.rate_limit) for state-changing requests."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    wait = limiter.hit(f"v:{visitor.id}", f"ip:{visitor.ip_hash}")
+    if wait is not None:
+        raise ApiError(
+            429, "rate_limited", f"Too many requests; try again in {wait} s.", {"Retry-After": str(wait)}
+        )
+
+
+RateLimited = Depends(rate_limited)
+
+
+def owned_job(job_id: str, session: SessionDep, visitor: VisitorDep) -> Job:
+    """The visitor's job, or 404 (the same answer for unknown ids and other visitors' jobs)."""
+    if not job_id or len(job_id) > 64:
+        raise not_found()
+    job = jobs.get_job(session, job_id, visitor_id=visitor.id)
+    if job is None:
+        raise not_found()
+    return job
+
+
+OwnedJobDep = Annotated[Job, Depends(owned_job)]

@@ -1,0 +1,78 @@
+"""Liveness, readiness and metrics for orchestrators and Prometheus."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from app.api.deps import MetricsDep, SettingsDep
+from app.core.config import Settings
+from app.queue import celery_config
+from app.schemas import HealthOut, ReadyOut
+
+log = logging.getLogger("vivify.health")
+router = APIRouter(tags=["health"])
+
+BROKER_TIMEOUT_S = 2.0
+
+
+@router.get("/healthz", response_model=HealthOut, summary="The process is alive")
+def healthz() -> HealthOut:
+    return HealthOut(status="ok")
+
+
+def _check_broker(settings: Settings) -> None:
+    from kombu import Connection
+
+    conf = celery_config(settings)
+    with Connection(
+        conf["broker_url"],
+        transport_options=conf["broker_transport_options"],
+        connect_timeout=BROKER_TIMEOUT_S,
+    ) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_S)
+
+
+def _run_checks(request: Request, settings: Settings) -> dict[str, str]:
+    checks: dict[str, str] = {}
+
+    def attempt(name: str, fn) -> None:  # type: ignore[no-untyped-def]
+        try:
+            fn()
+            checks[name] = "ok"
+        except Exception as exc:  # the probe reports what failed, never raises
+            log.warning("readiness: %s failed (%s)", name, type(exc).__name__)
+            checks[name] = f"unavailable: {type(exc).__name__}"
+
+    def database() -> None:
+        with request.app.state.sessions() as session:
+            session.execute(text("SELECT 1"))
+
+    attempt("database", database)
+    attempt("storage", request.app.state.store.check)
+    attempt("broker", lambda: _check_broker(settings))
+    return checks
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut}},
+    summary="Database, object store and broker reachable",
+)
+async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
+    checks = await run_in_threadpool(_run_checks, request, settings)
+    ok = all(v == "ok" for v in checks.values())
+    body = ReadyOut(status="ok" if ok else "unavailable", checks=checks).model_dump()
+    headers = None if ok else {"Retry-After": "5"}
+    return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics")
+def metrics(m: MetricsDep) -> Response:
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,269 @@
+"""/api/v1/jobs: submit, list, read, follow, download, cancel and delete a visitor's jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, RedirectResponse
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, sessionmaker
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app import jobs
+from app.api import submit
+from app.api.deps import (
+    MetricsDep,
+    OwnedJobDep,
+    ProducerDep,
+    RateLimited,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    VisitorDep,
+)
+from app.api.errors import ApiError
+from app.api.forms import clean_motion, parse_seed, read_upload_form
+from app.schemas import API, ErrorOut, JobList, JobOut, QuotaOut, as_utc, job_out
+from app.storage import ObjectStore, poster_key, video_key
+from app.tables import Job, JobStatus
+from app.visitors import allowance
+
+log = logging.getLogger("vivify.api.jobs")
+router = APIRouter(prefix=API, tags=["jobs"])
+
+EVENTS_POLL_S = 0.5
+EVENTS_MAX_S = 30 * 60  # a stream ends after this; EventSource reconnects by itself
+LIST_LIMIT = 50
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["photo", "consent"],
+                    "properties": {
+                        "photo": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP"},
+                        "consent": {
+                            "type": "string",
+                            "enum": ["true", "on"],
+                            "description": "The visitor confirms they may animate this photo.",
+                        },
+                        "motion": {
+                            "type": "string",
+                            "maxLength": 200,
+                            "description": "A preset name or short text such as 'look left and smile'.",
+                        },
+                        "seed": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict]:
+    return {code: {"model": ErrorOut} for code in codes}
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobOut,
+    dependencies=[RateLimited],
+    openapi_extra=UPLOAD_BODY,
+    responses=_errors(400, 403, 413, 415, 422, 429, 503),
+    summary="Upload a photo and start an animation",
+)
+async def create_job(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    store: StoreDep,
+    producer: ProducerDep,
+    metrics: MetricsDep,
+    visitor: VisitorDep,
+) -> JobOut:
+    try:
+        form = await read_upload_form(request, settings)
+        if not form.consent:
+            raise ApiError(
+                422, "consent_required", "Please confirm you have the right to animate this photo."
+            )
+        motion = clean_motion(form.motion)
+        seed = parse_seed(form.seed)
+        # The allowance first: an over-quota visitor costs no image decoding.
+        await run_in_threadpool(submit.check_allowance, session, settings, visitor)
+        checked = await run_in_threadpool(submit.analyse_photo, form.photo, settings)
+        problem = submit.photo_problem(checked, settings)
+        if problem is not None:
+            raise problem
+    except ApiError as exc:
+        metrics.uploads_rejected.labels(exc.code).inc()
+        raise
+    job = await run_in_threadpool(
+        lambda: submit.create_job(
+            session=session,
+            settings=settings,
+            store=store,
+            producer=producer,
+            metrics=metrics,
+            visitor=visitor,
+            checked=checked,
+            motion=motion,
+            seed=seed,
+        )
+    )
+    response.headers["Location"] = f"{API}/jobs/{job.id}"
+    return job_out(session, job)
+
+
+@router.get("/jobs", response_model=JobList, summary="The visitor's jobs, newest first")
+def list_jobs(session: SessionDep, visitor: VisitorDep) -> JobList:
+    rows = session.scalars(
+        select(Job).where(Job.visitor_id == visitor.id).order_by(Job.created_at.desc()).limit(LIST_LIMIT)
+    ).all()
+    return JobList(jobs=[job_out(session, job) for job in rows])
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=_errors(404))
+def get_job(job: OwnedJobDep, session: SessionDep) -> JobOut:
+    return job_out(session, job)
+
+
+def _snapshot(sessions: sessionmaker[Session], job_id: str) -> JobOut | None:
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        return job_out(session, job) if job is not None else None
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    responses={200: {"content": {"text/event-stream": {}}}, **_errors(404)},
+    summary="Server-Sent Events: one `job` event with the Job per change, until the job is final",
+)
+async def job_events(request: Request, job: OwnedJobDep) -> Response:
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    poll_s: float = getattr(request.app.state, "events_poll_s", EVENTS_POLL_S)
+    job_id = job.id
+    # A browser's EventSource reconnects whenever a stream ends; once it has seen the final state,
+    # 204 tells it to stop (the event id carries the status it last saw).
+    if JobStatus(job.status).is_final and request.headers.get("last-event-id") == job.status:
+        return Response(status_code=204)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        last = None
+        deadline = time.monotonic() + EVENTS_MAX_S
+        while time.monotonic() < deadline:
+            try:
+                current = await run_in_threadpool(_snapshot, sessions, job_id)
+            except (OperationalError, PoolTimeout):  # a database blip: try again next poll
+                await asyncio.sleep(poll_s * 4)
+                continue
+            if current is None:  # deleted meanwhile
+                return
+            data = current.model_dump_json()
+            if data != last:
+                last = data
+                yield ServerSentEvent(data=data, event="job", id=current.status)
+            if JobStatus(current.status).is_final or await request.is_disconnected():
+                return
+            await asyncio.sleep(poll_s)
+
+    return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})
+
+
+def _media(
+    job: Job, store: ObjectStore, ttl_s: int, kind: str, download: bool
+) -> RedirectResponse | FileResponse:
+    if job.status != JobStatus.SUCCEEDED.value:
+        raise ApiError(409, "not_ready", f"The job is {job.status}; the {kind} exists once it has succeeded.")
+    is_video = kind == "video"
+    key = (job.video_key or video_key(job.id)) if is_video else (job.poster_key or poster_key(job.id))
+    filename = f"vivify-{job.id}.{'mp4' if is_video else 'jpg'}"
+    url = store.presigned_url(key, ttl_s, filename=filename if download else None)
+    if url is not None:
+        # Handed only to the job's owner, valid for minutes; never logged.
+        return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+    path = store.local_path(key)
+    if path is None:
+        raise ApiError(404, "gone", f"The {kind} is no longer stored.")
+    return FileResponse(
+        path,
+        media_type="video/mp4" if is_video else "image/jpeg",
+        filename=filename if download else None,
+        content_disposition_type="attachment" if download else "inline",
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+
+Download = Annotated[bool, Query(description="Serve as an attachment named vivify-<id>.mp4")]
+MEDIA_RESPONSES = {
+    200: {"content": {"video/mp4": {}, "image/jpeg": {}}},
+    206: {"description": "Partial content (Range)"},
+    307: {"description": "Redirect to a short-lived presigned URL (S3 storage)"},
+    **_errors(404, 409),
+}
+
+
+@router.get("/jobs/{job_id}/video", responses=MEDIA_RESPONSES, response_model=None)
+def get_video(
+    job: OwnedJobDep, store: StoreDep, settings: SettingsDep, download: Download = False
+) -> RedirectResponse | FileResponse:
+    return _media(job, store, settings.presigned_url_ttl_s, "video", download)
+
+
+@router.get("/jobs/{job_id}/poster", responses=MEDIA_RESPONSES, response_model=None)
+def get_poster(
+    job: OwnedJobDep, store: StoreDep, settings: SettingsDep, download: Download = False
+) -> RedirectResponse | FileResponse:
+    return _media(job, store, settings.presigned_url_ttl_s, "poster", download)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    status_code=202,
+    response_model=JobOut,
+    dependencies=[RateLimited],
+    responses=_errors(403, 404, 409, 429),
+    summary="Cancel a queued or running job",
+)
+def cancel_job(job: OwnedJobDep, session: SessionDep) -> JobOut:
+    if JobStatus(job.status).is_final:
+        raise ApiError(409, "already_final", f"The job already {job.status}.")
+    if not jobs.request_cancel(session, job):
+        session.refresh(job)
+        if JobStatus(job.status).is_final:
+            raise ApiError(409, "already_final", f"The job already {job.status}.")
+    session.refresh(job)
+    return job_out(session, job)
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=204,
+    dependencies=[RateLimited],
+    responses=_errors(403, 404, 429, 503),
+    summary="Delete the photo, clip and poster now",
+)
+def delete_job(job: OwnedJobDep, session: SessionDep, store: StoreDep) -> Response:
+    jobs.delete_job(session, store, job)  # StorageUnavailable → 503, and a retry finishes the job
+    return Response(status_code=204)
+
+
+@router.get("/quota", response_model=QuotaOut, summary="The visitor's free allowance left today")
+def get_quota(session: SessionDep, settings: SettingsDep, visitor: VisitorDep) -> QuotaOut:
+    left = allowance(session, settings, visitor)
+    used = min(left.used, left.limit)
+    return QuotaOut(limit=left.limit, used=used, remaining=left.remaining, resets_at=as_utc(left.resets_at))

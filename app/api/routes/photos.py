@@ -1,0 +1,73 @@
+"""Help before submitting: check a photo without creating a job, and list what motion text understands."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from app.api import submit
+from app.api.deps import MetricsDep, RateLimited, SettingsDep
+from app.api.errors import ApiError
+from app.api.forms import MAX_MOTION_CHARS, read_upload_form
+from app.api.routes.jobs import UPLOAD_BODY, _errors
+from app.schemas import API, ErrorBody, MotionPreset, MotionsOut, PhotoCheckOut, PhotoOut
+from models.motion import PRESETS, understood_words
+
+router = APIRouter(prefix=API, tags=["photos"])
+
+PHOTO_ONLY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["photo"],
+                    "properties": UPLOAD_BODY["requestBody"]["content"]["multipart/form-data"]["schema"][
+                        "properties"
+                    ],
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/photo-check",
+    response_model=PhotoCheckOut,
+    dependencies=[RateLimited],
+    openapi_extra=PHOTO_ONLY_BODY,
+    responses=_errors(400, 403, 413, 415, 422, 429),
+    summary="Size and quality report of a photo; creates no job and spends no allowance",
+)
+async def photo_check(request: Request, settings: SettingsDep, metrics: MetricsDep) -> PhotoCheckOut:
+    try:
+        form = await read_upload_form(request, settings)
+        checked = await run_in_threadpool(submit.analyse_photo, form.photo, settings)
+    except ApiError as exc:
+        metrics.uploads_rejected.labels(exc.code).inc()
+        raise
+    problem = submit.photo_problem(checked, settings)
+    return PhotoCheckOut(
+        ok=problem is None,
+        photo=PhotoOut(
+            width=checked.photo.width,
+            height=checked.photo.height,
+            bytes=checked.size_bytes,
+            quality=checked.quality,
+        ),
+        problem=ErrorBody(code=problem.code, message=problem.message) if problem else None,
+    )
+
+
+@router.get(
+    "/motions", response_model=MotionsOut, summary="Motion presets and the words motion text understands"
+)
+def motions() -> MotionsOut:
+    return MotionsOut(
+        default="gentle" if "gentle" in PRESETS else None,
+        presets=[MotionPreset(name=name, description=desc) for name, desc in PRESETS.items()],
+        words=understood_words(),
+        max_length=MAX_MOTION_CHARS,
+    )

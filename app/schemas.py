@@ -1,0 +1,149 @@
+"""What the API answers with. Table rows never leave the app; they are turned into these models here."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from app import jobs
+from app.tables import Job, JobStatus
+
+API = "/api/v1"
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["invalid_photo"])
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class PhotoOut(BaseModel):
+    width: int
+    height: int
+    bytes: int
+    quality: dict[str, Any] | None = Field(
+        None, description="Quality report of the photo: score (0-1), faces (count), tips (list of strings)."
+    )
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobUrls(BaseModel):
+    self: str
+    events: str
+    video: str | None = Field(None, description="Set once the job succeeded.")
+    poster: str | None = Field(None, description="Set once the job succeeded.")
+    download: str | None = Field(None, description="The video as an attachment; set once the job succeeded.")
+    cancel: str | None = Field(None, description="Set while the job can still be canceled.")
+
+
+class JobOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed", "canceled"]
+    stage: str
+    stage_detail: str = Field("", description='Progress inside the stage, e.g. "12/25" denoising steps.')
+    progress: float = Field(ge=0, le=1)
+    queue_position: int | None = Field(None, description="1 = next to start; only while queued.")
+    eta_s: float | None = Field(None, description="Seconds until the clip should be ready; None when final.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime
+    motion: str | None
+    seed: int
+    animator: str
+    photo: PhotoOut
+    error: JobError | None
+    urls: JobUrls
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class QuotaOut(BaseModel):
+    limit: int
+    used: int
+    remaining: int
+    resets_at: datetime | None = Field(None, description="When the oldest counted submission stops counting.")
+
+
+class PhotoCheckOut(BaseModel):
+    ok: bool = Field(description="False when a job with this photo would be refused (see problem).")
+    photo: PhotoOut
+    problem: ErrorBody | None = None
+
+
+class MotionPreset(BaseModel):
+    name: str
+    description: str
+
+
+class MotionsOut(BaseModel):
+    default: str | None
+    presets: list[MotionPreset]
+    words: list[str] = Field(description="Words the motion text understands.")
+    max_length: int
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(description="database, storage, broker: 'ok' or what failed.")
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time the app stores is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def job_out(session: Session, job: Job) -> JobOut:
+    status = JobStatus(job.status)
+    base = f"{API}/jobs/{job.id}"
+    done = status is JobStatus.SUCCEEDED
+    error = None
+    if status is JobStatus.FAILED:
+        message = job.error_message or "The animation failed."
+        error = JobError(code=job.error_code or "failed", message=message)
+    return JobOut(
+        id=job.id,
+        status=status.value,
+        stage=job.stage,
+        stage_detail=job.stage_detail or "",
+        progress=max(0.0, min(1.0, job.progress or 0.0)),
+        queue_position=jobs.queue_position(session, job),
+        eta_s=jobs.eta_seconds(session, job),
+        created_at=as_utc(job.created_at),
+        started_at=as_utc(job.started_at),
+        finished_at=as_utc(job.finished_at),
+        expires_at=as_utc(job.expires_at),
+        motion=job.motion,
+        seed=job.seed,
+        animator=job.animator,
+        photo=PhotoOut(
+            width=job.photo_width, height=job.photo_height, bytes=job.photo_bytes, quality=job.quality
+        ),
+        error=error,
+        urls=JobUrls(
+            self=base,
+            events=f"{base}/events",
+            video=f"{base}/video" if done else None,
+            poster=f"{base}/poster" if done else None,
+            download=f"{base}/video?download=1" if done else None,
+            cancel=None if status.is_final else f"{base}/cancel",
+        ),
+    )

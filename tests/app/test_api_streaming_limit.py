@@ -1,0 +1,100 @@
+"""A too-large upload is refused without the server reading it all (real uvicorn, raw socket)."""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+import migrations
+from app.main import create_app
+from tests.app.api_helpers import make_settings
+
+LIMIT = 1024 * 1024  # 1 MiB upload limit for this test
+CLAIMED = 200 * 1024 * 1024  # what the client says it will send
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    s = make_settings(tmp_path, max_upload_bytes=LIMIT)
+    migrations.upgrade(s.resolved_database_url)
+    config = uvicorn.Config(create_app(s), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield "127.0.0.1", port
+    srv.should_exit = True
+    thread.join(10)
+
+
+HEAD = (
+    b'--b\r\nContent-Disposition: form-data; name="consent"\r\n\r\ntrue\r\n'
+    b'--b\r\nContent-Disposition: form-data; name="photo"; filename="big.jpg"\r\n'
+    b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff\xe0"
+)
+
+
+def _send_until_answered(sock: socket.socket, first: bytes, chunk: bytes, chunked: bool) -> tuple[int, bytes]:
+    """Send a body until the server answers (or 200 MB went out). Returns (bytes sent, answer)."""
+    sent = 0
+    payload = first
+    while sent < CLAIMED:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if readable:
+            break
+        data = (b"%x\r\n" % len(payload) + payload + b"\r\n") if chunked else payload
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        sent += len(payload)
+        payload = chunk
+    sock.settimeout(10)
+    answer = b""
+    try:
+        while b"\r\n\r\n" not in answer:
+            part = sock.recv(65536)
+            if not part:
+                break
+            answer += part
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return sent, answer
+
+
+def test_declared_length_over_the_limit_is_refused_before_the_body(server: tuple[str, int]) -> None:
+    with socket.create_connection(server) as sock:
+        sock.sendall(
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + f"Content-Length: {CLAIMED}\r\n\r\n".encode()
+        )
+        sock.settimeout(10)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"file_too_large" in answer
+
+
+def test_chunked_upload_is_cut_off_soon_after_the_limit(server: tuple[str, int]) -> None:
+    with socket.create_connection(server) as sock:
+        sock.sendall(
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        sent, answer = _send_until_answered(sock, HEAD, b"\x00" * 65536, chunked=True)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"file_too_large" in answer or b"413" in answer
+    # The server stopped reading near the limit: far less than the 200 MB the client had to send.
+    print(f"sent {sent} bytes before the 413")
+    assert sent < 16 * LIMIT, sent
