@@ -1,0 +1,214 @@
+// The job view (#job): live progress over Server-Sent Events (polling when they fail), the clip, errors.
+import { api, ApiError } from "./api.js";
+import { FINAL, errorHelp, expiresText, jobErrorHelp, jobTitle, stageText, waitText } from "./words.js";
+
+const POLL_MS = 1000;
+
+export class JobView extends EventTarget {
+  constructor(root) {
+    super();
+    this.root = root;
+    this.job = null;
+    this.source = null;
+    this.pollTimer = null;
+    this.$ = (id) => root.querySelector(`#${id}`);
+    this.$("cancel-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.cancel();
+    });
+    this.$("delete-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.remove();
+    });
+    const video = this.$("job-video");
+    const toggle = this.$("play-toggle");
+    // A looping clip must be pausable (WCAG 2.2.2); reduced-motion visitors start paused.
+    toggle.addEventListener("click", () => (video.paused ? video.play().catch(() => {}) : video.pause()));
+    video.addEventListener("play", () => (toggle.textContent = "Pause"));
+    video.addEventListener("pause", () => (toggle.textContent = "Play"));
+    this.$("again").addEventListener("click", (e) => {
+      // On the upload page the chosen photo is still in memory: go back to the form with it.
+      const handled = !this.dispatchEvent(new CustomEvent("again", { cancelable: true, detail: this.job }));
+      if (handled) e.preventDefault();
+    });
+  }
+
+  // Start following a job (a Job JSON from the API or from the server-rendered data attributes).
+  follow(job, { thumb = null } = {}) {
+    this.stop();
+    this.job = null;
+    const img = this.$("job-thumb");
+    if (thumb) {
+      img.src = thumb;
+      img.hidden = false;
+    } else {
+      img.hidden = true;
+    }
+    this.root.hidden = false;
+    this.render(job);
+    if (!FINAL.has(job.status)) this.listen(job);
+  }
+
+  async followId(id) {
+    try {
+      this.follow(await api(`/jobs/${encodeURIComponent(id)}`));
+    } catch (err) {
+      this.showError(err instanceof ApiError ? errorHelp(err.code, err.message) : errorHelp("", ""));
+    }
+  }
+
+  listen(job) {
+    const url = (job.urls && job.urls.events) || `/api/v1/jobs/${job.id}/events`;
+    if (!("EventSource" in window)) return this.poll(job.id);
+    const source = new EventSource(url);
+    this.source = source;
+    source.addEventListener("job", (event) => {
+      try {
+        this.render(JSON.parse(event.data));
+      } catch {
+        /* a malformed event: the next one or the poll fallback catches up */
+      }
+    });
+    source.addEventListener("error", () => {
+      // The stream ended or broke before a final status: fall back to polling (no reconnect storm).
+      if (this.source !== source) return;
+      source.close();
+      this.source = null;
+      if (this.job && !FINAL.has(this.job.status)) this.poll(this.job.id);
+    });
+  }
+
+  poll(id) {
+    clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(async () => {
+      try {
+        this.render(await api(`/jobs/${encodeURIComponent(id)}`));
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 404) return this.gone();
+      }
+      if (this.job && this.job.id === id && !FINAL.has(this.job.status)) this.poll(id);
+    }, POLL_MS);
+  }
+
+  stop() {
+    if (this.source) this.source.close();
+    this.source = null;
+    clearTimeout(this.pollTimer);
+  }
+
+  render(job) {
+    const previous = this.job;
+    if (previous && previous.id === job.id && FINAL.has(previous.status) && !FINAL.has(job.status)) return;
+    this.job = job;
+    this.root.dataset.jobId = job.id;
+    this.root.dataset.status = job.status;
+    const title = this.$("job-title");
+    title.textContent = jobTitle(job);
+    document.title = `${jobTitle(job)} — Vivify`;
+
+    const final = FINAL.has(job.status);
+    const spoken = final ? jobTitle(job) : stageText({ ...job, stage_detail: "", progress: 0 }).split(" — ")[0];
+    if (this.$("job-announce").textContent !== spoken) this.$("job-announce").textContent = spoken;
+    this.$("job-progress").hidden = final;
+    if (!final) {
+      const pct = Math.round((job.progress || 0) * 100);
+      const bar = this.$("job-bar");
+      bar.value = pct;
+      bar.textContent = `${pct}%`;
+      this.$("job-stage").textContent = stageText(job);
+      this.$("job-wait").textContent = waitText(job);
+      this.$("cancel-form").action = `/jobs/${job.id}/cancel`;
+      this.$("cancel").disabled = false;
+    }
+
+    const ok = job.status === "succeeded";
+    this.$("job-result").hidden = !ok;
+    if (ok) {
+      const video = this.$("job-video");
+      const src = job.urls.video;
+      if (video.getAttribute("src") !== src) {
+        video.poster = job.urls.poster;
+        video.src = src;
+        if (matchMedia("(prefers-reduced-motion: reduce)").matches) video.autoplay = false;
+        else video.play().catch(() => {}); // autoplay muted is allowed; a refusal just leaves the poster
+      }
+      video.controls = false;
+      this.$("play-toggle").hidden = false;
+      this.$("download").href = job.urls.download || `${src}?download=1`;
+      this.$("delete-form").action = `/jobs/${job.id}/delete`;
+      this.$("job-expires").textContent = expiresText(job);
+    }
+
+    const bad = job.status === "failed" || job.status === "canceled";
+    this.$("job-error").hidden = !bad;
+    if (bad) this.fillError(jobErrorHelp(job));
+
+    if (final) this.stop();
+    if (final && previous && previous.id === job.id && !FINAL.has(previous.status)) title.focus();
+    if (!previous || previous.status !== job.status || previous.progress !== job.progress) {
+      this.dispatchEvent(new CustomEvent("change", { detail: job }));
+    }
+  }
+
+  fillError(help) {
+    const msg = this.$("job-error-message");
+    msg.replaceChildren();
+    const strong = document.createElement("strong");
+    strong.textContent = help.title;
+    msg.append(strong, help.message ? ` ${help.message}` : "");
+    this.$("job-error-next").textContent = help.next;
+  }
+
+  showError(help) {
+    this.root.hidden = false;
+    this.$("job-progress").hidden = true;
+    this.$("job-result").hidden = true;
+    this.$("job-error").hidden = false;
+    this.fillError(help);
+  }
+
+  async cancel() {
+    if (!this.job) return;
+    const button = this.$("cancel");
+    button.disabled = true;
+    this.$("job-stage").textContent = "Canceling…";
+    try {
+      const job = await api(`/jobs/${this.job.id}/cancel`, { method: "POST" });
+      if (job && job.id) this.render(job);
+      if (this.job && !FINAL.has(this.job.status) && !this.source) this.poll(this.job.id);
+    } catch (err) {
+      button.disabled = false;
+      this.$("job-wait").textContent = err.message;
+    }
+  }
+
+  async remove() {
+    if (!this.job) return;
+    const id = this.job.id;
+    const button = this.$("delete");
+    button.disabled = true;
+    try {
+      await api(`/jobs/${id}`, { method: "DELETE" });
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 404)) {
+        button.disabled = false;
+        this.$("job-expires").textContent = `Could not delete: ${err.message}`;
+        return;
+      }
+    }
+    const video = this.$("job-video");
+    video.pause();
+    video.removeAttribute("src");
+    video.removeAttribute("poster");
+    video.load();
+    button.disabled = false;
+    this.gone(id);
+  }
+
+  gone(id = this.job && this.job.id) {
+    this.stop();
+    this.job = null;
+    this.root.hidden = true;
+    this.dispatchEvent(new CustomEvent("deleted", { detail: id }));
+  }
+}

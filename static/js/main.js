@@ -1,0 +1,68 @@
+// Wires the page together. Without this file the page still works: plain form posts and a job page
+// that refreshes itself.
+import { History } from "./history.js";
+import { JobView } from "./job.js";
+import { UploadForm } from "./upload.js";
+
+document.documentElement.classList.add("js");
+
+const start = document.getElementById("start");
+const jobRoot = document.getElementById("job");
+const historyRoot = document.getElementById("history");
+
+const history = historyRoot ? new History(historyRoot) : null;
+const view = jobRoot ? new JobView(jobRoot) : null;
+const upload = start ? new UploadForm(start) : null;
+
+if (history) history.refresh();
+if (upload) upload.refreshQuota();
+
+if (view) {
+  view.addEventListener("change", (e) => history && history.upsert(e.detail));
+  view.addEventListener("deleted", (e) => {
+    if (history) history.remove(e.detail);
+    if (upload) {
+      start.hidden = false;
+      if (location.pathname !== "/") window.history.pushState({}, "", "/");
+      upload.showError({ title: "Deleted.", message: "Your photo and the clip are gone from our servers.", next: "" });
+      document.getElementById("form-error").classList.replace("notice-error", "notice-ok");
+    } else {
+      location.assign("/?deleted=1");
+    }
+  });
+  view.addEventListener("again", (e) => {
+    if (upload && upload.file) {
+      e.preventDefault(); // handled here: keep the photo, show the form
+      view.stop();
+      jobRoot.hidden = true;
+      window.history.pushState({}, "", "/");
+      upload.again();
+    }
+  });
+  // A server-rendered job page: follow the job it shows.
+  if (jobRoot.dataset.jobId) view.followId(jobRoot.dataset.jobId);
+}
+
+if (upload && view) {
+  upload.addEventListener("created", (e) => {
+    const { job, thumb } = e.detail;
+    document.getElementById("form-error").classList.replace("notice-ok", "notice-error");
+    start.hidden = true;
+    view.follow(job, { thumb });
+    if (history) history.upsert(job);
+    window.history.pushState({ job: job.id }, "", `/jobs/${job.id}`);
+    document.getElementById("job-title").focus();
+  });
+  window.addEventListener("popstate", () => {
+    // Back from /jobs/<id> to the form (the photo is still chosen); forward again to the job.
+    const match = location.pathname.match(/^\/jobs\/([^/]+)$/);
+    if (match) {
+      start.hidden = true;
+      view.followId(match[1]);
+    } else {
+      view.stop();
+      jobRoot.hidden = true;
+      start.hidden = false;
+    }
+  });
+}

@@ -1,0 +1,222 @@
+// The upload form: pick or drop a photo, preview it, check it, choose a motion, consent, send.
+import { api, ApiError } from "./api.js";
+import { clockText, errorHelp } from "./words.js";
+
+export class UploadForm extends EventTarget {
+  constructor(section) {
+    super();
+    this.section = section;
+    this.form = section.querySelector("#upload-form");
+    this.$ = (id) => section.querySelector(`#${id}`);
+    this.file = null;
+    this.previewUrl = null;
+    this.checkToken = 0;
+    this.quota = null;
+    this.form.noValidate = true; // our own messages, next to the control, in plain words
+
+    for (const input of [this.$("photo"), this.$("photo-camera")]) {
+      input.addEventListener("change", () => input.files.length && this.choose(input.files[0]));
+    }
+    this.bindDrop(this.$("dropzone"));
+    this.$("preview").addEventListener("error", () => (this.$("preview").hidden = true));
+    this.form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.submit();
+    });
+    this.$("consent").addEventListener("change", () => this.clearError());
+  }
+
+  bindDrop(zone) {
+    let depth = 0;
+    zone.addEventListener("dragenter", (e) => {
+      e.preventDefault();
+      depth += 1;
+      zone.classList.add("is-dragging");
+    });
+    zone.addEventListener("dragover", (e) => e.preventDefault());
+    zone.addEventListener("dragleave", () => {
+      depth = Math.max(0, depth - 1);
+      if (!depth) zone.classList.remove("is-dragging");
+    });
+    zone.addEventListener("drop", (e) => {
+      e.preventDefault();
+      depth = 0;
+      zone.classList.remove("is-dragging");
+      const file = e.dataTransfer && e.dataTransfer.files[0];
+      if (file) this.choose(file);
+    });
+    // A photo dropped just outside the zone must not replace the page with the photo.
+    window.addEventListener("dragover", (e) => e.preventDefault());
+    window.addEventListener("drop", (e) => e.preventDefault());
+  }
+
+  choose(file) {
+    this.file = file;
+    this.clearError();
+    if (this.previewUrl) URL.revokeObjectURL(this.previewUrl);
+    this.previewUrl = URL.createObjectURL(file);
+    const preview = this.$("preview");
+    preview.src = this.previewUrl;
+    preview.hidden = false;
+    this.$("dropzone-hint").textContent = `${file.name || "Your photo"} — drag another photo here, or`;
+    this.section.querySelector("label[for=photo]").textContent = "Choose another photo";
+    this.check(file);
+  }
+
+  async check(file) {
+    const token = ++this.checkToken;
+    const panel = this.$("photo-check");
+    const tips = this.$("check-tips");
+    panel.hidden = false;
+    panel.classList.remove("is-bad");
+    this.$("check-verdict").textContent = "Checking your photo…";
+    this.$("check-score").value = 0;
+    this.$("check-score-text").textContent = "";
+    tips.replaceChildren();
+    const body = new FormData();
+    body.append("photo", file);
+    try {
+      const result = await api("/photo-check", { method: "POST", body });
+      if (token !== this.checkToken) return;
+      if (result && result.ok === false && result.problem) {
+        this.showCheckProblem(result.problem.code, result.problem.message);
+      } else {
+        this.showQuality(result);
+      }
+    } catch (err) {
+      if (token !== this.checkToken) return;
+      if (err instanceof ApiError) this.showCheckProblem(err.code, err.message);
+    }
+  }
+
+  showQuality(result) {
+    const photo = result.photo || result;
+    const quality = photo.quality || result.quality || {};
+    let score = Number(quality.score ?? 0);
+    if (score <= 1) score *= 100; // the report may say 0–1 or 0–100
+    score = Math.round(score);
+    this.$("check-score").value = score;
+    this.$("check-score-text").textContent = `${score}/100`;
+    const verdict =
+      quality.verdict_text ||
+      { good: "Looks great", ok: "This should work", fair: "This should work", poor: "This may not work well" }[
+        quality.verdict
+      ] ||
+      (score >= 70 ? "Looks great" : score >= 45 ? "This should work" : "This may not work well");
+    this.$("check-verdict").textContent = `${verdict}.`;
+    const tips = (quality.tips || []).map((tip) => {
+      const li = document.createElement("li");
+      li.textContent = typeof tip === "string" ? tip : tip.message || tip.text || "";
+      return li;
+    });
+    if (!tips.length) {
+      const li = document.createElement("li");
+      li.textContent = "No tips: the face is clear and well framed.";
+      tips.push(li);
+    }
+    this.$("check-tips").replaceChildren(...tips);
+    if (photo.width && photo.height) {
+      const li = document.createElement("li");
+      li.className = "tip-size";
+      li.textContent = `${photo.width} × ${photo.height} pixels.`;
+      this.$("check-tips").append(li);
+    }
+  }
+
+  showCheckProblem(code, message) {
+    this.$("photo-check").hidden = true;
+    this.showError(errorHelp(code, message));
+  }
+
+  showError(help, focusTarget = null) {
+    const box = this.$("form-error");
+    box.replaceChildren();
+    const p = document.createElement("p");
+    const strong = document.createElement("strong");
+    strong.textContent = help.title;
+    p.append(strong, help.message ? ` ${help.message}` : "");
+    box.append(p);
+    if (help.next) {
+      const next = document.createElement("p");
+      next.textContent = help.next;
+      box.append(next);
+    }
+    box.hidden = false;
+    (focusTarget || box).focus();
+  }
+
+  clearError() {
+    this.$("form-error").hidden = true;
+  }
+
+  motion() {
+    const text = this.$("motion-text").value.trim();
+    if (text) return text;
+    const checked = this.form.querySelector("input[name=motion]:checked");
+    return checked ? checked.value : "";
+  }
+
+  async submit() {
+    if (!this.file) {
+      return this.showError({ title: "Choose a photo first.", message: "", next: "Use “Choose a photo”, or drag one onto the box." }, this.$("photo"));
+    }
+    if (!this.$("consent").checked) {
+      return this.showError(errorHelp("consent_required", ""), this.$("consent"));
+    }
+    const button = this.$("submit");
+    button.disabled = true;
+    button.textContent = "Sending your photo…";
+    const body = new FormData();
+    body.append("photo", this.file);
+    body.append("consent", "true");
+    const motion = this.motion();
+    if (motion) body.append("motion", motion);
+    try {
+      const job = await api("/jobs", { method: "POST", body });
+      this.dispatchEvent(new CustomEvent("created", { detail: { job, thumb: this.previewUrl } }));
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 429 && err.code !== "rate_limited") {
+        const help = errorHelp("quota_exceeded", "");
+        if (this.quota && this.quota.resets_at) help.next = `You can animate again ${clockText(this.quota.resets_at)}.`;
+        this.showError(help);
+      } else {
+        this.showError(errorHelp(err.code, err.message));
+      }
+    } finally {
+      button.textContent = "Animate my photo";
+      this.refreshQuota();
+    }
+  }
+
+  async refreshQuota() {
+    try {
+      this.quota = await api("/quota");
+    } catch {
+      this.$("submit").disabled = false;
+      return;
+    }
+    const q = this.quota;
+    const el = this.$("quota");
+    el.replaceChildren();
+    const strong = document.createElement("strong");
+    if (q.remaining > 0) {
+      strong.textContent = `${q.remaining} of ${q.limit}`;
+      el.append("You can animate ", strong, ` free ${q.limit === 1 ? "photo" : "photos"} today.`);
+    } else {
+      strong.textContent = `all ${q.limit}`;
+      const when = q.resets_at ? ` More ${clockText(q.resets_at)}.` : " More tomorrow.";
+      el.append("You have used ", strong, ` free animations for today.${when}`);
+    }
+    this.$("submit").disabled = q.remaining <= 0;
+  }
+
+  // Back to the form with the same photo: choose another motion and send again.
+  again() {
+    this.section.hidden = false;
+    this.clearError();
+    const first = this.form.querySelector("input[name=motion]:checked") || this.$("motion-text");
+    this.$("motion-legend").scrollIntoView({ behavior: "smooth", block: "start" });
+    first.focus({ preventScroll: true });
+    return Boolean(this.file);
+  }
+}

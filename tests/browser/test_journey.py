@@ -1,0 +1,333 @@
+"""The visitor's whole journey in headless Chromium against `vivify up`.
+
+Upload a real portrait, read the photo check, choose a motion, watch the progress move, play the clip,
+download it, animate again, delete it; then the error path with a file that is not a photo, and the
+plain-HTML path with JavaScript switched off. VIVIFY_SCREENSHOTS=1 also writes docs/screenshot-*.png
+at desktop (1280 px) and phone (390 px) widths.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.browser.conftest import ROOT, make_driver
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = os.environ.get("VIVIFY_SCREENSHOTS") == "1"
+DESKTOP, PHONE = (1280, 900), (390, 844)
+MAX_SCREENSHOT_BYTES = 500_000
+JOB_TIMEOUT_S = 60
+
+
+def shoot(driver, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Full-page screenshots at desktop and phone width into docs/ (only with VIVIFY_SCREENSHOTS=1)."""
+    if not SCREENSHOTS:
+        return
+    for label, (width, height) in (("desktop", DESKTOP), ("phone", PHONE)):
+        driver.set_window_size(width, height)
+        time.sleep(0.15)  # let the layout settle at the new width
+        page_h = driver.execute_script("return document.documentElement.scrollHeight")
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": min(page_h, 2400), "scale": 1},
+            },
+        )
+        img = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
+        out = ROOT / "docs" / f"screenshot-{label}-{name}.png"
+        img.save(out, optimize=True)
+        if out.stat().st_size > MAX_SCREENSHOT_BYTES:  # photos make big PNGs: 256 colours is plenty here
+            img.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+                out, optimize=True
+            )
+        assert out.stat().st_size < MAX_SCREENSHOT_BYTES, out
+    driver.set_window_size(*DESKTOP)
+
+
+def wait(driver, seconds: float = 10):  # type: ignore[no-untyped-def]
+    return WebDriverWait(driver, seconds, poll_frequency=0.05)
+
+
+def visible(driver, element_id: str) -> bool:  # type: ignore[no-untyped-def]
+    return driver.find_element(By.ID, element_id).is_displayed()
+
+
+def browser_errors(driver) -> list[str]:  # type: ignore[no-untyped-def]
+    """Console errors: a CSP violation, a failed module, an uncaught exception all land here."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def api_fetch(driver, url: str, method: str = "GET") -> dict:  # type: ignore[no-untyped-def]
+    """A same-origin fetch from the page (so the visitor cookie rides along)."""
+    return driver.execute_async_script(
+        """
+        const [url, method, done] = arguments;
+        fetch(url, {method, cache: "no-store"}).then(async (r) => {
+          const bytes = new Uint8Array(await r.arrayBuffer());
+          done({status: r.status, type: r.headers.get('content-type'),
+                disposition: r.headers.get('content-disposition'), size: bytes.length,
+                head: String.fromCharCode(...bytes.slice(4, 8))});
+        }).catch((e) => done({error: String(e)}));
+        """,
+        url,
+        method,
+    )
+
+
+def test_first_paint_is_fast_and_page_is_clean(server: str, driver) -> None:  # type: ignore[no-untyped-def]
+    driver.get(server + "/")  # the browser's own first start is not the page's cost: measure a fresh load
+    driver.get("about:blank")
+    driver.get(server + "/")
+    paint = (
+        "const e = performance.getEntriesByName('first-contentful-paint')[0]; return e ? e.startTime : null"
+    )
+    fcp = wait(driver, 5).until(lambda d: d.execute_script(paint))  # recorded just after the load event
+    nav = driver.execute_script(
+        "const n = performance.getEntriesByType('navigation')[0];"
+        "return {response: n.responseEnd, dom: n.domContentLoadedEventEnd, load: n.loadEventEnd}"
+    )
+    assert fcp < 1000, f"first contentful paint {fcp:.0f} ms; navigation {nav}"
+    print(f"first contentful paint {fcp:.0f} ms; navigation {nav}")
+    # Every control has a label; the consent line is there; the allowance is explained.
+    for input_id in ("photo", "photo-camera", "motion-text", "consent"):
+        assert driver.find_elements(By.CSS_SELECTOR, f"label[for={input_id}]") or driver.execute_script(
+            "return !!arguments[0].closest('label')", driver.find_element(By.ID, input_id)
+        ), input_id
+    assert "I have the right to animate this photo; I will not use it to deceive." in driver.page_source
+    wait(driver).until(lambda d: "5 of 5" in d.find_element(By.ID, "quota").text)
+    assert driver.find_element(By.ID, "photo").get_attribute("accept") == "image/*"
+    assert driver.find_element(By.ID, "photo-camera").get_attribute("capture") == "environment"
+    # Keyboard: Tab from the top reaches the photo picker, and focus is visible (an outline is drawn).
+    seen = []
+    for _ in range(5):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        active = driver.switch_to.active_element
+        seen.append(active.get_attribute("id") or active.tag_name)
+    assert "photo" in seen, seen
+    driver.execute_script("document.getElementById('consent').focus()")
+    outline = driver.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", ""), outline
+    assert browser_errors(driver) == []
+    shoot(driver, "1-start")
+
+
+def test_drag_and_drop_a_photo(server: str, driver) -> None:  # type: ignore[no-untyped-def]
+    """A photo dropped on the box is taken like a picked one: preview, then the photo check's answer."""
+    driver.get(server + "/")
+    driver.execute_async_script(
+        """
+        const done = arguments[0];
+        const canvas = document.createElement('canvas');
+        canvas.width = 200; canvas.height = 240;
+        const g = canvas.getContext('2d');
+        g.fillStyle = '#c8a58a'; g.fillRect(0, 0, 200, 240);
+        canvas.toBlob((blob) => {
+          const dt = new DataTransfer();
+          dt.items.add(new File([blob], 'dropped.jpg', {type: 'image/jpeg'}));
+          const zone = document.getElementById('dropzone');
+          for (const type of ['dragenter', 'dragover', 'drop']) {
+            zone.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true, cancelable: true}));
+          }
+          done();
+        }, 'image/jpeg', 0.9);
+        """
+    )
+    wait(driver).until(lambda d: visible(d, "preview"))
+    assert "dropped.jpg" in driver.find_element(By.ID, "dropzone-hint").text
+    # A plain skin-coloured card has no face: the check says so before anything is sent.
+    wait(driver, 15).until(
+        lambda d: visible(d, "form-error") or d.find_element(By.ID, "check-score-text").text.endswith("/100")
+    )
+    if visible(driver, "form-error"):
+        assert "face" in driver.find_element(By.ID, "form-error").text
+    else:
+        assert driver.find_element(By.ID, "check-score-text").text.endswith("/100")
+
+
+def test_journey(server: str, driver, portrait: Path) -> None:  # type: ignore[no-untyped-def]
+    driver.get(server + "/")
+    wait(driver).until(lambda d: "of 5" in d.find_element(By.ID, "quota").text)
+
+    # 1. Choose the photo: an immediate preview, then the photo check's score and tips.
+    driver.find_element(By.ID, "photo").send_keys(str(portrait))
+    wait(driver).until(lambda d: visible(d, "preview"))
+    wait(driver, 20).until(lambda d: d.find_element(By.ID, "check-score-text").text.endswith("/100"))
+    score = int(driver.find_element(By.ID, "check-score-text").text.split("/")[0])
+    assert 0 <= score <= 100
+    tips = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#check-tips li")]
+    assert tips and all(tips), tips
+    assert driver.find_element(By.ID, "check-verdict").text
+
+    # 2. Choose a motion (presets come with a description) and consent.
+    presets = driver.find_elements(By.CSS_SELECTOR, ".motion")
+    assert len(presets) >= 3 and all(p.find_element(By.CLASS_NAME, "motion-desc").text for p in presets)
+    driver.find_element(By.CSS_SELECTOR, "input[name=motion][value=smile]").find_element(
+        By.XPATH, ".."
+    ).click()
+    assert driver.find_element(By.CSS_SELECTOR, "input[name=motion][value=smile]").is_selected()
+    shoot(driver, "2-photo-checked")
+
+    # Submitting without consent explains what to do, and sends nothing.
+    driver.find_element(By.ID, "submit").click()
+    wait(driver).until(lambda d: visible(d, "form-error"))
+    assert "right to animate" in driver.find_element(By.ID, "form-error").text
+    driver.find_element(By.ID, "consent").click()
+    driver.find_element(By.ID, "submit").click()
+
+    # 3. Waiting: the page moves to /jobs/<id> and the progress bar moves with the job's stages.
+    wait(driver).until(lambda d: re.search(r"/jobs/[\w-]+$", d.current_url))
+    job_id = driver.current_url.rsplit("/", 1)[1]
+    wait(driver).until(lambda d: visible(d, "job"))
+    seen: list[tuple[float, str, str]] = []
+    shot_taken = False
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        state = driver.execute_script(
+            "const $ = (id) => document.getElementById(id);"
+            "return [$('job-bar').value, $('job-stage').textContent, $('job').dataset.status]"
+        )
+        if not seen or seen[-1] != tuple(state):
+            seen.append(tuple(state))
+        if state[2] == "running" and state[0] > 0 and not shot_taken:
+            shoot(driver, "3-progress")
+            shot_taken = True
+        if state[2] in ("succeeded", "failed", "canceled"):
+            break
+        time.sleep(0.05)
+    assert seen[-1][2] == "succeeded", seen
+    progress = [p for p, _, status in seen if status in ("queued", "running")]
+    stages = {stage for _, stage, _ in seen}
+    assert len(set(progress)) >= 2 and progress == sorted(progress), seen  # it moved, and only forward
+    running_words = ("Reading the photo", "Animating", "Developing", "Polishing", "Encoding", "Saving")
+    assert any(s.startswith(running_words) for s in stages), stages
+
+    # 4. The result plays inline: looped, muted, inline, with a poster, and it really plays.
+    wait(driver).until(lambda d: visible(d, "job-result"))
+    video = driver.find_element(By.ID, "job-video")
+    for attr in ("autoplay", "loop", "muted", "playsinline"):
+        assert video.get_attribute(attr) is not None, attr
+    assert video.get_attribute("poster").endswith(f"/api/v1/jobs/{job_id}/poster")
+    wait(driver, 15).until(lambda d: d.execute_script("return arguments[0].readyState", video) == 4)
+    t0 = driver.execute_script("return arguments[0].currentTime", video)
+    time.sleep(0.6)
+    t1 = driver.execute_script("return arguments[0].currentTime", video)
+    assert t1 != t0 and not driver.execute_script("return arguments[0].paused", video), (t0, t1)
+    assert driver.find_element(By.ID, "job-expires").text.startswith("Your photo and this clip are deleted")
+    toggle = driver.find_element(By.ID, "play-toggle")  # a looping clip can be paused, and played again
+    toggle.click()
+    assert driver.execute_script("return arguments[0].paused", video) and toggle.text == "Play"
+    toggle.click()
+    wait(driver).until(lambda d: not d.execute_script("return arguments[0].paused", video))
+    # "My animations" lists it, ready, with a thumbnail that loaded.
+    item = f"#history-list li[data-job-id='{job_id}']"
+    wait(driver).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, item).get_attribute("data-status") == "succeeded"
+    )
+    thumb = driver.find_element(By.CSS_SELECTOR, f"{item} img")
+    wait(driver).until(lambda d: d.execute_script("return arguments[0].naturalWidth", thumb) > 0)
+    shoot(driver, "4-result")
+
+    # 5. Download: an <a download> whose href answers an MP4 attachment.
+    link = driver.find_element(By.ID, "download")
+    assert link.get_attribute("download") is not None
+    got = api_fetch(driver, link.get_attribute("href"))
+    assert got["status"] == 200 and got["type"] == "video/mp4" and got["head"] == "ftyp", got
+    assert "attachment" in (got["disposition"] or ""), got
+    assert got["size"] > 1000
+
+    # 6. Animate again: back to the form with the same photo, focus on the motion choice.
+    driver.find_element(By.ID, "again").click()
+    wait(driver).until(lambda d: visible(d, "start"))
+    assert visible(driver, "preview") and not visible(driver, "job")
+    assert driver.switch_to.active_element.get_attribute("name") in ("motion", "motion_text")
+    driver.back()  # the browser's Back returns to the clip
+    wait(driver).until(lambda d: visible(d, "job-result"))
+
+    # 7. Delete now: the job, its clip and its listing are gone.
+    driver.find_element(By.ID, "delete").click()
+    wait(driver).until(
+        lambda d: visible(d, "start") and "Deleted" in d.find_element(By.ID, "form-error").text
+    )
+    assert not driver.find_elements(By.CSS_SELECTOR, item)
+    assert browser_errors(driver) == []  # no CSP violation, failed module or uncaught error on the way
+    assert api_fetch(driver, f"/api/v1/jobs/{job_id}")["status"] == 404
+    assert api_fetch(driver, f"/api/v1/jobs/{job_id}/video")["status"] == 404
+
+
+def test_not_a_photo_explains_what_to_do(server: str, driver, not_a_photo: Path) -> None:  # type: ignore[no-untyped-def]
+    driver.get(server + "/")
+    driver.find_element(By.ID, "photo").send_keys(str(not_a_photo))
+    wait(driver, 15).until(lambda d: visible(d, "form-error"))
+    text = driver.find_element(By.ID, "form-error").text
+    assert "not a photo we can use" in text and "JPEG, PNG or WebP" in text, text
+    # Sending it anyway gets the same plain answer, not a job.
+    driver.find_element(By.ID, "consent").click()
+    driver.find_element(By.ID, "submit").click()
+    wait(driver, 15).until(EC.text_to_be_present_in_element((By.ID, "form-error"), "not a photo we can use"))
+    assert driver.current_url.rstrip("/") == server
+    shoot(driver, "5-error")
+
+
+def test_works_without_javascript(server: str, portrait: Path) -> None:
+    """The form posts, redirects to the job page, which refreshes itself until the clip is there."""
+    browser = make_driver(javascript=False)
+    try:
+        browser.get(server + "/")
+        assert browser.execute_script is not None
+        browser.find_element(By.ID, "photo").send_keys(str(portrait))
+        browser.find_element(By.CSS_SELECTOR, "input[name=motion][value=nod]").click()
+        browser.find_element(By.ID, "consent").click()
+        browser.find_element(By.ID, "submit").click()
+        wait(browser).until(lambda d: re.search(r"/jobs/[\w-]+$", d.current_url))
+        assert "refresh" in browser.page_source or browser.find_elements(By.ID, "job-video")
+        wait(browser, JOB_TIMEOUT_S).until(
+            lambda d: d.find_element(By.ID, "job").get_attribute("data-status") in ("succeeded", "failed")
+        )
+        assert browser.find_element(By.ID, "job").get_attribute("data-status") == "succeeded"
+        video = browser.find_element(By.ID, "job-video")
+        assert video.get_attribute("src").endswith("/video")
+        assert browser.find_element(By.ID, "download").get_attribute("download") is not None
+        # Delete without JavaScript: a plain form post.
+        browser.find_element(By.ID, "delete").click()
+        wait(browser).until(lambda d: "Deleted" in d.find_element(By.ID, "form-error").text)
+    finally:
+        browser.quit()
+
+
+def test_progress_falls_back_to_polling(server: str, driver, portrait: Path) -> None:  # type: ignore[no-untyped-def]
+    """A browser (or a proxy) without Server-Sent Events still sees the job through to the clip."""
+    script = driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.EventSource;"}
+    )
+    try:
+        driver.get(server + "/")
+        assert driver.execute_script("return typeof EventSource") == "undefined"
+        driver.find_element(By.ID, "photo").send_keys(str(portrait))
+        driver.find_element(By.ID, "consent").click()
+        wait(driver, 20).until(lambda d: d.find_element(By.ID, "check-score-text").text.endswith("/100"))
+        driver.find_element(By.ID, "submit").click()
+        wait(driver, JOB_TIMEOUT_S).until(
+            lambda d: d.find_element(By.ID, "job").get_attribute("data-status") in ("succeeded", "failed")
+        )
+        assert driver.find_element(By.ID, "job").get_attribute("data-status") == "succeeded"
+        assert visible(driver, "job-result")
+    finally:
+        driver.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )

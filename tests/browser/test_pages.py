@@ -1,0 +1,182 @@
+"""The HTML pages without a browser: strict-CSP-safe markup, the no-JavaScript form path, ownership."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.core.config import Settings
+from app.main import create_app
+from tests.browser.conftest import ROOT
+
+TEMPLATES = sorted((ROOT / "templates").glob("*.html"))
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path, migrate_on_start=True, animator="push-in")
+    app = create_app(settings)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def _jpeg(size: int = 128) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (180, 120, 90)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+def test_templates_need_no_inline_script_or_style(template: Path) -> None:
+    """The CSP is script-src 'self'; style-src 'self': any inline script or style would be blocked."""
+    html = template.read_text()
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline <script>"
+    assert "<style" not in html
+    assert not re.search(r"\sstyle=", html), "style attribute"
+    assert not re.search(r"\son[a-z]+=", html), "inline event handler"
+
+
+def test_static_js_sets_no_inline_styles() -> None:
+    for js in (ROOT / "static" / "js").glob("*.js"):
+        text = js.read_text()
+        assert "innerHTML" not in text, f"{js.name}: build DOM nodes, never parse strings"
+        assert 'setAttribute("style"' not in text and "cssText" not in text, js.name
+
+
+def test_index_sets_cookie_csp_and_lists_presets(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200
+    assert "vivify_visitor" in r.cookies
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp
+    assert 'accept="image/*"' in r.text and 'capture="environment"' in r.text
+    assert 'name="consent" value="true"' in r.text
+    assert 'value="smile"' in r.text and "a slow, warm smile" in r.text
+    assert "You can animate 5 of 5 free photos today." in r.text
+
+
+def test_form_post_without_javascript_redirects_to_a_refreshing_job_page(client: TestClient) -> None:
+    client.get("/")
+    r = client.post(
+        "/jobs",
+        files={"photo": ("me.jpg", _jpeg(), "image/jpeg")},
+        data={"consent": "true", "motion": "nod", "motion_text": ""},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text[:500]
+    location = r.headers["location"]
+    assert re.fullmatch(r"/jobs/[\w-]+", location)
+    page = client.get(location)
+    assert page.status_code == 200
+    assert '<noscript><meta http-equiv="refresh" content="2"></noscript>' in page.text
+    assert 'data-status="queued"' in page.text
+    job_id = location.rsplit("/", 1)[1]
+    assert client.get(f"/api/v1/jobs/{job_id}").json()["motion"] == "nod"
+    # Cancel and delete work as plain form posts too.
+    assert client.post(f"{location}/cancel", follow_redirects=False).status_code == 303
+    assert client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "canceled"
+    r = client.post(f"{location}/delete", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/?deleted=1"
+    assert client.get(location).status_code == 404
+
+
+def test_form_errors_come_back_as_the_form_with_what_to_do(client: TestClient) -> None:
+    client.get("/")
+    r = client.post(
+        "/jobs", files={"photo": ("me.jpg", b"not a photo", "image/jpeg")}, data={"consent": "true"}
+    )
+    assert r.status_code == 415
+    assert "That file is not a photo we can use." in r.text and 'id="upload-form"' in r.text
+    r = client.post("/jobs", files={"photo": ("me.jpg", _jpeg(), "image/jpeg")}, data={"motion": "smile"})
+    assert r.status_code == 422
+    assert "right to animate this photo" in r.text
+    assert re.search(r'value="smile"\s+checked', r.text)  # the visitor's choice survives the round trip
+
+
+def test_cross_site_form_post_is_refused(client: TestClient) -> None:
+    r = client.post(
+        "/jobs",
+        files={"photo": ("me.jpg", _jpeg(), "image/jpeg")},
+        data={"consent": "true"},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 403
+
+
+def test_another_visitors_job_page_is_not_found(client: TestClient, tmp_path: Path) -> None:
+    client.get("/")
+    r = client.post(
+        "/jobs",
+        files={"photo": ("me.jpg", _jpeg(), "image/jpeg")},
+        data={"consent": "true"},
+        follow_redirects=False,
+    )
+    location = r.headers["location"]
+    client.cookies.clear()
+    assert client.get(location).status_code == 404
+    assert client.post(f"{location}/delete", follow_redirects=False).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("status", "stage", "detail", "progress", "expected"),
+    [
+        ("queued", "queued", "", 0.0, "Waiting in line"),
+        ("running", "analyzing", "reading the face", 0.02, "Reading the photo — 2%"),
+        ("running", "animating", "12/25", 0.4, "Animating 12/25"),
+        ("running", "encoding", "", 0.9, "Encoding the video — 90%"),
+        ("succeeded", "done", "", 1.0, "Done"),
+    ],
+)
+def test_stage_text_reads_like_a_person(
+    status: str, stage: str, detail: str, progress: float, expected: str
+) -> None:
+    from app.api.routes.pages import stage_text
+
+    job = {"status": status, "stage": stage, "stage_detail": detail, "progress": progress}
+    assert stage_text(job) == expected
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a: str, b: str) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_colours_meet_wcag_aa_contrast(scheme: str) -> None:
+    css = (ROOT / "static" / "css" / "site.css").read_text()
+    light = dict(re.findall(r"--([\w-]+):\s*(#[0-9a-fA-F]{6})", css.split("@media")[0]))
+    dark_block = css[css.index("prefers-color-scheme: dark") :].split("}")[0]
+    colours = (
+        {**light, **dict(re.findall(r"--([\w-]+):\s*(#[0-9a-fA-F]{6})", dark_block))}
+        if scheme == "dark"
+        else light
+    )
+    on_accent = "#1d1b19" if scheme == "dark" else "#ffffff"  # .button-primary text
+    pairs = [
+        (colours["text"], colours["card"]),
+        (colours["text"], colours["bg"]),
+        (colours["muted"], colours["card"]),
+        (colours["muted"], colours["bg"]),
+        (colours["muted"], colours["accent-soft"]),
+        (colours["accent"], colours["card"]),
+        (colours["accent"], colours["accent-soft"]),
+        (on_accent, colours["accent"]),
+        (colours["error"], colours["error-soft"]),
+        (colours["ok"], colours["card"]),
+        (colours["warn"], colours["card"]),
+    ]
+    for fg, bg in pairs:
+        assert _contrast(fg, bg) >= 4.5, (scheme, fg, bg, round(_contrast(fg, bg), 2))
