@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     animator: str = "portrait"
     model: str | None = None
     device: str = "auto"
+    # Extra keyword arguments for the animator, as JSON: speed settings of the diffusion animator
+    # (e.g. {"compile": true, "cpu_offload": "model"}) or the portrait animator's max_side.
+    animator_options: dict[str, Any] = {}
 
     # Limits
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
