@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from models.base import Animator
@@ -23,4 +24,14 @@ def create_animator(name: str, **options: Any) -> Animator:
         from models.diffusion import DiffusionAnimator  # GPU image-to-video (issue 3)
 
         return DiffusionAnimator(**options)
-    raise ValueError(f"unknown animator {name!r}; expected one of {', '.join(ANIMATORS)}")
+    if ":" in name:
+        # "package.module:Class" names an animator outside this package (test fixtures, plug-ins).
+        module_name, _, class_name = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"cannot load animator {name!r}: {exc}") from exc
+        return cls(**options)
+    raise ValueError(
+        f"unknown animator {name!r}; expected one of {', '.join(ANIMATORS)} or 'package.module:Class'"
+    )

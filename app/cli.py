@@ -1,0 +1,326 @@
+"""The `vivify` command: up, web, worker, animate, migrate.
+
+`up` is the whole product on one machine (embedded defaults); `web` and `worker` are the two
+production processes. The CLI starts the worker as a `celery` process, so the web side of this module
+never imports worker/ or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from app.core.config import Settings, get_settings
+
+log = logging.getLogger("vivify")
+
+MAINTENANCE_QUEUE = "maintenance"
+
+
+def default_queues(settings: Settings, maintenance: bool = True) -> str:
+    """The queues a worker of the configured animator consumes: the shared `animate` queue, the
+    animator's own queue (app.queue.queue_for, when the web tier routes by animator) and, unless
+    told otherwise, the maintenance queue of the periodic tasks."""
+    import app.queue
+
+    queues = [app.queue.DEFAULT_QUEUE]
+    queue_for = getattr(app.queue, "queue_for", None)
+    if queue_for is not None:
+        queues.append(queue_for(settings.animator, settings.model or None))
+    if maintenance:
+        queues.append(MAINTENANCE_QUEUE)
+    return ",".join(dict.fromkeys(queues))
+
+
+def _migrate(settings: Settings) -> None:
+    import migrations
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    migrations.upgrade(settings.resolved_database_url)
+    log.info("database migrated in %.1f s", time.perf_counter() - t0)
+
+
+def worker_command(
+    settings: Settings,
+    *,
+    queues: str | None = None,
+    concurrency: int = 1,
+    pool: str = "solo",
+    beat: bool = False,
+    hostname: str | None = None,
+) -> list[str]:
+    """The celery command line of one worker process (one per GPU: solo pool, concurrency 1)."""
+    cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"]
+    cmd += [f"--pool={pool}", f"--concurrency={concurrency}", "-Q", queues or default_queues(settings)]
+    cmd += ["--loglevel", settings.log_level.upper(), "--without-gossip", "--without-mingle"]
+    cmd += ["-n", hostname or f"vivify-{os.getpid()}@{socket.gethostname()}"]
+    if beat:
+        cmd += ["-B", "--schedule", str((settings.data_dir / "celerybeat-schedule").resolve())]
+    return cmd
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    import uvicorn
+
+    # uvicorn shuts down on SIGINT/SIGTERM, restores the previous handlers and re-raises the signal.
+    # These handlers make that re-raise a no-op, so the caller's cleanup runs and we exit with 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    # Trust X-Forwarded-For only from configured proxies (never by default).
+    proxies = ",".join(settings.trusted_proxies)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn: the worker gets SIGTERM if `vivify up` itself dies, so no orphan is left (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded before the fork, not in the child
+    except OSError:
+        return None
+
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return preexec
+
+
+class WorkerSupervisor:
+    """Runs the embedded worker as a child process, restarts it if it dies, stops it on exit."""
+
+    def __init__(self, cmd: list[str], stop_timeout_s: float = 15.0) -> None:
+        self.cmd = cmd
+        self.stop_timeout_s = stop_timeout_s
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread.start()
+
+    def _spawn(self) -> None:
+        log.info("starting worker: %s", shlex.join(self.cmd[1:]))
+        # Its own process group: a Ctrl-C in the terminal reaches us, and we stop the worker in order.
+        self.proc = subprocess.Popen(self.cmd, start_new_session=True, preexec_fn=_die_with_parent())
+
+    def _watch(self) -> None:
+        backoff = 1.0
+        while not self._stopping.wait(0.5):
+            if self.proc is not None and self.proc.poll() is not None:
+                log.warning("worker exited with %s; restarting in %.0f s", self.proc.returncode, backoff)
+                if self._stopping.wait(backoff):
+                    return
+                self._spawn()
+                backoff = min(backoff * 2, 30.0)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        # SIGTERM = Celery's warm shutdown; unfinished messages go back to the queue.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("worker did not stop in %.0f s; killing it", self.stop_timeout_s)
+            proc.kill()
+            proc.wait()
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    host, port = args.host or settings.host, args.port or settings.port
+    if not args.no_migrate:
+        _migrate(settings)
+    supervisor = WorkerSupervisor(
+        worker_command(settings, beat=True, hostname=f"embedded@{socket.gethostname()}")
+    )
+    supervisor.start()
+    # uvicorn handles SIGINT/SIGTERM and returns; the worker is stopped in `finally`.
+    print(f"Vivify is running on http://{host}:{port}  (Ctrl-C to stop)", flush=True)
+    try:
+        _serve(settings, host, port)
+    finally:
+        supervisor.stop()
+    return 0
+
+
+def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    if args.migrate or settings.migrate_on_start:
+        _migrate(settings)
+    host, port = args.host or settings.host, args.port or settings.port
+    print(f"Vivify web on http://{host}:{port}", flush=True)
+    _serve(settings, host, port, workers=args.workers)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    if args.migrate or settings.migrate_on_start:
+        _migrate(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    cmd = worker_command(
+        settings,
+        queues=args.queues or default_queues(settings, maintenance=not args.no_maintenance),
+        concurrency=args.concurrency,
+        pool=args.pool,
+        beat=args.beat,
+        hostname=args.hostname,
+    )
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)  # the worker replaces this process: signals go straight to Celery
+    return 0  # pragma: no cover
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x512, got {text!r}") from None
+    if w < 16 or h < 16:
+        raise argparse.ArgumentTypeError("size must be at least 16x16")
+    return w, h
+
+
+def cmd_animate(args: argparse.Namespace, settings: Settings) -> int:
+    from PIL import Image, ImageOps
+
+    from models.base import AnimationError, AnimationRequest, Stage
+    from models.registry import create_animator
+    from models.render import render_clip
+
+    name = args.animator or settings.animator
+    options: dict[str, object] = {}
+    model = args.model or (settings.model if name == settings.animator else None)
+    if model:
+        options["model"] = model
+    if name == "diffusion" and settings.device != "auto":
+        options["device"] = settings.device
+    try:
+        photo = ImageOps.exif_transpose(Image.open(args.photo)).convert("RGB")
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {args.photo}: {exc}", file=sys.stderr)
+        return 2
+    request = AnimationRequest(
+        motion=args.motion, seed=args.seed, frames=args.frames, size=args.size, steps=args.steps
+    )
+    last: list[str] = []
+
+    def progress(stage: Stage | str, fraction: float, detail: str = "") -> None:
+        value = Stage(stage).value
+        if not last or last[-1] != value:
+            last.append(value)
+            print(f"  {value} ...", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    animator = create_animator(name, **options)
+    animator.setup()
+    setup_s = time.perf_counter() - t0
+    try:
+        clip = render_clip(animator, photo, request, progress)
+    except AnimationError as exc:
+        print(f"animation failed ({exc.code}): {exc.message}", file=sys.stderr)
+        return 1
+    args.output.write_bytes(clip.mp4)
+    print(f"wrote {args.output}: {clip.width}x{clip.height}, {clip.frame_count} frames at {clip.fps:g} fps")
+    print(f"  setup: {setup_s:.2f} s")
+    for stage, seconds in clip.stage_seconds.items():
+        print(f"  {stage}: {seconds:.2f} s")
+    print(f"  total: {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    _migrate(settings)
+    print(f"migrated {settings.resolved_database_url.split('@')[-1]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vivify", description="Bring portrait photos to life.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="the whole product on one machine (web + one worker, embedded defaults)")
+    up.add_argument("--host", help="default: VIVIFY_HOST / HOST / 127.0.0.1")
+    up.add_argument("--port", type=int, help="default: VIVIFY_PORT / PORT / 8000")
+    up.add_argument("--no-migrate", action="store_true", help="do not apply migrations on start")
+    up.set_defaults(func=cmd_up)
+
+    web = sub.add_parser("web", help="the web tier (uvicorn)")
+    web.add_argument("--host")
+    web.add_argument("--port", type=int)
+    web.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    web.add_argument("--migrate", action="store_true", help="apply migrations before serving")
+    web.set_defaults(func=cmd_web)
+
+    worker = sub.add_parser("worker", help="a Celery worker (one process per GPU)")
+    worker.add_argument(
+        "-Q", "--queues", help="comma-separated; default: animate, the animator's queue, maintenance"
+    )
+    worker.add_argument(
+        "--no-maintenance",
+        action="store_true",
+        help="leave the maintenance queue to another worker (GPU workers)",
+    )
+    worker.add_argument("-c", "--concurrency", type=int, default=1)
+    worker.add_argument("--pool", default="solo", help="solo (default, one GPU per process) or prefork")
+    worker.add_argument(
+        "-B", "--beat", action="store_true", help="also run the periodic tasks (one per site)"
+    )
+    worker.add_argument("-n", "--hostname", help="Celery node name")
+    worker.add_argument("--migrate", action="store_true", help="apply migrations before starting")
+    worker.set_defaults(func=cmd_worker)
+
+    animate = sub.add_parser("animate", help="animate one photo, no server")
+    animate.add_argument("photo", type=Path)
+    animate.add_argument("-o", "--output", type=Path, required=True, help="the MP4 to write")
+    animate.add_argument("--motion", help='a preset name or short text, e.g. "look left and smile"')
+    animate.add_argument("--animator", help="portrait, push-in, diffusion or package.module:Class")
+    animate.add_argument("--model", help="a Hugging Face hub id or a local folder (diffusion)")
+    animate.add_argument("--steps", type=int)
+    animate.add_argument("--frames", type=int)
+    animate.add_argument("--size", type=_parse_size, help="WxH, e.g. 512x512")
+    animate.add_argument("--seed", type=int)
+    animate.set_defaults(func=cmd_animate)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except Exception as exc:  # pydantic ValidationError: say what is wrong, no traceback
+        print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return int(args.func(args, settings) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

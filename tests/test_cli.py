@@ -1,0 +1,128 @@
+"""The `vivify` command line: parsing, `animate` without a server, `migrate`, and the worker command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from app import cli
+from app.core.config import Settings, get_settings
+from models.video import probe
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in ("VIVIFY_DATABASE_URL", "VIVIFY_BROKER_URL", "VIVIFY_STORAGE_URL", "VIVIFY_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VIVIFY_DATA_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_animate_writes_a_clip_and_prints_stage_times(env: Path, portrait, capsys) -> None:
+    photo = env / "me.png"
+    small = portrait.copy()
+    small.thumbnail((96, 96))
+    small.save(photo)
+    out = env / "clip.mp4"
+    rc = cli.main(
+        ["animate", str(photo), "-o", str(out), "--animator", "push-in", "--size", "64x80", "--seed", "3"]
+    )
+    assert rc == 0
+    info = probe(out)
+    assert (info.codec, info.pix_fmt, info.fps, info.width, info.height) == ("h264", "yuv420p", 24.0, 64, 80)
+    printed = capsys.readouterr().out
+    for word in ("setup:", "animating:", "encoding:", "total:"):
+        assert word in printed
+
+
+def test_animate_frames_option_sets_the_clip_length(env: Path, portrait) -> None:
+    photo = env / "me.jpg"
+    portrait.resize((64, 64)).save(photo)
+    out = env / "clip.mp4"
+    assert cli.main(["animate", str(photo), "-o", str(out), "--animator", "push-in", "--frames", "72"]) == 0
+    assert probe(out).frame_count == 72
+
+
+def test_animate_refuses_an_unreadable_photo(env: Path, capsys) -> None:
+    bad = env / "not-a-photo.jpg"
+    bad.write_text("<html>hello</html>")
+    assert cli.main(["animate", str(bad), "-o", str(env / "x.mp4"), "--animator", "push-in"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert not (env / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("size", ["abc", "10x10", "64"])
+def test_a_bad_size_is_a_usage_error(size: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args(["animate", "p.jpg", "-o", "c.mp4", "--size", size])
+    assert exc.value.code == 2
+
+
+def test_migrate_creates_the_tables(env: Path) -> None:
+    assert cli.main(["migrate"]) == 0
+    engine = create_engine(f"sqlite:///{env / 'var' / 'vivify.db'}")
+    assert {"jobs", "submissions"} <= set(inspect(engine).get_table_names())
+
+
+def test_production_with_the_default_secret_refuses_to_start(env: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("VIVIFY_ENV", "production")
+    monkeypatch.delenv("VIVIFY_SECRET_KEY", raising=False)
+    assert cli.main(["migrate"]) == 2
+    assert "VIVIFY_SECRET_KEY" in capsys.readouterr().err
+
+
+def test_the_worker_command_is_one_solo_process_on_the_animate_queue() -> None:
+    settings = Settings(_env_file=None)
+    cmd = cli.worker_command(settings, beat=True, hostname="gpu0@host")
+    assert cmd[:6] == [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"]
+    assert "--pool=solo" in cmd and "--concurrency=1" in cmd
+    assert cmd[cmd.index("-Q") + 1].split(",")[0] == "animate"
+    assert "-B" in cmd and cmd[cmd.index("-n") + 1] == "gpu0@host"
+    assert "-B" not in cli.worker_command(settings)
+
+
+def test_a_worker_consumes_the_shared_queue_its_animators_queue_and_maintenance() -> None:
+    import app.queue
+
+    settings = Settings(_env_file=None, animator="portrait")
+    queues = cli.default_queues(settings).split(",")
+    assert queues[0] == "animate" and queues[-1] == "maintenance"
+    if hasattr(app.queue, "queue_for"):  # per-animator routing of the web tier
+        assert app.queue.queue_for("portrait", None) in queues
+    assert "maintenance" not in cli.default_queues(settings, maintenance=False).split(",")
+
+
+def test_the_console_script_is_installed_and_lists_every_command() -> None:
+    exe = Path(sys.executable).parent / "vivify"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("up", "web", "worker", "animate", "migrate"):
+        assert command in out
+
+
+def test_the_embedded_worker_is_restarted_if_it_dies_and_stopped_on_exit(tmp_path: Path) -> None:
+    import time
+
+    marker = tmp_path / "starts"
+    script = f"open({str(marker)!r}, 'a').write('x'); import time, sys; time.sleep(0.3); sys.exit(3)"
+    supervisor = cli.WorkerSupervisor([sys.executable, "-c", script], stop_timeout_s=5)
+    supervisor.start()
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (not marker.exists() or len(marker.read_text()) < 2):
+            time.sleep(0.1)
+        assert len(marker.read_text()) >= 2, "a worker that exited was started again"
+    finally:
+        supervisor.stop()
+
+    sleeper = cli.WorkerSupervisor([sys.executable, "-c", "import time; time.sleep(60)"], stop_timeout_s=5)
+    sleeper.start()
+    t0 = time.monotonic()
+    sleeper.stop()
+    assert sleeper.proc is not None and sleeper.proc.returncode == -15 and time.monotonic() - t0 < 5

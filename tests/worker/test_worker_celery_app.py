@@ -1,0 +1,59 @@
+"""The Celery app's configuration: queues, routing, beat schedule and the long-GPU-work settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.core.config import Settings
+from app.queue import ANIMATE_TASK
+from models.base import AnimationRequest
+from models.registry import create_animator
+from worker.celery_app import PURGE_TASK, RECONCILE_TASK, make_celery, reconcile_every_s
+
+
+@pytest.fixture
+def celery(tmp_path):  # type: ignore[no-untyped-def]
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/0", stale_job_after_s=900
+    )
+    return make_celery(settings)
+
+
+def test_long_gpu_work_settings(celery) -> None:  # type: ignore[no-untyped-def]
+    conf = celery.conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert (
+        conf.task_soft_time_limit < conf.task_time_limit < conf.broker_transport_options["visibility_timeout"]
+    )
+    assert conf.task_ignore_result  # the job row is the state, not a result backend
+
+
+def test_each_queue_has_its_own_exchange_so_no_message_is_copied(celery) -> None:  # type: ignore[no-untyped-def]
+    queues = {q.name: q for q in celery.conf.task_queues}
+    assert set(queues) == {"animate", "maintenance"}
+    assert {q.exchange.name for q in queues.values()} == {"animate", "maintenance"}
+    assert queues["animate"].routing_key == "animate" and queues["maintenance"].routing_key == "maintenance"
+    routes = celery.conf.task_routes
+    assert routes[ANIMATE_TASK]["queue"] == "animate"
+    assert routes[RECONCILE_TASK]["queue"] == routes[PURGE_TASK]["queue"] == "maintenance"
+
+
+def test_beat_reconciles_every_minute_and_purges_every_ten(celery) -> None:  # type: ignore[no-untyped-def]
+    schedule = {entry["task"]: entry["schedule"] for entry in celery.conf.beat_schedule.values()}
+    assert schedule == {RECONCILE_TASK: 60.0, PURGE_TASK: 600.0}
+
+
+def test_reconcile_checks_several_times_per_staleness_window() -> None:
+    assert reconcile_every_s(Settings(_env_file=None, stale_job_after_s=900)) == 60.0
+    assert reconcile_every_s(Settings(_env_file=None, stale_job_after_s=6)) == 2.0
+
+
+def test_an_animator_can_be_named_by_module_and_class() -> None:
+    animator = create_animator("models.push_in:PushInAnimator", zoom=1.2)
+    assert animator.name == "push-in" and animator.zoom == 1.2
+    assert AnimationRequest().fps == 24
+    with pytest.raises(ValueError, match="cannot load animator"):
+        create_animator("models.push_in:Nope")
+    with pytest.raises(ValueError, match="unknown animator"):
+        create_animator("warp-drive")

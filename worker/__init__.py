@@ -1,0 +1,1 @@
+"""The Celery worker: task declarations, the per-process model cache, and maintenance (reconcile, purge)."""

@@ -1,0 +1,94 @@
+"""Periodic tasks run by Celery beat: reconcile jobs no worker holds, and purge expired jobs.
+
+The reconciler is the backstop for every way a job id can go missing: the enqueue after the commit
+failed, the broker lost its data, a worker died holding the message. Nothing stays queued or running
+forever: a stale job is sent again (a duplicate message is harmless, the task skips final jobs and
+writes deterministic keys), and after too many attempts it fails with `worker_lost`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from app import jobs
+from app.core.config import Settings, get_settings
+from app.queue import ANIMATE_TASK
+from app.storage import ObjectStore, get_store, poster_key, video_key
+from app.tables import JobStatus
+from worker.celery_app import PURGE_TASK, RECONCILE_TASK, app
+from worker.tasks import Sessions, default_sessions
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[str, str], None]
+
+
+def max_attempts(settings: Settings) -> int:
+    return settings.task_max_retries + 1
+
+
+def _send(job_id: str, queue: str) -> None:
+    app.send_task(ANIMATE_TASK, args=[job_id], queue=queue)
+
+
+def reconcile(settings: Settings, sessions: Sessions, enqueue: Enqueue = _send) -> dict[str, int]:
+    """Re-send or fail queued/running jobs nothing has touched for `stale_job_after_s`."""
+    counts = {"requeued": 0, "failed": 0}
+    with sessions() as session:
+        stale = [
+            (j.id, j.status, j.attempts, j.queue)
+            for j in jobs.stale_jobs(session, settings.stale_job_after_s)
+        ]
+        for job_id, status, attempts, queue in stale:
+            if status == JobStatus.RUNNING.value and attempts >= max_attempts(settings):
+                if jobs.fail(
+                    session,
+                    job_id,
+                    "worker_lost",
+                    f"The worker running this job stopped responding ({attempts} tries); please try again.",
+                ):
+                    counts["failed"] += 1
+                continue
+            if jobs.touch_stale(session, job_id, settings.stale_job_after_s):
+                enqueue(job_id, queue)
+                counts["requeued"] += 1
+    if any(counts.values()):
+        log.warning("reconciled stale jobs: %s", counts)
+    return counts
+
+
+def purge_expired(
+    settings: Settings, sessions: Sessions, store: ObjectStore, now: datetime | None = None
+) -> dict[str, int]:
+    """Delete the photo, clip, poster and row of every job past its expiry (the retention period)."""
+    counts = {"purged": 0, "errors": 0}
+    with sessions() as session:
+        for job in jobs.expired_jobs(session, now):
+            try:
+                keys = {job.photo_key, job.video_key, job.poster_key, video_key(job.id), poster_key(job.id)}
+                for key in filter(None, keys):
+                    store.delete(key)
+            except Exception:  # store briefly down: keep the row so the next run tries again
+                log.warning("could not delete objects of expired job %s", job.id, exc_info=True)
+                counts["errors"] += 1
+                continue
+            session.delete(job)
+            session.commit()
+            counts["purged"] += 1
+    if any(counts.values()):
+        log.info("purged expired jobs: %s", counts)
+    return counts
+
+
+@app.task(name=RECONCILE_TASK, ignore_result=True)
+def reconcile_task() -> dict[str, int]:
+    settings = get_settings()
+    return reconcile(settings, default_sessions(settings))
+
+
+@app.task(name=PURGE_TASK, ignore_result=True)
+def purge_expired_task() -> dict[str, int]:
+    settings = get_settings()
+    return purge_expired(settings, default_sessions(settings), get_store())

@@ -1,0 +1,133 @@
+"""Webhook events of a job (start, progress, completed), sent by their own Celery task.
+
+The animate task only *enqueues* an event (`JobEvents`): a `vivify.webhook` message on the
+`webhooks` queue carrying the URL, the event and the public Job JSON as it was at that moment. A
+separate, light consumer (threads pool) delivers it, signed per Standard Webhooks (app/webhooks.py),
+retrying 5xx/429/network errors with exponential backoff through Celery (no sleeping worker) a
+bounded number of times. So a slow or dead receiver never delays an animation, and a delivery failure
+never fails the job.
+
+Each event keeps one `webhook-id` across its retries, so a receiver can drop duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+import httpx
+from celery import Celery, Task
+
+from app import webhooks
+from app.core.config import Settings, get_settings
+from app.queue import WEBHOOK_QUEUE, WEBHOOK_TASK
+from app.schemas import job_out
+from app.tables import Job
+from worker.celery_app import app
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF_MAX_S = 300
+
+
+class JobEvents:
+    """Enqueues the job's webhook events its filter asks for; progress at most every `interval_s`.
+
+    Never raises: an event that cannot be enqueued is logged and dropped.
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        job: Job,
+        settings: Settings,
+        celery: Celery | None = None,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.url = job.webhook_url
+        self.events = set(job.webhook_events or webhooks.parse_events(None))
+        self.job_id = job.id
+        self.interval_s = settings.webhook_progress_interval_s
+        self.celery = celery or app
+        self.clock = clock
+        self._last_progress: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.url)
+
+    def wants(self, event: str) -> bool:
+        return self.active and event in self.events
+
+    def start(self, session: Any) -> None:
+        self._emit(session, "start")
+
+    def progress(self, session: Any) -> None:
+        if not self.wants("progress"):
+            return
+        now = self.clock()
+        if self._last_progress is not None and now - self._last_progress < self.interval_s:
+            return
+        self._last_progress = now
+        self._emit(session, "progress")
+
+    def completed(self, session: Any) -> None:
+        self._emit(session, "completed")
+
+    def _emit(self, session: Any, event: str) -> None:
+        if not self.wants(event):
+            return
+        try:
+            job = session.get(Job, self.job_id)
+            if job is None:
+                return
+            session.refresh(job)
+            payload = job_out(session, job).model_dump(mode="json")
+            msg_id = "msg_" + secrets.token_urlsafe(12)
+            self.celery.send_task(
+                WEBHOOK_TASK, args=[self.url, event, payload, msg_id], queue=WEBHOOK_QUEUE, ignore_result=True
+            )
+        except Exception as exc:  # the job goes on whatever happens to its webhook
+            log.warning("job %s: %s webhook not enqueued (%s)", self.job_id, event, type(exc).__name__)
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code >= 500 or exc.response.status_code == 429
+    return isinstance(exc, httpx.TransportError)
+
+
+@app.task(name=WEBHOOK_TASK, bind=True, acks_late=True, ignore_result=True, max_retries=None)
+def send_webhook(self: Task, url: str, event: str, payload: dict[str, Any], msg_id: str) -> str:
+    """Deliver one event; returns delivered, refused, rejected or gave_up (never raises but Retry)."""
+    settings = get_settings()
+    job_id = payload.get("id")
+    try:
+        # Checked again at delivery: DNS may now point the name somewhere private.
+        webhooks.check_url(url, allow_private=settings.webhooks_allow_private)
+    except webhooks.WebhookRefused as exc:
+        log.warning("job %s: %s webhook refused: %s", job_id, event, exc)
+        return "refused"
+    try:
+        webhooks.deliver(
+            url,
+            event,
+            payload,
+            settings.webhook_signing_key,
+            attempts=1,
+            timeout_s=settings.webhook_timeout_s,
+            msg_id=msg_id,
+        )
+    except (httpx.HTTPError, OSError) as exc:
+        if not _retryable(exc):
+            log.warning("job %s: %s webhook rejected (%s)", job_id, event, exc)
+            return "rejected"
+        if self.request.retries + 1 >= settings.webhook_attempts:
+            log.warning("job %s: %s webhook gave up after %d attempts", job_id, event, self.request.retries + 1)
+            return "gave_up"
+        countdown = min(RETRY_BACKOFF_MAX_S, 2**self.request.retries)
+        raise self.retry(countdown=countdown, exc=exc) from None
+    log.info("job %s: %s webhook delivered", job_id, event)
+    return "delivered"
