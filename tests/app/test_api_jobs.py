@@ -17,8 +17,8 @@ from app.tables import Job
 from tests.app.api_helpers import broker_messages, finish_job, post_job
 
 JOB_KEYS = {
-    "id", "status", "stage", "stage_detail", "progress", "queue_position", "eta_s", "created_at", "started_at",
-    "finished_at", "expires_at", "motion", "seed", "animator", "photo", "error", "urls",
+    "id", "status", "stage", "stage_detail", "progress", "queue_position", "eta_s", "created_at",
+    "started_at", "finished_at", "expires_at", "motion", "seed", "animator", "photo", "error", "urls",
 }  # fmt: skip
 
 

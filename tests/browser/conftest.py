@@ -111,12 +111,12 @@ def driver() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def portrait(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Grace Hopper's portrait, shrunk to 384 px on its long side to keep the animation quick."""
+    """Grace Hopper's portrait at its own 512×600: large enough that the job takes a few progress updates."""
     import matplotlib.cbook
 
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         img = Image.open(f).convert("RGB")
-    img.thumbnail((384, 384))
+    img.thumbnail((640, 640))
     path = tmp_path_factory.mktemp("photos") / "grace-hopper.jpg"
     img.save(path, quality=90)
     return path

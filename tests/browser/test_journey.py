@@ -231,7 +231,10 @@ def test_journey(server: str, driver, portrait: Path) -> None:  # type: ignore[n
     assert driver.find_element(By.ID, "job-expires").text.startswith("Your photo and this clip are deleted")
     toggle = driver.find_element(By.ID, "play-toggle")  # a looping clip can be paused, and played again
     toggle.click()
-    assert driver.execute_script("return arguments[0].paused", video) and toggle.text == "Play"
+    # The label follows the media element's `pause` event, which fires asynchronously.
+    wait(driver).until(
+        lambda d: d.execute_script("return arguments[0].paused", video) and toggle.text == "Play"
+    )
     toggle.click()
     wait(driver).until(lambda d: not d.execute_script("return arguments[0].paused", video))
     # "My animations" lists it, ready, with a thumbnail that loaded.
