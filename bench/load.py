@@ -41,6 +41,19 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
+async def _timed(stats: dict, key: str, label: str, request) -> httpx.Response | None:  # type: ignore[no-untyped-def]
+    """Run one request; a timeout or connection error counts as an error, not a crash."""
+    t0 = time.perf_counter()
+    try:
+        r = await request
+    except httpx.HTTPError as exc:
+        stats["codes"][f"{label} {type(exc).__name__}"] += 1
+        return None
+    stats[key].append(1000 * (time.perf_counter() - t0))
+    stats["codes"][f"{label} {r.status_code}"] += 1
+    return r
+
+
 async def visitor(
     url: str, photo: bytes, deadline: float, start_delay: float, stats: dict, uploads_every_s: float
 ) -> None:
@@ -50,30 +63,21 @@ async def visitor(
         next_upload = time.monotonic()
         while time.monotonic() < deadline:
             if job_id is None or time.monotonic() >= next_upload:
-                t0 = time.perf_counter()
-                r = await client.post(
-                    "/api/v1/jobs", data={"consent": "true"}, files={"photo": ("p.jpg", photo, "image/jpeg")}
-                )
-                stats["upload_ms"].append(1000 * (time.perf_counter() - t0))
-                stats["codes"][f"POST {r.status_code}"] += 1
-                if r.status_code == 202:
+                files = {"photo": ("p.jpg", photo, "image/jpeg")}
+                post = client.post("/api/v1/jobs", data={"consent": "true"}, files=files)
+                r = await _timed(stats, "upload_ms", "POST", post)
+                if r is not None and r.status_code == 202:
                     job_id = r.json()["id"]
                 next_upload = time.monotonic() + uploads_every_s
             if job_id:
-                t0 = time.perf_counter()
-                r = await client.get(f"/api/v1/jobs/{job_id}")
-                stats["status_ms"].append(1000 * (time.perf_counter() - t0))
-                stats["codes"][f"GET {r.status_code}"] += 1
+                await _timed(stats, "status_ms", "GET", client.get(f"/api/v1/jobs/{job_id}"))
             await asyncio.sleep(1.0)
 
 
 async def page_sampler(url: str, deadline: float, stats: dict) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         while time.monotonic() < deadline:
-            t0 = time.perf_counter()
-            r = await client.get("/")
-            stats["page_ms"].append(1000 * (time.perf_counter() - t0))
-            stats["codes"][f"PAGE {r.status_code}"] += 1
+            await _timed(stats, "page_ms", "PAGE", client.get("/"))
             await asyncio.sleep(0.5)
 
 
@@ -108,6 +112,6 @@ if __name__ == "__main__":
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--visitors", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--ramp-s", type=float, default=10, help="spread visitor starts over N s")
+    parser.add_argument("--ramp-s", type=float, default=30, help="spread visitor starts over N s")
     parser.add_argument("--upload-every-s", type=float, default=30, help="each visitor uploads this often")
     raise SystemExit(asyncio.run(main(parser.parse_args())))

@@ -14,7 +14,15 @@ from app.core.config import get_settings
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # One connection per request thread (anyio's pool has 40): SQLite connections are cheap, and a
+        # request must never wait on the pool behind others doing slow work.
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=40,
+            max_overflow=10,
+            pool_timeout=10,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -26,7 +34,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=10)
 
 
 @functools.lru_cache(maxsize=4)
