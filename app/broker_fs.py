@@ -5,11 +5,17 @@ can pick up a half-written file, fail to decode it and drop the job. Here a mess
 a temporary name and renamed into place (atomic on one filesystem), and a consumed message is moved
 to our own folder (not the shared /tmp) before it is read and deleted.
 
+Routing has the same kind of race: kombu truncates an exchange's binding table before rewriting it,
+and records a binding in process memory before writing it, so a publish racing a declare finds no
+queue and the message goes to the dead-letter queue. Here tables are rewritten atomically under a
+lock, and a lookup also sees the bindings this process has declared.
+
 Registered as the `vivifyfs://` transport; `filesystem://` in settings maps to it (app/queue.py).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from time import monotonic
@@ -54,6 +60,30 @@ class Channel(filesystem.Channel):
                 os.remove(taken)
             return loads(bytes_to_str(payload))
         raise filesystem.Empty()
+
+    def get_table(self, exchange: str) -> list:
+        table = list(super().get_table(exchange))
+        declared = self.state.exchanges.get(exchange, {}).get("table", [])
+        return table + [filesystem.exchange_queue_t(*q) for q in declared if tuple(q) not in table]
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        file = self._exchange_file(exchange)
+        self.control_folder.mkdir(exist_ok=True)
+        entry = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        with open(f"{file}.lock", "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)  # serialises read-modify-write across processes
+            try:
+                with open(file, "rb") as f:
+                    table = [filesystem.exchange_queue_t(*q) for q in loads(bytes_to_str(f.read()))]
+            except FileNotFoundError:
+                table = []
+            if entry in table:
+                return
+            table.insert(0, entry)
+            partial = f"{file}.{uuid.uuid4().hex}.tmp"
+            with open(partial, "wb") as f:
+                f.write(str_to_bytes(dumps(table)))
+            os.replace(partial, file)
 
 
 class Transport(filesystem.Transport):
