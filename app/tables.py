@@ -52,9 +52,15 @@ class Job(Base):
 
     motion: Mapped[str | None] = mapped_column(String(200))
     seed: Mapped[int] = mapped_column(Integer)
-    animator: Mapped[str] = mapped_column(String(32))
+    animator: Mapped[str] = mapped_column(String(200))  # a name or a `package.module:Class` path
     model: Mapped[str | None] = mapped_column(String(300))
     queue: Mapped[str] = mapped_column(String(64), default="animate")
+    # Celery message priority the job was sent with (Redis: 0 is served first).
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    # A client's Idempotency-Key: a retried submit with the same key returns this job.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    webhook_events: Mapped[list[str] | None] = mapped_column(JSON)
 
     photo_key: Mapped[str | None] = mapped_column(String(200))
     photo_width: Mapped[int] = mapped_column(Integer, default=0)
@@ -79,7 +85,11 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
-    __table_args__ = (Index("ix_jobs_visitor_created", "visitor_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_visitor_created", "visitor_id", "created_at"),
+        # NULL keys never collide (SQLite and Postgres both treat NULLs as distinct here).
+        Index("uq_jobs_visitor_idempotency", "visitor_id", "idempotency_key", unique=True),
+    )
 
 
 class Submission(Base):

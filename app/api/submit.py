@@ -8,13 +8,15 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import jobs
+from app import jobs, webhooks
 from app.api.errors import ApiError
 from app.core.config import Settings
 from app.metrics import Metrics
-from app.queue import DEFAULT_QUEUE, enqueue_job
+from app.queue import enqueue_job, priority_for, queue_for
 from app.storage import ObjectStore, photo_key
 from app.tables import Job, JobStatus, new_job_id, utcnow
 from app.uploads import Photo, PhotoRejected, read_photo
@@ -54,10 +56,10 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def photo_problem(checked: CheckedPhoto, settings: Settings) -> ApiError | None:
+def photo_problem(checked: CheckedPhoto, settings: Settings, animator: str | None = None) -> ApiError | None:
     """A reason to refuse the job although the photo itself is fine."""
     faces = (checked.quality or {}).get("faces")
-    if settings.animator == "portrait" and faces == 0:
+    if (animator or settings.animator) == "portrait" and faces == 0:
         tips = (checked.quality or {}).get("tips") or []
         tip = tips[0] if tips else "No face was found: use a photo where one face looks toward the camera."
         return ApiError(422, "no_face", f"This animator needs a face. {tip}")
@@ -75,8 +77,78 @@ def _over_quota(left: Allowance) -> ApiError:
     )
 
 
+IDEMPOTENCY_KEY_MAX = 128
+
+
+class DuplicateSubmit(Exception):
+    """A retried submit: the visitor already has a job under this Idempotency-Key."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(job.id)
+        self.job = job
+
+
+def clean_idempotency_key(raw: str | None) -> str | None:
+    """The Idempotency-Key header: 1-128 visible ASCII characters (a UUID is typical)."""
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not all(33 <= ord(c) < 127 for c in key):
+        raise ApiError(
+            422,
+            "invalid_idempotency_key",
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters.",
+        )
+    return key
+
+
+def find_idempotent(session: Session, visitor: Visitor, key: str | None) -> Job | None:
+    """The visitor's job submitted under this key, if any (keys of other visitors never match)."""
+    if key is None:
+        return None
+    return session.scalar(select(Job).where(Job.visitor_id == visitor.id, Job.idempotency_key == key))
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    url: str
+    events: list[str]
+
+
+def check_webhook(url: str | None, events: str | None, settings: Settings) -> WebhookRequest | None:
+    """The job's webhook, or 422. Resolves the host name (blocking: call from a worker thread)."""
+    url = (url or "").strip()
+    if not url:
+        if (events or "").strip():
+            raise ApiError(422, "invalid_webhook", "webhook_events_filter needs a webhook URL.")
+        return None
+    try:
+        chosen = webhooks.parse_events(events)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_webhook_events", str(exc)) from None
+    try:
+        webhooks.check_url(url, allow_private=settings.webhooks_allow_private)
+    except webhooks.WebhookRefused as exc:
+        raise ApiError(422, "invalid_webhook", f"The webhook was refused: {exc}.") from None
+    return WebhookRequest(url=url, events=chosen)
+
+
+def choose_animator(raw: str | None, settings: Settings) -> str:
+    """The animator a job asks for (one the service offers), or the default."""
+    name = (raw or "").strip()
+    offered = settings.offered_animators
+    if not name:
+        return offered[0]
+    if name not in offered:
+        raise ApiError(422, "unknown_animator", f"The animator must be one of: {', '.join(offered)}.")
+    return name
+
+
 def check_allowance(session: Session, settings: Settings, visitor: Visitor) -> None:
     left = allowance(session, settings, visitor)
+    # End the read transaction now: the photo check that follows is slow, and must not hold a pooled
+    # connection meanwhile (under load, uploads would starve every other request of connections).
+    session.rollback()
     if left.remaining <= 0:
         raise _over_quota(left)
 
@@ -92,9 +164,17 @@ def create_job(
     checked: CheckedPhoto,
     motion: str | None,
     seed: int,
+    animator: str | None = None,
+    idempotency_key: str | None = None,
+    webhook: WebhookRequest | None = None,
 ) -> Job:
     """Store the photo, commit the job and its submission, then enqueue. Never loses a committed job:
-    if the broker is down the job stays queued and the reconciler sends it later."""
+    if the broker is down the job stays queued and the reconciler sends it later.
+
+    Raises DuplicateSubmit when a concurrent submit with the same Idempotency-Key committed first
+    (the unique index decides; this one's photo and allowance are rolled back)."""
+    animator = animator or settings.animator
+    model = settings.model_for(animator)
     job_id = new_job_id()
     key = photo_key(job_id)
     store.put(key, checked.photo.jpeg, "image/jpeg")
@@ -109,9 +189,13 @@ def create_job(
         cancel_requested=False,
         motion=motion,
         seed=seed,
-        animator=settings.animator,
-        model=settings.model,
-        queue=DEFAULT_QUEUE,
+        animator=animator,
+        model=model,
+        queue=queue_for(animator, model),
+        priority=priority_for(animator),
+        idempotency_key=idempotency_key,
+        webhook_url=webhook.url if webhook else None,
+        webhook_events=webhook.events if webhook else None,
         photo_key=key,
         photo_width=checked.photo.width,
         photo_height=checked.photo.height,
@@ -129,16 +213,20 @@ def create_job(
         if allowance(session, settings, visitor).used > settings.free_animations_per_day:
             raise _over_quota(allowance(session, settings, visitor))
         session.commit()
+    except IntegrityError:
+        session.rollback()
+        _remove_photo(store, key)
+        existing = find_idempotent(session, visitor, idempotency_key)
+        if existing is None:
+            raise
+        raise DuplicateSubmit(existing) from None
     except BaseException:
         session.rollback()
-        try:
-            store.delete(key)  # no row points at it: don't leave an orphan photo behind
-        except Exception:
-            log.warning("could not remove the photo of an uncommitted job")
+        _remove_photo(store, key)
         raise
     metrics.jobs_submitted.inc()
     try:
-        enqueue_job(job.id, job.queue, celery=producer)
+        enqueue_job(job.id, job.queue, celery=producer, priority=job.priority)
         jobs.mark_enqueued(session, job.id)
     except Exception as exc:
         metrics.enqueue_failures.inc()
@@ -148,3 +236,10 @@ def create_job(
         session.rollback()
     session.refresh(job)
     return job
+
+
+def _remove_photo(store: ObjectStore, key: str) -> None:
+    try:
+        store.delete(key)  # no row points at it: don't leave an orphan photo behind
+    except Exception:
+        log.warning("could not remove the photo of an uncommitted job")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import hmac
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,6 +42,9 @@ class Settings(BaseSettings):
     # Animation
     animator: str = "portrait"
     model: str | None = None
+    # More animators a job may ask for (form field `animator`), comma-separated, e.g. "portrait,diffusion";
+    # each is served by workers on its own queue (app.queue.queue_for). `model` belongs to `animator`.
+    extra_animators: Annotated[list[str], NoDecode] = []
     device: str = "auto"
     # Extra keyword arguments for the animator, as JSON: speed settings of the diffusion animator
     # (e.g. {"compile": true, "cpu_offload": "model"}) or the portrait animator's max_side.
@@ -61,6 +67,20 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: int = 3600
     task_max_retries: int = 3
     stale_job_after_s: int = 900
+    # Prometheus metrics of a worker process on this port (0 = off). One port per process: with several
+    # workers on one host give each its own (vivify worker --metrics-port).
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
+
+    # Webhooks (a job's `webhook` URL gets signed start/progress/completed events)
+    # Private, loopback and link-local targets are refused unless this is on (tests, closed networks).
+    webhooks_allow_private: bool = False
+    # Signing secret, "whsec_<base64>" as Standard Webhooks writes it, or any string. Unset: one derived
+    # from secret_key (Settings.webhook_secret_text prints it for integrators).
+    webhook_secret: SecretStr | None = None
+    webhook_attempts: int = Field(5, ge=1, le=20)
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+    # `progress` events at most this often per job.
+    webhook_progress_interval_s: float = Field(2.0, ge=0)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -74,6 +94,13 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(str(p).strip(), strict=False)  # ValueError names the bad entry
         return value
 
+    @field_validator("extra_animators", mode="before")
+    @classmethod
+    def _split_animators(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [a.strip() for a in value.split(",") if a.strip()]
+        return value
+
     @field_validator("rate_limit")
     @classmethod
     def _check_rate(cls, value: str) -> str:
@@ -84,8 +111,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.env == "production" and self.secret_key.get_secret_value() == DEV_SECRET_KEY:
-            raise ValueError("VIVIFY_SECRET_KEY must be set to a long random value in production")
+        secret = self.secret_key.get_secret_value()
+        if self.env == "production" and (secret == DEV_SECRET_KEY or len(secret) < 32):
+            raise ValueError("VIVIFY_SECRET_KEY must be a random value of 32+ characters in production")
         if not self.task_soft_time_limit_s < self.task_time_limit_s < self.broker_visibility_timeout_s:
             raise ValueError(
                 "need task_soft_time_limit_s < task_time_limit_s < broker_visibility_timeout_s "
@@ -113,6 +141,30 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def offered_animators(self) -> list[str]:
+        """The animators a job may ask for; the first is the default."""
+        return list(dict.fromkeys([self.animator, *self.extra_animators]))
+
+    def model_for(self, animator: str) -> str | None:
+        return self.model if animator == self.animator else None
+
+    @property
+    def webhook_signing_key(self) -> bytes:
+        """The HMAC key of webhook signatures (bytes, as Standard Webhooks defines them)."""
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+        if secret.startswith("whsec_"):
+            return base64.b64decode(secret.removeprefix("whsec_"))
+        if secret:
+            return secret.encode()
+        key = self.secret_key.get_secret_value().encode()
+        return hmac.new(key, b"vivify-webhook-signing-key", hashlib.sha256).digest()
+
+    @property
+    def webhook_secret_text(self) -> str:
+        """The signing key as integrators are given it: whsec_<base64>."""
+        return "whsec_" + base64.b64encode(self.webhook_signing_key).decode()
 
 
 @functools.lru_cache(maxsize=1)

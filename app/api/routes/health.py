@@ -22,7 +22,7 @@ BROKER_TIMEOUT_S = 2.0
 
 
 @router.get("/healthz", response_model=HealthOut, summary="The process is alive")
-def healthz() -> HealthOut:
+async def healthz() -> HealthOut:
     return HealthOut(status="ok")
 
 

@@ -1,0 +1,28 @@
+"""Settings are validated at start: unsafe production settings refuse to start."""
+
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import DEV_SECRET_KEY, Settings
+
+
+@pytest.mark.parametrize("secret", [DEV_SECRET_KEY, "", "short-but-not-default"])
+def test_production_needs_a_real_secret(secret: str) -> None:
+    with pytest.raises(ValidationError, match="VIVIFY_SECRET_KEY"):
+        Settings(_env_file=None, env="production", secret_key=secret)
+
+
+def test_production_starts_with_a_long_random_secret() -> None:
+    assert Settings(_env_file=None, env="production", secret_key="k" * 48).is_production
+
+
+def test_time_limits_must_sit_below_the_visibility_timeout() -> None:
+    with pytest.raises(ValidationError, match="visibility_timeout"):
+        Settings(
+            _env_file=None, task_soft_time_limit_s=600, task_time_limit_s=700, broker_visibility_timeout_s=650
+        )
+
+
+def test_animator_options_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIVIFY_ANIMATOR_OPTIONS", '{"compile": true, "decode_chunk_size": 4}')
+    assert Settings(_env_file=None).animator_options == {"compile": True, "decode_chunk_size": 4}
