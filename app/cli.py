@@ -21,10 +21,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from app.core.config import Settings, get_settings
+from app.core.logging import configure_logging, logging_config
 
 log = logging.getLogger("vivify")
 
 MAINTENANCE_QUEUE = "maintenance"
+WEBHOOK_QUEUE = "webhooks"
 
 
 def default_queues(settings: Settings, maintenance: bool = True) -> str:
@@ -70,6 +72,13 @@ def worker_command(
     return cmd
 
 
+def events_worker_command(settings: Settings, hostname: str | None = None, threads: int = 4) -> list[str]:
+    """A light worker for webhook deliveries: threads, since a delivery mostly waits on the network."""
+    return worker_command(
+        settings, queues=WEBHOOK_QUEUE, pool="threads", concurrency=threads, hostname=hostname
+    )
+
+
 def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
@@ -88,6 +97,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or None,
         log_level=settings.log_level.lower(),
+        log_config=logging_config(settings.log_level),  # JSON lines, in every uvicorn worker process
     )
 
 
@@ -109,8 +119,11 @@ def _die_with_parent() -> Callable[[], None] | None:
 class WorkerSupervisor:
     """Runs the embedded worker as a child process, restarts it if it dies, stops it on exit."""
 
-    def __init__(self, cmd: list[str], stop_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self, cmd: list[str], stop_timeout_s: float = 15.0, env: dict[str, str] | None = None
+    ) -> None:
         self.cmd = cmd
+        self.env = env
         self.stop_timeout_s = stop_timeout_s
         self.proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
@@ -123,7 +136,9 @@ class WorkerSupervisor:
     def _spawn(self) -> None:
         log.info("starting worker: %s", shlex.join(self.cmd[1:]))
         # Its own process group: a Ctrl-C in the terminal reaches us, and we stop the worker in order.
-        self.proc = subprocess.Popen(self.cmd, start_new_session=True, preexec_fn=_die_with_parent())
+        self.proc = subprocess.Popen(
+            self.cmd, start_new_session=True, preexec_fn=_die_with_parent(), env=self.env
+        )
 
     def _watch(self) -> None:
         backoff = 1.0
@@ -157,12 +172,20 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     supervisor = WorkerSupervisor(
         worker_command(settings, beat=True, hostname=f"embedded@{socket.gethostname()}")
     )
+    # Webhook deliveries get their own small consumer, so an event never waits behind a render. Its
+    # metrics stay off: the animate worker owns VIVIFY_WORKER_METRICS_PORT if one is set.
+    events = WorkerSupervisor(
+        events_worker_command(settings, hostname=f"events@{socket.gethostname()}"),
+        env={**os.environ, "VIVIFY_WORKER_METRICS_PORT": "0"},
+    )
     supervisor.start()
-    # uvicorn handles SIGINT/SIGTERM and returns; the worker is stopped in `finally`.
+    events.start()
+    # uvicorn handles SIGINT/SIGTERM and returns; the workers are stopped in `finally`.
     print(f"Vivify is running on http://{host}:{port}  (Ctrl-C to stop)", flush=True)
     try:
         _serve(settings, host, port)
     finally:
+        events.stop()
         supervisor.stop()
     return 0
 
@@ -180,6 +203,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if args.migrate or settings.migrate_on_start:
         _migrate(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.metrics_port is not None:
+        os.environ["VIVIFY_WORKER_METRICS_PORT"] = str(args.metrics_port)  # read by the exec'd worker
     cmd = worker_command(
         settings,
         queues=args.queues or default_queues(settings, maintenance=not args.no_maintenance),
@@ -203,7 +228,37 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _animate_remote(args: argparse.Namespace, output: Path) -> int:
+    """`vivify animate PHOTO --server URL`: the same clip from a running service, via its public API."""
+    import httpx
+
+    from app.client import ClientError, animate_remote
+
+    local_only = [f"--{n}" for n in ("model", "steps", "frames", "size") if getattr(args, n) is not None]
+    if local_only:
+        print(f"{', '.join(local_only)} only apply without --server", file=sys.stderr)
+        return 2
+    if not args.photo.is_file():
+        print(f"cannot read {args.photo}: no such file", file=sys.stderr)
+        return 2
+    try:
+        job = animate_remote(
+            args.server, args.photo, output, motion=args.motion, seed=args.seed, animator=args.animator
+        )
+    except ClientError as exc:
+        print(f"the service refused or failed the job: {exc}", file=sys.stderr)
+        return 1
+    except (httpx.TransportError, OSError) as exc:
+        print(f"cannot reach {args.server} or write {output}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {output} (job {job['id']}, {job['animator']}, seed {job['seed']})")
+    return 0
+
+
 def cmd_animate(args: argparse.Namespace, settings: Settings) -> int:
+    output: Path = args.output or Path(f"{args.photo.stem}.mp4")
+    if args.server:
+        return _animate_remote(args, output)
     from PIL import Image, ImageOps
 
     from models.base import AnimationError, AnimationRequest, Stage
@@ -242,12 +297,18 @@ def cmd_animate(args: argparse.Namespace, settings: Settings) -> int:
     except AnimationError as exc:
         print(f"animation failed ({exc.code}): {exc.message}", file=sys.stderr)
         return 1
-    args.output.write_bytes(clip.mp4)
-    print(f"wrote {args.output}: {clip.width}x{clip.height}, {clip.frame_count} frames at {clip.fps:g} fps")
+    output.write_bytes(clip.mp4)
+    print(f"wrote {output}: {clip.width}x{clip.height}, {clip.frame_count} frames at {clip.fps:g} fps")
     print(f"  setup: {setup_s:.2f} s")
     for stage, seconds in clip.stage_seconds.items():
         print(f"  {stage}: {seconds:.2f} s")
     print(f"  total: {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+def cmd_webhook_secret(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the key webhook receivers verify signatures with (whsec_..., Standard Webhooks)."""
+    print(settings.webhook_secret_text)
     return 0
 
 
@@ -290,11 +351,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("-n", "--hostname", help="Celery node name")
     worker.add_argument("--migrate", action="store_true", help="apply migrations before starting")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics of this process here (default VIVIFY_WORKER_METRICS_PORT; 0 = off)",
+    )
     worker.set_defaults(func=cmd_worker)
 
-    animate = sub.add_parser("animate", help="animate one photo, no server")
+    animate = sub.add_parser("animate", help="animate one photo, here or on a running service (--server)")
     animate.add_argument("photo", type=Path)
-    animate.add_argument("-o", "--output", type=Path, required=True, help="the MP4 to write")
+    animate.add_argument("-o", "--output", type=Path, help="the MP4 to write (default: PHOTO's name .mp4)")
+    animate.add_argument(
+        "--server", help="URL of a running Vivify service (e.g. http://127.0.0.1:8000): submit there"
+    )
     animate.add_argument("--motion", help='a preset name or short text, e.g. "look left and smile"')
     animate.add_argument("--animator", help="portrait, push-in, diffusion or package.module:Class")
     animate.add_argument("--model", help="a Hugging Face hub id or a local folder (diffusion)")
@@ -306,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)
+
+    secret = sub.add_parser("webhook-secret", help="print the secret that webhook receivers verify with")
+    secret.set_defaults(func=cmd_webhook_secret)
     return parser
 
 
@@ -316,9 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # pydantic ValidationError: say what is wrong, no traceback
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     return int(args.func(args, settings) or 0)
 
 

@@ -69,6 +69,9 @@ class VivifyClient:
         motion: str | None = None,
         seed: int | None = None,
         idempotency_key: str | None = None,
+        animator: str | None = None,
+        webhook: str | None = None,
+        webhook_events_filter: str | None = None,
     ) -> dict[str, Any]:
         """POST the photo. A retried submit with the same idempotency key returns the same job."""
         data: dict[str, str] = {"consent": "true"}
@@ -76,6 +79,12 @@ class VivifyClient:
             data["motion"] = motion
         if seed is not None:
             data["seed"] = str(seed)
+        if animator:
+            data["animator"] = animator
+        if webhook:
+            data["webhook"] = webhook
+        if webhook_events_filter:
+            data["webhook_events_filter"] = webhook_events_filter
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         with photo.open("rb") as f:
             files = {"photo": (photo.name, f)}
@@ -119,13 +128,27 @@ def animate_remote(
     *,
     motion: str | None = None,
     seed: int | None = None,
+    animator: str | None = None,
     show_progress: bool = True,
+    submit_attempts: int = 3,
 ) -> dict[str, Any]:
-    """Submit, follow with a progress bar, save the MP4. Returns the final job."""
+    """Submit, follow with a progress bar, save the MP4. Returns the final job.
+
+    A submit that fails on the way (network error, 502/503/504) is sent again with the same
+    Idempotency-Key, so it can never start a second animation or spend a second allowance."""
     from tqdm import tqdm
 
+    key = str(uuid.uuid4())
     with VivifyClient(server) as client:
-        job = client.submit(photo, motion=motion, seed=seed)
+        for attempt in range(submit_attempts):
+            try:
+                job = client.submit(photo, motion=motion, seed=seed, animator=animator, idempotency_key=key)
+                break
+            except (httpx.TransportError, ClientError) as exc:
+                retryable = isinstance(exc, httpx.TransportError) or exc.status in (502, 503, 504)
+                if not retryable or attempt + 1 == submit_attempts:
+                    raise
+                time.sleep(2**attempt)
         bar = tqdm(total=100, unit="%", disable=not show_progress, bar_format="{l_bar}{bar}| {postfix}")
 
         def on_update(j: dict[str, Any]) -> None:

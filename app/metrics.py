@@ -23,22 +23,39 @@ log = logging.getLogger("vivify.metrics")
 
 
 class JobsByStatus(Collector):
+    """Jobs by status, and queued jobs per queue (one queue per animator/model), read at scrape time.
+
+    Queue length comes from the job rows, not the broker: it is the same on every transport and counts
+    a job the broker lost until the reconciler sends it again.
+    """
+
     def __init__(self, sessions: Callable[[], Session]) -> None:
         self.sessions = sessions
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("vivify_jobs", "Jobs in the database by status.", labels=["status"])
+        queued = GaugeMetricFamily(
+            "vivify_queue_length", "Queued jobs per queue (from the database).", labels=["queue"]
+        )
         counts = dict.fromkeys((s.value for s in JobStatus), 0)
         try:
             with self.sessions() as session:
                 for status, n in session.execute(select(Job.status, func.count()).group_by(Job.status)):
                     counts[status] = int(n)
+                per_queue = session.execute(
+                    select(Job.queue, func.count())
+                    .where(Job.status == JobStatus.QUEUED.value)
+                    .group_by(Job.queue)
+                ).all()
         except Exception as exc:  # a scrape must not fail because the database is down
             log.warning("jobs gauge: database unavailable (%s)", type(exc).__name__)
             return
         for status, n in counts.items():
             family.add_metric([status], n)
         yield family
+        for queue, n in sorted(per_queue):
+            queued.add_metric([queue], int(n))
+        yield queued
 
 
 class Metrics:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from celery import Celery
@@ -14,6 +15,49 @@ from app.core.config import Settings, get_settings
 
 ANIMATE_TASK = "vivify.animate"
 DEFAULT_QUEUE = "animate"
+WEBHOOK_TASK = "vivify.webhook"
+WEBHOOK_QUEUE = "webhooks"
+
+# Celery message priorities. On Redis, kombu keeps one list per priority step and a worker pops the
+# lowest number first, so 0 is served first (the opposite of RabbitMQ). It is approximate: a worker
+# that already holds a prefetched message runs it first, and priority only orders messages within a
+# queue; across queues a worker reads them in the order it was given (queue_order_strategy=priority).
+PRIORITY_PREVIEW = 0
+PRIORITY_DEFAULT = 3
+PRIORITY_LONG = 6
+# Animators whose clips take seconds (CPU previews); anything else is treated as long GPU work.
+SHORT_ANIMATORS = frozenset({"portrait", "push-in"})
+LONG_ANIMATORS = frozenset({"diffusion"})
+
+
+QUEUE_NAME_MAX = 64  # Job.queue's column width
+
+
+def _slug(text: str, limit: int) -> str:
+    return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-")[:limit] or "x"
+
+
+def queue_for(animator: str, model: str | None = None) -> str:
+    """The queue of jobs for one animator (and model): `animate.portrait`, `animate.diffusion.svd-xt`.
+
+    A worker consumes the queue of the animator it has loaded, and the web tier sends each job to the
+    queue of the animator it asks for, so a job only ever reaches a worker that can run it.
+    For a plug-in (`package.module:Class`) the class name is used.
+    """
+    queue = f"{DEFAULT_QUEUE}.{_slug(animator.rsplit(':', 1)[-1], 24)}"
+    if model:
+        # The last path part of a hub id or folder: "stabilityai/stable-video-diffusion-img2vid-xt".
+        queue += "." + _slug(model.rstrip("/").rsplit("/", 1)[-1], QUEUE_NAME_MAX - len(queue) - 1)
+    return queue
+
+
+def priority_for(animator: str) -> int:
+    """Short previews jump ahead of long diffusion jobs (lower number first, see above)."""
+    if animator in SHORT_ANIMATORS:
+        return PRIORITY_PREVIEW
+    if animator in LONG_ANIMATORS:
+        return PRIORITY_LONG
+    return PRIORITY_DEFAULT
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -36,7 +80,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         }
     elif broker.startswith(("redis://", "rediss://")):
         # Unacked messages return to the queue after this; longer than the hard time limit.
-        transport = {"visibility_timeout": settings.broker_visibility_timeout_s}
+        transport = {
+            "visibility_timeout": settings.broker_visibility_timeout_s,
+            # One Redis list per priority 0-9 (0 popped first) and queues read in the order given.
+            "priority_steps": list(range(10)),
+            "queue_order_strategy": "priority",
+        }
     return {
         "broker_url": broker,
         "broker_transport_options": transport,
@@ -70,10 +119,23 @@ def producer() -> Celery:
     return make_producer(get_settings())
 
 
-def enqueue_job(job_id: str, queue: str = DEFAULT_QUEUE, celery: Celery | None = None) -> None:
+def enqueue_webhook(url: str, event: str, payload: dict[str, Any], celery: Celery | None = None) -> None:
+    """Send one webhook event to the delivery workers (worker/webhooks.py); one webhook-id per event."""
+    import secrets
+
+    msg_id = "msg_" + secrets.token_urlsafe(12)
+    (celery or producer()).send_task(WEBHOOK_TASK, args=[url, event, payload, msg_id], queue=WEBHOOK_QUEUE)
+
+
+def enqueue_job(
+    job_id: str, queue: str = DEFAULT_QUEUE, celery: Celery | None = None, priority: int | None = None
+) -> None:
     """Send a job id to the workers. Call only after the job row is committed.
 
     `celery` is the caller's producer (the web app builds one from its own Settings); default: the
-    process-wide one from get_settings().
+    process-wide one from get_settings(). `priority`: see PRIORITY_PREVIEW.
     """
-    (celery or producer()).send_task(ANIMATE_TASK, args=[job_id], queue=queue)
+    options: dict[str, Any] = {"queue": queue}
+    if priority is not None:
+        options["priority"] = priority
+    (celery or producer()).send_task(ANIMATE_TASK, args=[job_id], **options)

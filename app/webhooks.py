@@ -91,10 +91,14 @@ def deliver(
     attempts: int = 5,
     timeout_s: float = 5.0,
     backoff_s: float = 1.0,
+    msg_id: str | None = None,
 ) -> int:
-    """POST one signed event; retried with exponential backoff on 5xx, 429 and network errors."""
+    """POST one signed event; retried with exponential backoff on 5xx, 429 and network errors.
+
+    `msg_id`: the event's webhook-id; pass the same one when retrying from outside (Celery) so the
+    receiver sees one event."""
     body = json.dumps({"type": event, "data": payload}, separators=(",", ":"), default=str).encode()
-    msg_id = "msg_" + secrets.token_urlsafe(12)
+    msg_id = msg_id or "msg_" + secrets.token_urlsafe(12)
 
     @retry(
         stop=stop_after_attempt(attempts),

@@ -126,3 +126,36 @@ def test_the_embedded_worker_is_restarted_if_it_dies_and_stopped_on_exit(tmp_pat
     t0 = time.monotonic()
     sleeper.stop()
     assert sleeper.proc is not None and sleeper.proc.returncode == -15 and time.monotonic() - t0 < 5
+
+
+def test_animate_with_a_server_refuses_options_that_only_apply_locally(env: Path, portrait, capsys) -> None:
+    photo = env / "p.jpg"
+    portrait.save(photo)
+    assert cli.main(["animate", str(photo), "--server", "http://127.0.0.1:9", "--steps", "4"]) == 2
+    assert "--steps only apply without --server" in capsys.readouterr().err
+
+
+def test_animate_with_an_unreachable_server_says_so(env: Path, portrait, capsys) -> None:
+    photo = env / "p.jpg"
+    portrait.save(photo)
+    from tests.e2e.e2e_stack import free_port
+
+    server = f"http://127.0.0.1:{free_port()}"
+    assert cli.main(["animate", str(photo), "--server", server, "-o", str(env / "c.mp4")]) == 1
+    assert f"cannot reach {server}" in capsys.readouterr().err
+    assert not (env / "c.mp4").exists()
+
+
+def test_webhook_secret_prints_the_standard_webhooks_key(env: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("VIVIFY_WEBHOOK_SECRET", "whsec_QUJD")
+    cli.get_settings.cache_clear()
+    try:
+        assert cli.main(["webhook-secret"]) == 0
+    finally:
+        cli.get_settings.cache_clear()
+    assert capsys.readouterr().out.strip() == "whsec_QUJD"
+
+
+def test_webhooks_get_their_own_threads_worker() -> None:
+    cmd = cli.events_worker_command(Settings(_env_file=None), hostname="events@h")
+    assert cmd[cmd.index("-Q") + 1] == "webhooks" and "--pool=threads" in cmd and "-B" not in cmd

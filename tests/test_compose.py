@@ -110,3 +110,56 @@ def test_docker_compose_config_parses() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def _seconds(period: str) -> int:
+    m = re.fullmatch(r"(\d+)([sm])", period)
+    assert m, period
+    return int(m.group(1)) * (60 if m.group(2) == "m" else 1)
+
+
+def test_one_worker_service_per_model_queue_webhooks_and_flower(compose: dict) -> None:
+    services = compose["services"]
+    assert {"worker", "worker-preview", "webhooks", "flower"} <= set(services)
+    assert env_of(compose, "worker")["VIVIFY_ANIMATOR"] == "${VIVIFY_ANIMATOR:-diffusion}"
+    assert env_of(compose, "worker-preview")["VIVIFY_ANIMATOR"] == "portrait"
+    assert "deploy" not in services["worker-preview"]  # CPU: no GPU reservation
+    # The web tier offers the preview animator, so jobs can be routed to its queue.
+    assert _default(env_of(compose, "web")["VIVIFY_EXTRA_ANIMATORS"]) == "portrait"
+    hooks = services["webhooks"]["command"]
+    assert hooks[hooks.index("--queues") + 1] == "webhooks" and hooks[hooks.index("--pool") + 1] == "threads"
+    assert "profiles" not in services["flower"] and services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
+    for name in ("worker", "worker-preview"):
+        assert env_of(compose, name)["VIVIFY_WORKER_METRICS_PORT"] == "9100"
+
+
+def test_workers_get_time_to_finish_their_job_on_stop(compose: dict) -> None:
+    hard_limit = int(_default(env_of(compose, "worker")["VIVIFY_TASK_TIME_LIMIT_S"]))
+    assert _seconds(compose["services"]["worker"]["stop_grace_period"]) > hard_limit
+
+
+def test_workers_on_other_hosts_join_the_same_backends() -> None:
+    remote = yaml.safe_load((ROOT / "docker-compose.worker.yml").read_text())
+    gpus = {name: svc for name, svc in remote["services"].items() if name.startswith("gpu")}
+    assert len(gpus) >= 2
+    devices = [
+        svc["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] for svc in gpus.values()
+    ]
+    assert sorted(devices) == [["0"], ["1"]]  # one process per GPU, each pinned
+    for svc in gpus.values():
+        env = {k: str(v) for k, v in svc["environment"].items()}
+        assert env["VIVIFY_DATABASE_URL"].startswith("${VIVIFY_DATABASE_URL:?")  # no local backends
+        assert env["VIVIFY_BROKER_URL"].startswith("${VIVIFY_BROKER_URL:?")
+        assert svc["command"] == ["worker", "--no-maintenance"] and "depends_on" not in svc
+        assert _seconds(svc["stop_grace_period"]) > int(_default(env["VIVIFY_TASK_TIME_LIMIT_S"]))
+    result = subprocess.run(
+        ["docker-compose", "-f", str(ROOT / "docker-compose.worker.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "VIVIFY_DATABASE_URL": "postgresql+psycopg://x",
+            "VIVIFY_BROKER_URL": "redis://x",
+        },
+    )
+    assert result.returncode == 0, result.stderr

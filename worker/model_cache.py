@@ -22,8 +22,9 @@ _key: tuple[str, str | None, str] | None = None
 
 
 def animator_options(settings: Settings) -> dict[str, Any]:
-    """Constructor options for the configured animator (only the diffusion family takes a model)."""
-    options: dict[str, Any] = {}
+    """Constructor options for the configured animator: Settings.animator_options, plus the model and
+    device for the diffusion family."""
+    options: dict[str, Any] = dict(settings.animator_options)
     if settings.animator == "diffusion":
         if settings.model:
             options["model"] = settings.model

@@ -27,12 +27,14 @@ from sqlalchemy.orm import Session
 from app import jobs
 from app.core.config import Settings, get_settings
 from app.core.db import session_factory
+from app.core.logging import job_context
 from app.queue import ANIMATE_TASK
 from app.storage import ObjectStore, StorageUnavailable, get_store, poster_key, video_key
-from app.tables import Job
+from app.tables import Job, JobStatus
 from models.base import AnimationError, AnimationRequest, Animator, Canceled, Stage
-from worker import model_cache
+from worker import metrics, model_cache
 from worker.celery_app import app
+from worker.webhooks import JobEvents
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +82,17 @@ class JobProgress:
     into a stream of UPDATEs. Each write also refreshes the heartbeat the reconciler watches.
     """
 
-    def __init__(self, sessions: Sessions, job_id: str, min_interval_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        sessions: Sessions,
+        job_id: str,
+        min_interval_s: float = 0.2,
+        on_write: Callable[[Session], None] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.job_id = job_id
         self.min_interval_s = min_interval_s
+        self.on_write = on_write  # after each written update, e.g. the throttled `progress` webhook
         self._stage: str | None = None
         self._last = 0.0
 
@@ -97,6 +106,8 @@ class JobProgress:
         overall = lo + (hi - lo) * max(0.0, min(1.0, fraction))
         with self.sessions() as session:
             stop = jobs.report_progress(session, self.job_id, stage, overall, detail)
+            if not stop and self.on_write is not None:
+                self.on_write(session)
         if stop:
             raise Canceled(f"job {self.job_id} was canceled")
 
@@ -199,6 +210,8 @@ def animate_job(
             log.info("job %s is final or gone: skipped", job_id)
             return "skipped"
         photo_key, motion, seed = job.photo_key, job.motion, job.seed
+        events = JobEvents(session, job, settings)
+        events.start(session)
 
     try:
         photo = Image.open(io.BytesIO(store.get(photo_key or "")))
@@ -208,7 +221,7 @@ def animate_job(
     except (OSError, ValueError):  # not an image any more (the web tier re-encoded it, so: corruption)
         return _finish_failed(sessions, job_id, "photo_unreadable", "The stored photo could not be read.")
 
-    progress = JobProgress(sessions, job_id, min_interval_s=progress_interval_s)
+    progress = JobProgress(sessions, job_id, min_interval_s=progress_interval_s, on_write=events.progress)
     request = AnimationRequest(motion=motion, seed=seed, fps=24)
 
     def _timed_out_hard() -> None:
@@ -298,6 +311,23 @@ class AnimateTask(Task):
                 jobs.fail(session, args[0], code, message)
         except Exception:  # still unreachable: the reconciler fails it later
             log.warning("could not mark job %s failed after retries", args[0])
+            return
+        job_ended(args[0])
+
+
+def job_ended(job_id: str, settings: Settings | None = None, sessions: Sessions | None = None) -> None:
+    """After this worker brought a job to a final status: count it in the worker's metrics and send
+    its `completed` webhook. Never raises: the job is already decided."""
+    settings = settings or get_settings()
+    try:
+        with (sessions or default_sessions(settings))() as session:
+            job = session.get(Job, job_id)
+            if job is None or not JobStatus(job.status).is_final:
+                return
+            metrics.record_job(session, job_id)
+            JobEvents(session, job, settings).completed(session)
+    except Exception as exc:
+        log.warning("job %s: end-of-job metrics/webhook skipped (%s)", job_id, type(exc).__name__)
 
 
 @app.task(
@@ -313,4 +343,8 @@ class AnimateTask(Task):
     retry_jitter=True,
 )
 def animate(self: Task, job_id: str) -> str:
-    return animate_job(job_id, worker=self.request.hostname or f"worker-{os.getpid()}")
+    with job_context(job_id):  # the job id on every log line of this job
+        outcome = animate_job(job_id, worker=self.request.hostname or f"worker-{os.getpid()}")
+    if outcome != "skipped":  # a redelivered message for a final job: counted and announced already
+        job_ended(job_id)
+    return outcome

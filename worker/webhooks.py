@@ -125,7 +125,9 @@ def send_webhook(self: Task, url: str, event: str, payload: dict[str, Any], msg_
             log.warning("job %s: %s webhook rejected (%s)", job_id, event, exc)
             return "rejected"
         if self.request.retries + 1 >= settings.webhook_attempts:
-            log.warning("job %s: %s webhook gave up after %d attempts", job_id, event, self.request.retries + 1)
+            log.warning(
+                "job %s: %s webhook gave up after %d attempts", job_id, event, self.request.retries + 1
+            )
             return "gave_up"
         countdown = min(RETRY_BACKOFF_MAX_S, 2**self.request.retries)
         raise self.retry(countdown=countdown, exc=exc) from None

@@ -24,7 +24,7 @@ from models.motion import MotionError, parse_motion
 
 FORM_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and the small text fields
 MAX_FIELD_BYTES = 16 * 1024
-MAX_FIELDS = 8
+MAX_FIELDS = 12
 MAX_SEED = 2**31 - 1
 MAX_MOTION_CHARS = 200
 TRUE_WORDS = frozenset({"true", "on", "1", "yes"})  # "on" is what an HTML checkbox sends
@@ -41,6 +41,9 @@ class UploadForm:
     motion: str | None
     seed: str | None
     motion_text: str | None = None  # the page's free-text box; when not blank it wins over `motion`
+    webhook: str | None = None
+    webhook_events_filter: str | None = None  # "start,progress,completed" (repeated fields are joined)
+    animator: str | None = None
 
 
 def too_large(settings: Settings) -> ApiError:
@@ -56,6 +59,15 @@ def _first_text(form, name: str) -> str | None:  # type: ignore[no-untyped-def]
     if not isinstance(value, str):
         raise ApiError(422, "invalid_field", f"The field {name!r} must be text, not a file.")
     return value
+
+
+def _all_text(form, name: str) -> str | None:  # type: ignore[no-untyped-def]
+    values = form.getlist(name)
+    if not values:
+        return None
+    if not all(isinstance(v, str) for v in values):
+        raise ApiError(422, "invalid_field", f"The field {name!r} must be text, not a file.")
+    return ",".join(values)
 
 
 async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
@@ -107,6 +119,9 @@ async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
             motion=_first_text(form, "motion"),
             seed=_first_text(form, "seed"),
             motion_text=_first_text(form, "motion_text"),
+            webhook=_first_text(form, "webhook"),
+            webhook_events_filter=_all_text(form, "webhook_events_filter"),
+            animator=_first_text(form, "animator"),
         )
     finally:
         await form.close()

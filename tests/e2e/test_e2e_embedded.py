@@ -66,9 +66,9 @@ def test_vivify_up_serves_the_whole_product_and_stops_its_worker(tmp_path, small
         ]
 
         workers = children(up.pid)
-        assert len(workers) == 1, "vivify up starts exactly one worker process"
-        worker_pid = workers.pop()
+        # One animate worker (solo pool) and one light worker that delivers webhooks.
+        assert len(workers) == 2, "vivify up starts one animate worker and one webhooks worker"
     finally:
         rc = up.stop(signal.SIGTERM, timeout_s=40)
     assert rc == 0, up.log()[-3000:]
-    assert not pid_alive(worker_pid), "the worker must stop with vivify up"
+    assert not any(pid_alive(pid) for pid in workers), "the workers must stop with vivify up"

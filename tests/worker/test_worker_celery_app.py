@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.core.config import Settings
-from app.queue import ANIMATE_TASK
+from app.queue import ANIMATE_TASK, WEBHOOK_TASK
 from models.base import AnimationRequest
 from models.registry import create_animator
 from worker.celery_app import PURGE_TASK, RECONCILE_TASK, make_celery, reconcile_every_s
@@ -31,12 +31,18 @@ def test_long_gpu_work_settings(celery) -> None:  # type: ignore[no-untyped-def]
 
 def test_each_queue_has_its_own_exchange_so_no_message_is_copied(celery) -> None:  # type: ignore[no-untyped-def]
     queues = {q.name: q for q in celery.conf.task_queues}
-    assert set(queues) == {"animate", "maintenance"}
-    assert {q.exchange.name for q in queues.values()} == {"animate", "maintenance"}
-    assert queues["animate"].routing_key == "animate" and queues["maintenance"].routing_key == "maintenance"
+    # The configured animator's own queue (default: portrait), the old shared one, and the short tasks.
+    assert set(queues) == {"animate", "animate.portrait", "maintenance", "webhooks"}
+    assert all(q.exchange.name == q.routing_key == name for name, q in queues.items())
     routes = celery.conf.task_routes
-    assert routes[ANIMATE_TASK]["queue"] == "animate"
+    assert routes[ANIMATE_TASK]["queue"] == "animate.portrait"
+    assert routes[WEBHOOK_TASK]["queue"] == "webhooks"
     assert routes[RECONCILE_TASK]["queue"] == routes[PURGE_TASK]["queue"] == "maintenance"
+
+
+def test_a_worker_routes_to_the_queue_of_its_animator_and_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = Settings(_env_file=None, data_dir=tmp_path, animator="diffusion", model="org/svd-xt")
+    assert make_celery(s).conf.task_routes[ANIMATE_TASK]["queue"] == "animate.diffusion.svd-xt"
 
 
 def test_beat_reconciles_every_minute_and_purges_every_ten(celery) -> None:  # type: ignore[no-untyped-def]

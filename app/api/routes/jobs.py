@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse
 from sqlalchemy import select
@@ -17,7 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app import jobs
+from app import jobs, webhooks
 from app.api import submit
 from app.api.deps import (
     MetricsDep,
@@ -31,6 +31,7 @@ from app.api.deps import (
 )
 from app.api.errors import ApiError
 from app.api.forms import clean_motion, parse_seed, read_upload_form
+from app.queue import enqueue_webhook
 from app.schemas import API, ErrorOut, JobList, JobOut, QuotaOut, as_utc, job_out
 from app.storage import ObjectStore, poster_key, video_key
 from app.tables import Job, JobStatus
@@ -64,6 +65,20 @@ UPLOAD_BODY = {
                             "description": "A preset name or short text such as 'look left and smile'.",
                         },
                         "seed": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+                        "animator": {
+                            "type": "string",
+                            "description": "One of the animators the service offers; default: the first.",
+                        },
+                        "webhook": {
+                            "type": "string",
+                            "format": "uri",
+                            "maxLength": 2000,
+                            "description": "HTTPS URL that receives signed job events (Standard Webhooks).",
+                        },
+                        "webhook_events_filter": {
+                            "type": "string",
+                            "description": "start, progress, completed (comma list)",
+                        },
                     },
                 }
             }
@@ -82,8 +97,15 @@ def _errors(*codes: int) -> dict[int | str, dict]:
     response_model=JobOut,
     dependencies=[RateLimited],
     openapi_extra=UPLOAD_BODY,
-    responses=_errors(400, 403, 413, 415, 422, 429, 503),
+    responses={
+        200: {"model": JobOut, "description": "A retried submit (same Idempotency-Key)"},
+        **_errors(400, 403, 413, 415, 422, 429, 503),
+    },
     summary="Upload a photo and start an animation",
+    description=(
+        "With an `Idempotency-Key` header, a retried submit (same visitor, same key) answers 200 with "
+        "the job the first one created, and spends no second animation of the allowance."
+    ),
 )
 async def create_job(
     request: Request,
@@ -94,38 +116,63 @@ async def create_job(
     producer: ProducerDep,
     metrics: MetricsDep,
     visitor: VisitorDep,
+    idempotency_key: Annotated[
+        str | None, Header(description="Any unique string per intended job (a UUID), at most 128 chars.")
+    ] = None,
 ) -> JobOut:
     try:
+        key = submit.clean_idempotency_key(idempotency_key)
         form = await read_upload_form(request, settings)
+        # A retry is answered before any check that could now refuse it (allowance spent meanwhile).
+        existing = await run_in_threadpool(submit.find_idempotent, session, visitor, key)
+        if existing is not None:
+            return _replayed(response, session, existing)
         if not form.consent:
             raise ApiError(
                 422, "consent_required", "Please confirm you have the right to animate this photo."
             )
         motion = clean_motion(form.motion)
         seed = parse_seed(form.seed)
+        animator = submit.choose_animator(form.animator, settings)
+        webhook = await run_in_threadpool(
+            submit.check_webhook, form.webhook, form.webhook_events_filter, settings
+        )
         # The allowance first: an over-quota visitor costs no image decoding.
         await run_in_threadpool(submit.check_allowance, session, settings, visitor)
         checked = await run_in_threadpool(submit.analyse_photo, form.photo, settings)
-        problem = submit.photo_problem(checked, settings)
+        problem = submit.photo_problem(checked, settings, animator)
         if problem is not None:
             raise problem
     except ApiError as exc:
         metrics.uploads_rejected.labels(exc.code).inc()
         raise
-    job = await run_in_threadpool(
-        lambda: submit.create_job(
-            session=session,
-            settings=settings,
-            store=store,
-            producer=producer,
-            metrics=metrics,
-            visitor=visitor,
-            checked=checked,
-            motion=motion,
-            seed=seed,
+    try:
+        job = await run_in_threadpool(
+            lambda: submit.create_job(
+                session=session,
+                settings=settings,
+                store=store,
+                producer=producer,
+                metrics=metrics,
+                visitor=visitor,
+                checked=checked,
+                motion=motion,
+                seed=seed,
+                animator=animator,
+                idempotency_key=key,
+                webhook=webhook,
+            )
         )
-    )
+    except submit.DuplicateSubmit as dup:  # a concurrent retry committed first
+        return _replayed(response, session, dup.job)
     response.headers["Location"] = f"{API}/jobs/{job.id}"
+    return job_out(session, job)
+
+
+def _replayed(response: Response, session: Session, job: Job) -> JobOut:
+    response.status_code = 200
+    response.headers["Location"] = f"{API}/jobs/{job.id}"
+    response.headers["Idempotent-Replayed"] = "true"
     return job_out(session, job)
 
 
@@ -239,15 +286,25 @@ def get_poster(
     responses=_errors(403, 404, 409, 429),
     summary="Cancel a queued or running job",
 )
-def cancel_job(job: OwnedJobDep, session: SessionDep) -> JobOut:
+def cancel_job(job: OwnedJobDep, session: SessionDep, producer: ProducerDep) -> JobOut:
     if JobStatus(job.status).is_final:
         raise ApiError(409, "already_final", f"The job already {job.status}.")
+    was_queued = job.status == JobStatus.QUEUED.value
     if not jobs.request_cancel(session, job):
         session.refresh(job)
         if JobStatus(job.status).is_final:
             raise ApiError(409, "already_final", f"The job already {job.status}.")
     session.refresh(job)
-    return job_out(session, job)
+    out = job_out(session, job)
+    # A queued job ends here, so no worker will announce it: send its `completed` event now.
+    # (A running one is announced by its worker when it stops.)
+    wanted = job.webhook_events or webhooks.parse_events(None)
+    if was_queued and out.status == "canceled" and job.webhook_url and "completed" in wanted:
+        try:
+            enqueue_webhook(job.webhook_url, "completed", out.model_dump(mode="json"), celery=producer)
+        except Exception as exc:  # the cancel stands whatever happens to the event
+            log.warning("job %s: completed webhook not enqueued (%s)", job.id, type(exc).__name__)
+    return out
 
 
 @router.delete(
