@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 def test_a_portrait_becomes_a_clip_on_the_production_path(stack_factory, portrait_jpeg):
     stack = stack_factory()
-    stack.web()
+    web = stack.web()
     worker = stack.worker("w1")
     assert "animator push-in ready" in worker.log()  # loaded once, at start, before any job
     with stack.client() as client:
@@ -38,6 +38,7 @@ def test_a_portrait_becomes_a_clip_on_the_production_path(stack_factory, portrai
         assert video.headers["location"].startswith(stack.s3.endpoint)
         data = httpx.get(video.headers["location"], timeout=30).content
 
+        cookie = client.cookies["vivify_visitor"]
         other = httpx.Client(base_url=stack.base_url, timeout=10)  # another visitor: not theirs
         assert other.get(f"/api/v1/jobs/{job_id}").status_code == 404
         assert other.get(job["urls"]["video"]).status_code == 404
@@ -55,3 +56,10 @@ def test_a_portrait_becomes_a_clip_on_the_production_path(stack_factory, portrai
             text("SELECT status, attempts FROM jobs WHERE id = :id"), {"id": job_id}
         ).one()
     assert (status, attempts) == ("succeeded", 1)
+
+    # Logs never hold the visitor's cookie, a presigned URL or the photo.
+    logs = web.log() + worker.log()
+    assert "job_id" in worker.log()  # JSON lines, tagged with the job inside a job
+    for secret in (cookie, "X-Amz-Signature", "X-Amz-Credential", video.headers["location"]):
+        assert secret not in logs
+    assert b"\xff\xd8\xff" not in logs.encode("utf-8", "surrogateescape")
