@@ -12,11 +12,14 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy import delete
+
 from app import jobs
 from app.core.config import Settings, get_settings
 from app.queue import ANIMATE_TASK
-from app.storage import ObjectStore, get_store, poster_key, video_key
-from app.tables import JobStatus
+from app.storage import ObjectStore, get_store
+from app.tables import JobStatus, Submission, utcnow
+from app.visitors import ALLOWANCE_WINDOW
 from worker.celery_app import PURGE_TASK, RECONCILE_TASK, app
 from worker.tasks import Sessions, default_sessions
 
@@ -62,21 +65,25 @@ def reconcile(settings: Settings, sessions: Sessions, enqueue: Enqueue = _send) 
 def purge_expired(
     settings: Settings, sessions: Sessions, store: ObjectStore, now: datetime | None = None
 ) -> dict[str, int]:
-    """Delete the photo, clip, poster and row of every job past its expiry (the retention period)."""
-    counts = {"purged": 0, "errors": 0}
+    """Delete the photo, clip, poster and row of every job past its expiry (the retention period), and
+    the allowance's submission rows once they no longer count (after two allowance windows)."""
+    now = now or utcnow()
+    counts = {"purged": 0, "errors": 0, "submissions": 0}
     with sessions() as session:
         for job in jobs.expired_jobs(session, now):
             try:
-                keys = {job.photo_key, job.video_key, job.poster_key, video_key(job.id), poster_key(job.id)}
-                for key in filter(None, keys):
-                    store.delete(key)
+                jobs.delete_job(session, store, job)
             except Exception:  # store briefly down: keep the row so the next run tries again
+                session.rollback()
                 log.warning("could not delete objects of expired job %s", job.id, exc_info=True)
                 counts["errors"] += 1
                 continue
-            session.delete(job)
-            session.commit()
             counts["purged"] += 1
+        cutoff = now - 2 * ALLOWANCE_WINDOW
+        counts["submissions"] = session.execute(
+            delete(Submission).where(Submission.created_at < cutoff)
+        ).rowcount
+        session.commit()
     if any(counts.values()):
         log.info("purged expired jobs: %s", counts)
     return counts

@@ -84,9 +84,10 @@ def test_purge_deletes_expired_photos_clips_posters_and_rows(settings, sessions,
         _store_objects(store, job_id)
     with sessions() as session:
         session.add(Submission(visitor_id="visitor-1", ip_hash="h"))
+        session.add(Submission(visitor_id="visitor-1", ip_hash="h", created_at=ago(49 * 3600)))
         session.commit()
 
-    assert purge_expired(settings, sessions, store) == {"purged": 2, "errors": 0}
+    assert purge_expired(settings, sessions, store) == {"purged": 2, "errors": 0, "submissions": 1}
 
     for job_id in (expired, expired_failed):
         assert load_job(job_id) is None
@@ -97,7 +98,7 @@ def test_purge_deletes_expired_photos_clips_posters_and_rows(settings, sessions,
         video_key(kept),
         poster_key(kept),
     }
-    with sessions() as session:  # the daily allowance outlives the jobs
+    with sessions() as session:  # the daily allowance outlives the jobs; rows past two windows go
         assert session.scalar(select(func.count()).select_from(Submission)) == 1
 
 
@@ -110,7 +111,11 @@ def test_purge_keeps_the_row_when_the_store_is_down_and_finishes_later(
 
     job_id = make_job(status="succeeded", expires_at=ago(60))
     _store_objects(store, job_id)
-    assert purge_expired(settings, sessions, DownStore(store.root)) == {"purged": 0, "errors": 1}
+    assert purge_expired(settings, sessions, DownStore(store.root)) == {
+        "purged": 0,
+        "errors": 1,
+        "submissions": 0,
+    }
     assert load_job(job_id) is not None
-    assert purge_expired(settings, sessions, store) == {"purged": 1, "errors": 0}
+    assert purge_expired(settings, sessions, store) == {"purged": 1, "errors": 0, "submissions": 0}
     assert load_job(job_id) is None and not [k for k in stored(store) if job_id in k]
