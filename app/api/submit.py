@@ -8,12 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import jobs, webhooks
 from app.api.errors import ApiError
+from app.api.forms import UploadForm, clean_motion, parse_seed
 from app.core.config import Settings
 from app.metrics import Metrics
 from app.queue import enqueue_job, priority_for, queue_for
@@ -243,3 +245,39 @@ def _remove_photo(store: ObjectStore, key: str) -> None:
         store.delete(key)  # no row points at it: don't leave an orphan photo behind
     except Exception:
         log.warning("could not remove the photo of an uncommitted job")
+
+
+CONSENT_MESSAGE = "Please confirm you have the right to animate this photo."
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A submission that passed every check, ready for create_job."""
+
+    checked: CheckedPhoto
+    motion: str | None
+    seed: int
+    animator: str
+    webhook: WebhookRequest | None
+
+
+async def check_submission(
+    form: UploadForm, motion_text: str | None, *, session: Session, settings: Settings, visitor: Visitor
+) -> Accepted:
+    """Every check of a new job, in order, for the API and the page's no-JavaScript form alike.
+
+    Cheap checks first; the allowance before the photo, so an over-quota visitor costs no decoding.
+    Raises ApiError (4xx) on the first refusal.
+    """
+    if not form.consent:
+        raise ApiError(422, "consent_required", CONSENT_MESSAGE)
+    motion = clean_motion(motion_text)
+    seed = parse_seed(form.seed)
+    animator = choose_animator(form.animator, settings)
+    webhook = await run_in_threadpool(check_webhook, form.webhook, form.webhook_events_filter, settings)
+    await run_in_threadpool(check_allowance, session, settings, visitor)
+    checked = await run_in_threadpool(analyse_photo, form.photo, settings)
+    problem = photo_problem(checked, settings, animator)
+    if problem is not None:
+        raise problem
+    return Accepted(checked=checked, motion=motion, seed=seed, animator=animator, webhook=webhook)

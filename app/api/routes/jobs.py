@@ -30,7 +30,7 @@ from app.api.deps import (
     VisitorDep,
 )
 from app.api.errors import ApiError
-from app.api.forms import clean_motion, parse_seed, read_upload_form
+from app.api.forms import read_upload_form
 from app.queue import enqueue_webhook
 from app.schemas import API, ErrorOut, JobList, JobOut, QuotaOut, as_utc, job_out
 from app.storage import ObjectStore, poster_key, video_key
@@ -127,22 +127,9 @@ async def create_job(
         existing = await run_in_threadpool(submit.find_idempotent, session, visitor, key)
         if existing is not None:
             return _replayed(response, session, existing)
-        if not form.consent:
-            raise ApiError(
-                422, "consent_required", "Please confirm you have the right to animate this photo."
-            )
-        motion = clean_motion(form.motion)
-        seed = parse_seed(form.seed)
-        animator = submit.choose_animator(form.animator, settings)
-        webhook = await run_in_threadpool(
-            submit.check_webhook, form.webhook, form.webhook_events_filter, settings
+        accepted = await submit.check_submission(
+            form, form.motion, session=session, settings=settings, visitor=visitor
         )
-        # The allowance first: an over-quota visitor costs no image decoding.
-        await run_in_threadpool(submit.check_allowance, session, settings, visitor)
-        checked = await run_in_threadpool(submit.analyse_photo, form.photo, settings)
-        problem = submit.photo_problem(checked, settings, animator)
-        if problem is not None:
-            raise problem
     except ApiError as exc:
         metrics.uploads_rejected.labels(exc.code).inc()
         raise
@@ -155,12 +142,12 @@ async def create_job(
                 producer=producer,
                 metrics=metrics,
                 visitor=visitor,
-                checked=checked,
-                motion=motion,
-                seed=seed,
-                animator=animator,
+                checked=accepted.checked,
+                motion=accepted.motion,
+                seed=accepted.seed,
+                animator=accepted.animator,
                 idempotency_key=key,
-                webhook=webhook,
+                webhook=accepted.webhook,
             )
         )
     except submit.DuplicateSubmit as dup:  # a concurrent retry committed first

@@ -33,7 +33,7 @@ from app.api.deps import (
     rate_limited,
 )
 from app.api.errors import ApiError
-from app.api.forms import clean_motion, parse_seed, read_upload_form
+from app.api.forms import read_upload_form
 from app.core.config import Settings
 from app.schemas import as_utc, job_out
 from app.tables import Job
@@ -393,15 +393,9 @@ async def create_form(
         form = await read_upload_form(request, settings)
         # A non-blank free-text motion wins over the preset radio (see UploadForm.motion_text).
         motion_field = (form.motion_text or "").strip() or form.motion
-        if not form.consent:
-            raise ApiError(422, "consent_required", "")
-        motion = clean_motion(motion_field)
-        seed = parse_seed(form.seed)
-        await run_in_threadpool(submit.check_allowance, session, settings, visitor)
-        checked = await run_in_threadpool(submit.analyse_photo, form.photo, settings)
-        problem = submit.photo_problem(checked, settings)
-        if problem is not None:
-            raise problem
+        accepted = await submit.check_submission(
+            form, motion_field, session=session, settings=settings, visitor=visitor
+        )
     except ApiError as exc:
         metrics.uploads_rejected.labels(exc.code).inc()
         return _error_page(request, session, settings, visitor, exc, motion_field)
@@ -413,9 +407,11 @@ async def create_form(
             producer=producer,
             metrics=metrics,
             visitor=visitor,
-            checked=checked,
-            motion=motion,
-            seed=seed,
+            checked=accepted.checked,
+            motion=accepted.motion,
+            seed=accepted.seed,
+            animator=accepted.animator,
+            webhook=accepted.webhook,
         )
     )
     return _with_cookie(RedirectResponse(f"/jobs/{job.id}", status_code=303), settings, visitor)
