@@ -44,6 +44,7 @@ class JobUrls(BaseModel):
     poster: str | None = Field(None, description="Set once the job succeeded.")
     download: str | None = Field(None, description="The video as an attachment; set once the job succeeded.")
     cancel: str | None = Field(None, description="Set while the job can still be canceled.")
+    again: str = Field(description="POST here to animate the same photo again with another motion.")
 
 
 class JobOut(BaseModel):
@@ -145,5 +146,6 @@ def job_out(session: Session, job: Job) -> JobOut:
             poster=f"{base}/poster" if done else None,
             download=f"{base}/video?download=1" if done else None,
             cancel=None if status.is_final else f"{base}/cancel",
+            again=f"{base}/again",
         ),
     )

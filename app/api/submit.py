@@ -19,6 +19,7 @@ from app.api.forms import UploadForm, clean_motion, parse_seed
 from app.core.config import Settings
 from app.metrics import Metrics
 from app.queue import enqueue_job, priority_for, queue_for
+from app.schemas import as_utc
 from app.storage import ObjectStore, photo_key
 from app.tables import Job, JobStatus, new_job_id, utcnow
 from app.uploads import Photo, PhotoRejected, read_photo
@@ -43,6 +44,44 @@ def analyse_photo(data: bytes, settings: Settings) -> CheckedPhoto:
         raise ApiError(exc.status, exc.code, exc.message) from None
     report = _json_safe(check_photo(photo.image))
     return CheckedPhoto(photo=photo, size_bytes=len(photo.jpeg), quality=report)
+
+
+@dataclass(frozen=True)
+class StoredPhoto:
+    """Another job's photo, already checked and stored: create_job copies it, never decodes it again."""
+
+    key: str
+    width: int
+    height: int
+    size_bytes: int
+    quality: dict[str, Any] | None
+
+
+PHOTO_GONE = "The photo of this job is no longer stored; upload it again to animate it."
+
+
+def stored_photo_of(job: Job, store: ObjectStore) -> StoredPhoto:
+    """The job's photo for another animation, or 409 photo_gone (expired or deleted meanwhile)."""
+    if as_utc(job.expires_at) <= utcnow() or not store.exists(job.photo_key):
+        raise ApiError(409, "photo_gone", PHOTO_GONE)
+    return StoredPhoto(
+        key=job.photo_key,
+        width=job.photo_width,
+        height=job.photo_height,
+        size_bytes=job.photo_bytes,
+        quality=job.quality,
+    )
+
+
+def _store_photo(store: ObjectStore, key: str, photo: CheckedPhoto | StoredPhoto) -> None:
+    if isinstance(photo, CheckedPhoto):
+        store.put(key, photo.photo.jpeg, "image/jpeg")
+        return
+    try:  # a copy, not a shared key: deleting either job never breaks the other
+        data = store.get(photo.key)
+    except KeyError:
+        raise ApiError(409, "photo_gone", PHOTO_GONE) from None
+    store.put(key, data, "image/jpeg")
 
 
 def _json_safe(value: Any) -> Any:
@@ -163,15 +202,16 @@ def create_job(
     producer: Celery,
     metrics: Metrics,
     visitor: Visitor,
-    checked: CheckedPhoto,
+    checked: CheckedPhoto | StoredPhoto,
     motion: str | None,
     seed: int,
     animator: str | None = None,
     idempotency_key: str | None = None,
     webhook: WebhookRequest | None = None,
 ) -> Job:
-    """Store the photo, commit the job and its submission, then enqueue. Never loses a committed job:
-    if the broker is down the job stays queued and the reconciler sends it later.
+    """Store the photo (or copy another job's stored one), commit the job and its submission, then
+    enqueue. Never loses a committed job: if the broker is down the job stays queued and the reconciler
+    sends it later.
 
     Raises DuplicateSubmit when a concurrent submit with the same Idempotency-Key committed first
     (the unique index decides; this one's photo and allowance are rolled back)."""
@@ -179,7 +219,12 @@ def create_job(
     model = settings.model_for(animator)
     job_id = new_job_id()
     key = photo_key(job_id)
-    store.put(key, checked.photo.jpeg, "image/jpeg")
+    _store_photo(store, key, checked)
+    width, height = (
+        (checked.photo.width, checked.photo.height)
+        if isinstance(checked, CheckedPhoto)
+        else (checked.width, checked.height)
+    )
     now = utcnow()
     job = Job(
         id=job_id,
@@ -199,8 +244,8 @@ def create_job(
         webhook_url=webhook.url if webhook else None,
         webhook_events=webhook.events if webhook else None,
         photo_key=key,
-        photo_width=checked.photo.width,
-        photo_height=checked.photo.height,
+        photo_width=width,
+        photo_height=height,
         photo_bytes=checked.size_bytes,
         quality=checked.quality,
         attempts=0,
@@ -254,7 +299,7 @@ CONSENT_MESSAGE = "Please confirm you have the right to animate this photo."
 class Accepted:
     """A submission that passed every check, ready for create_job."""
 
-    checked: CheckedPhoto
+    checked: CheckedPhoto | StoredPhoto
     motion: str | None
     seed: int
     animator: str
@@ -281,3 +326,26 @@ async def check_submission(
     if problem is not None:
         raise problem
     return Accepted(checked=checked, motion=motion, seed=seed, animator=animator, webhook=webhook)
+
+
+async def check_again(
+    job: Job,
+    motion_text: str | None,
+    seed_text: str | None,
+    *,
+    session: Session,
+    settings: Settings,
+    store: ObjectStore,
+    visitor: Visitor,
+) -> Accepted:
+    """The checks of a new job made from one of the visitor's jobs: its stored photo, another motion.
+
+    Consent was given for this photo at upload; the photo was checked then, and its report carries over.
+    The animator stays the job's own while the service still offers it. Raises ApiError (4xx)."""
+    motion = clean_motion(motion_text)
+    seed = parse_seed(seed_text)
+    offered = settings.offered_animators
+    animator = job.animator if job.animator in offered else offered[0]
+    photo = await run_in_threadpool(stored_photo_of, job, store)
+    await run_in_threadpool(check_allowance, session, settings, visitor)
+    return Accepted(checked=photo, motion=motion, seed=seed, animator=animator, webhook=None)

@@ -28,8 +28,17 @@ export class JobView extends EventTarget {
     video.addEventListener("pause", () => (toggle.textContent = "Play"));
     this.$("again").addEventListener("click", (e) => {
       // On the upload page the chosen photo is still in memory: go back to the form with it.
-      const handled = !this.dispatchEvent(new CustomEvent("again", { cancelable: true, detail: this.job }));
-      if (handled) e.preventDefault();
+      // Otherwise (a job page opened directly) the form below animates the stored photo again.
+      e.preventDefault();
+      if (this.dispatchEvent(new CustomEvent("again", { cancelable: true, detail: this.job }))) {
+        const first = this.$("again-form").querySelector("input[name=motion]:checked") || this.$("again-motion-text");
+        first.scrollIntoView({ behavior: "smooth", block: "center" });
+        first.focus({ preventScroll: true });
+      }
+    });
+    this.$("again-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.animateAgain();
     });
   }
 
@@ -136,6 +145,7 @@ export class JobView extends EventTarget {
       this.$("play-toggle").hidden = false;
       this.$("download").href = job.urls.download || `${src}?download=1`;
       this.$("delete-form").action = `/jobs/${job.id}/delete`;
+      this.$("again-form").action = `/jobs/${job.id}/again`;
       this.$("job-expires").textContent = expiresText(job);
     }
 
@@ -165,6 +175,32 @@ export class JobView extends EventTarget {
     this.$("job-result").hidden = true;
     this.$("job-error").hidden = false;
     this.fillError(help);
+  }
+
+  // The same stored photo with another motion: a new job, then its own page.
+  async animateAgain() {
+    if (!this.job) return;
+    const form = this.$("again-form");
+    const chosen = new FormData(form);
+    const body = new FormData();
+    const text = String(chosen.get("motion_text") || "").trim();
+    body.set("motion", text || String(chosen.get("motion") || ""));
+    const button = this.$("again-submit");
+    button.disabled = true;
+    this.$("again-error").hidden = true;
+    try {
+      const job = await api(`/jobs/${encodeURIComponent(this.job.id)}/again`, { method: "POST", body });
+      location.assign(`/jobs/${encodeURIComponent(job.id)}`);
+    } catch (err) {
+      button.disabled = false;
+      const help = err instanceof ApiError ? errorHelp(err.code, err.message) : errorHelp("", "");
+      const msg = this.$("again-error-message");
+      const strong = document.createElement("strong");
+      strong.textContent = help.title;
+      msg.replaceChildren(strong, help.message ? ` ${help.message}` : "");
+      this.$("again-error-next").textContent = help.next;
+      this.$("again-error").hidden = false;
+    }
   }
 
   async cancel() {

@@ -110,6 +110,8 @@ const HELP = {
   canceled: ["You canceled this animation.", "Choose a photo and a motion to start again whenever you like."],
   timeout: ["This animation took too long and was stopped.", "Try again; a smaller photo is quicker."],
   storage_unavailable: ["Our storage is busy right now.", "Try again in a minute."],
+  photo_gone: ["The photo of this animation is no longer stored.", "Upload the photo again to animate it with another motion."],
+  invalid_seed: ["That seed is not a number we can use.", "Leave it empty, or use a whole number."],
 };
 
 export function errorHelp(code, message) {

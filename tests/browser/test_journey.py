@@ -1,8 +1,9 @@
 """The visitor's whole journey in headless Chromium against `vivify up`.
 
 Upload a real portrait, read the photo check, choose a motion, watch the progress move, play the clip,
-download it, animate again, delete it; then the error path with a file that is not a photo, and the
-plain-HTML path with JavaScript switched off. VIVIFY_SCREENSHOTS=1 also writes docs/screenshot-*.png
+download it, animate again (in the same tab, then from the reloaded job page with another motion),
+delete it; then the error path with a file that is not a photo, and the plain-HTML path with
+JavaScript switched off. VIVIFY_SCREENSHOTS=1 also writes docs/screenshot-*.png
 at desktop (1280 px) and phone (390 px) widths.
 """
 
@@ -87,6 +88,15 @@ def api_fetch(driver, url: str, method: str = "GET") -> dict:  # type: ignore[no
         """,
         url,
         method,
+    )
+
+
+def api_json(driver, url: str) -> dict:  # type: ignore[no-untyped-def]
+    """A same-origin GET of a JSON answer from the page."""
+    return driver.execute_async_script(
+        "const done = arguments[1];"
+        "fetch(arguments[0], {cache: 'no-store'}).then((r) => r.json()).then(done, (e) => done(String(e)));",
+        url,
     )
 
 
@@ -175,7 +185,7 @@ def test_journey(server: str, driver, portrait: Path) -> None:  # type: ignore[n
     assert driver.find_element(By.ID, "check-verdict").text
 
     # 2. Choose a motion (presets come with a description) and consent.
-    presets = driver.find_elements(By.CSS_SELECTOR, ".motion")
+    presets = driver.find_elements(By.CSS_SELECTOR, "#motions .motion")
     assert len(presets) >= 3 and all(p.find_element(By.CLASS_NAME, "motion-desc").text for p in presets)
     driver.find_element(By.CSS_SELECTOR, "input[name=motion][value=smile]").find_element(
         By.XPATH, ".."
@@ -216,6 +226,8 @@ def test_journey(server: str, driver, portrait: Path) -> None:  # type: ignore[n
     assert len(set(progress)) >= 2 and progress == sorted(progress), seen  # it moved, and only forward
     running_words = ("Reading the photo", "Animating", "Developing", "Polishing", "Encoding", "Saving")
     assert any(s.startswith(running_words) for s in stages), stages
+
+    first_job = api_json(driver, f"/api/v1/jobs/{job_id}")
 
     # 4. The result plays inline: looped, muted, inline, with a poster, and it really plays.
     wait(driver).until(lambda d: visible(d, "job-result"))
@@ -260,6 +272,34 @@ def test_journey(server: str, driver, portrait: Path) -> None:  # type: ignore[n
     assert visible(driver, "preview") and not visible(driver, "job")
     assert driver.switch_to.active_element.get_attribute("name") in ("motion", "motion_text")
     driver.back()  # the browser's Back returns to the clip
+    wait(driver).until(lambda d: visible(d, "job-result"))
+
+    # 6b. The job page opened directly (a reload: no photo in memory) animates the stored photo again,
+    # with another motion, and lands on the new job's page until its clip plays too.
+    driver.get(f"{server}/jobs/{job_id}")
+    wait(driver).until(lambda d: visible(d, "job-result"))
+    driver.find_element(By.ID, "again").click()
+    active = driver.switch_to.active_element
+    assert active.get_attribute("name") in ("motion", "motion_text")
+    assert active.find_element(By.XPATH, "ancestor::form").get_attribute("id") == "again-form"
+    nod = driver.find_element(By.CSS_SELECTOR, "#again-form input[name=motion][value=nod]")
+    nod.find_element(By.XPATH, "..").click()
+    assert nod.is_selected()
+    driver.find_element(By.ID, "again-submit").click()
+    wait(driver).until(lambda d: re.search(r"/jobs/[\w-]+$", d.current_url) and job_id not in d.current_url)
+    again_id = driver.current_url.rsplit("/", 1)[1]
+    wait(driver, JOB_TIMEOUT_S).until(
+        lambda d: d.find_element(By.ID, "job").get_attribute("data-status") in ("succeeded", "failed")
+    )
+    assert driver.find_element(By.ID, "job").get_attribute("data-status") == "succeeded"
+    again_job = api_json(driver, f"/api/v1/jobs/{again_id}")
+    assert again_job["motion"] == "nod" and again_job["photo"] == first_job["photo"], again_job
+    video = driver.find_element(By.ID, "job-video")
+    wait(driver, 15).until(lambda d: d.execute_script("return arguments[0].readyState", video) == 4)
+    t0 = driver.execute_script("return arguments[0].currentTime", video)
+    time.sleep(0.6)
+    assert driver.execute_script("return arguments[0].currentTime", video) != t0
+    driver.get(f"{server}/jobs/{job_id}")  # back to the first clip, which is still there
     wait(driver).until(lambda d: visible(d, "job-result"))
 
     # 7. Delete now: the job, its clip and its listing are gone.

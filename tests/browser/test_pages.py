@@ -124,6 +124,69 @@ def test_another_visitors_job_page_is_not_found(client: TestClient, tmp_path: Pa
     assert client.post(f"{location}/delete", follow_redirects=False).status_code == 404
 
 
+def _submit(client: TestClient, motion: str = "smile") -> str:
+    client.get("/")
+    r = client.post(
+        "/jobs",
+        files={"photo": ("me.jpg", _jpeg(), "image/jpeg")},
+        data={"consent": "true", "motion": motion},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text[:500]
+    return r.headers["location"]
+
+
+def test_animate_again_without_javascript_posts_and_redirects_to_the_new_job(client: TestClient) -> None:
+    location = _submit(client, motion="smile")
+    page = client.get(location).text
+    assert f'id="again-form" method="post" action="{location}/again"' in page
+    assert 'for="again-motion-text"' in page and 'id="again-motion-text" name="motion_text"' in page
+    again_form = page[page.index('id="again-form"') :].split("</form>")[0]
+    checked = re.findall(r'value="([\w-]+)"\s+checked', again_form)
+    assert len(checked) == 1 and checked[0] != "smile"  # another motion than this job's is offered first
+    r = client.post(f"{location}/again", data={"motion": "nod", "motion_text": ""}, follow_redirects=False)
+    assert r.status_code == 303, r.text[:500]
+    new = r.headers["location"]
+    assert re.fullmatch(r"/jobs/[\w-]+", new) and new != location
+    new_id = new.rsplit("/", 1)[1]
+    job = client.get(f"/api/v1/jobs/{new_id}").json()
+    assert job["motion"] == "nod" and job["status"] == "queued"
+    assert 'data-status="queued"' in client.get(new).text
+    # A non-blank free-text motion wins over the preset, as on the upload form.
+    r = client.post(
+        f"{location}/again", data={"motion": "nod", "motion_text": "blink and smile"}, follow_redirects=False
+    )
+    assert client.get(f"/api/v1/jobs/{r.headers['location'].rsplit('/', 1)[1]}").json()["motion"] == (
+        "blink and smile"
+    )
+
+
+def test_animate_again_refusals_rerender_the_job_page_with_what_to_do(client: TestClient) -> None:
+    location = _submit(client)
+    r = client.post(f"{location}/again", data={"motion_text": "juggle three oranges"})
+    assert r.status_code == 422 and 'id="again-form"' in r.text
+    assert "We did not understand the motion." in r.text and 'id="again-error" role="alert"' in r.text
+    assert not re.search(r'id="again-error" role="alert"\s+hidden', r.text)
+    job_id = location.rsplit("/", 1)[1]
+    client.app.state.store.delete(f"jobs/{job_id}/photo.jpg")
+    r = client.post(f"{location}/again", data={"motion": "nod"})
+    assert r.status_code == 409 and "no longer stored" in r.text and "Upload the photo again" in r.text
+    assert len(client.get("/api/v1/jobs").json()["jobs"]) == 1
+
+
+def test_animate_again_is_refused_cross_site_and_for_another_visitor(client: TestClient) -> None:
+    location = _submit(client)
+    r = client.post(
+        f"{location}/again",
+        data={"motion": "nod"},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 403
+    client.cookies.clear()
+    assert client.post(f"{location}/again", data={"motion": "nod"}, follow_redirects=False).status_code == 404
+
+
 @pytest.mark.parametrize(
     ("status", "stage", "detail", "progress", "expected"),
     [

@@ -156,6 +156,84 @@ async def create_job(
     return job_out(session, job)
 
 
+AGAIN_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            media: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "motion": {
+                            "type": "string",
+                            "maxLength": 200,
+                            "description": "A preset name or short text; default: the gentle default motion.",
+                        },
+                        "seed": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+                    },
+                }
+            }
+            for media in ("multipart/form-data", "application/x-www-form-urlencoded")
+        },
+    }
+}
+
+
+@router.post(
+    "/jobs/{job_id}/again",
+    status_code=202,
+    response_model=JobOut,
+    dependencies=[RateLimited],
+    openapi_extra=AGAIN_BODY,
+    responses=_errors(400, 403, 404, 409, 422, 429, 503),
+    summary="Animate a job's photo again, with another motion",
+    description=(
+        "A new job from a copy of this job's stored photo (consent and the photo report carry over). "
+        "409 `photo_gone` once the photo has expired or was deleted."
+    ),
+)
+async def animate_again(
+    request: Request,
+    response: Response,
+    job: OwnedJobDep,
+    settings: SettingsDep,
+    session: SessionDep,
+    store: StoreDep,
+    producer: ProducerDep,
+    metrics: MetricsDep,
+    visitor: VisitorDep,
+) -> JobOut:
+    try:
+        form = await request.form(max_files=0, max_fields=8)
+        motion, seed = _text(form.get("motion")), _text(form.get("seed"))
+        accepted = await submit.check_again(
+            job, motion, seed, session=session, settings=settings, store=store, visitor=visitor
+        )
+        new = await run_in_threadpool(
+            lambda: submit.create_job(
+                session=session,
+                settings=settings,
+                store=store,
+                producer=producer,
+                metrics=metrics,
+                visitor=visitor,
+                checked=accepted.checked,
+                motion=accepted.motion,
+                seed=accepted.seed,
+                animator=accepted.animator,
+            )
+        )
+    except ApiError as exc:
+        metrics.uploads_rejected.labels(exc.code).inc()
+        raise
+    response.headers["Location"] = f"{API}/jobs/{new.id}"
+    return job_out(session, new)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _replayed(response: Response, session: Session, job: Job) -> JobOut:
     response.status_code = 200
     response.headers["Location"] = f"{API}/jobs/{job.id}"

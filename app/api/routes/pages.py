@@ -107,6 +107,11 @@ _HELP = {
     ),
     "timeout": ("This animation took too long and was stopped.", "Try again; a smaller photo is quicker."),
     "storage_unavailable": ("Our storage is busy right now.", "Try again in a minute."),
+    "photo_gone": (
+        "The photo of this animation is no longer stored.",
+        "Upload the photo again to animate it with another motion.",
+    ),
+    "invalid_seed": ("That seed is not a number we can use.", "Leave it empty, or use a whole number."),
 }
 _DEFAULT_HELP = (
     "Something went wrong on our side.",
@@ -344,8 +349,85 @@ def job_page(
     job = jobs.get_job(session, job_id, visitor_id=visitor.id) if len(job_id) <= 64 else None
     if job is None:
         return _not_found(request, settings, visitor)
-    context = {"job": _job_dict(session, job), "jobs": _job_dicts(session, visitor)}
-    return _render(request, "job.html", settings, visitor, context)
+    return _job_page(request, session, settings, visitor, job)
+
+
+def _job_page(
+    request: Request,
+    session: SessionDep,
+    settings: Settings,
+    visitor: Visitor,
+    job: Job,
+    *,
+    again_error: ApiError | None = None,
+) -> Response:
+    context = {
+        "job": _job_dict(session, job),
+        "jobs": _job_dicts(session, visitor),
+        "motions": _motions(),
+        "again_error": help_for(again_error.code, again_error.message) if again_error else None,
+    }
+    response = _render(
+        request, "job.html", settings, visitor, context, again_error.status if again_error else 200
+    )
+    for key, value in (again_error.headers if again_error else {}).items():
+        response.headers[key] = value
+    return response
+
+
+@router.post("/jobs/{job_id}/again")
+async def again_form(
+    job_id: str,
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    store: StoreDep,
+    producer: ProducerDep,
+    metrics: MetricsDep,
+    visitor: VisitorDep,
+) -> Response:
+    """ "Animate again" without JavaScript: the checks and service calls of POST /api/v1/jobs/{id}/again,
+    then 303 to the new job's page; a refusal re-renders this job's page with what to do next."""
+    job = jobs.get_job(session, job_id, visitor_id=visitor.id) if len(job_id) <= 64 else None
+    if job is None:
+        return _not_found(request, settings, visitor)
+    try:
+        rate_limited(request, visitor)
+        form = await request.form(max_files=0, max_fields=8)
+        text, preset = form.get("motion_text"), form.get("motion")
+        # A non-blank free-text motion wins over the preset radio, as on the upload form.
+        motion = (text.strip() if isinstance(text, str) else "") or (
+            preset if isinstance(preset, str) else None
+        )
+        seed = form.get("seed")
+        accepted = await submit.check_again(
+            job,
+            motion,
+            seed if isinstance(seed, str) else None,
+            session=session,
+            settings=settings,
+            store=store,
+            visitor=visitor,
+        )
+        new = await run_in_threadpool(
+            lambda: submit.create_job(
+                session=session,
+                settings=settings,
+                store=store,
+                producer=producer,
+                metrics=metrics,
+                visitor=visitor,
+                checked=accepted.checked,
+                motion=accepted.motion,
+                seed=accepted.seed,
+                animator=accepted.animator,
+            )
+        )
+    except ApiError as exc:
+        metrics.uploads_rejected.labels(exc.code).inc()
+        session.rollback()
+        return _job_page(request, session, settings, visitor, job, again_error=exc)
+    return _with_cookie(RedirectResponse(f"/jobs/{new.id}", status_code=303), settings, visitor)
 
 
 @router.post("/jobs/{job_id}/cancel")
