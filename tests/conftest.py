@@ -5,8 +5,14 @@ from __future__ import annotations
 import io
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from matplotlib import cbook
 from PIL import Image
+
+# No per-example deadline: on a loaded 2-core CI machine a slow example is not a bug. A failure prints
+# the blob that reproduces it (@reproduce_failure), since CI keeps no example database.
+hypothesis_settings.register_profile("vivify", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("vivify")
 
 
 @pytest.fixture(scope="session")

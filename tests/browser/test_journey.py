@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -62,7 +63,11 @@ def shoot(driver, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def wait(driver, seconds: float = 10):  # type: ignore[no-untyped-def]
-    return WebDriverWait(driver, seconds, poll_frequency=0.05)
+    # A page that refreshes itself (no-JS job page) or re-renders can swap an element between finding
+    # it and reading it: try again rather than fail.
+    return WebDriverWait(
+        driver, seconds, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+    )
 
 
 def visible(driver, element_id: str) -> bool:  # type: ignore[no-untyped-def]
