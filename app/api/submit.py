@@ -349,3 +349,33 @@ async def check_again(
     photo = await run_in_threadpool(stored_photo_of, job, store)
     await run_in_threadpool(check_allowance, session, settings, visitor)
     return Accepted(checked=photo, motion=motion, seed=seed, animator=animator, webhook=None)
+
+
+async def create_accepted(
+    accepted: Accepted,
+    *,
+    session: Session,
+    settings: Settings,
+    store: ObjectStore,
+    producer: Celery,
+    metrics: Metrics,
+    visitor: Visitor,
+    idempotency_key: str | None = None,
+) -> Job:
+    """create_job for an accepted submission, in a worker thread (it blocks on storage and database)."""
+    return await run_in_threadpool(
+        lambda: create_job(
+            session=session,
+            settings=settings,
+            store=store,
+            producer=producer,
+            metrics=metrics,
+            visitor=visitor,
+            checked=accepted.checked,
+            motion=accepted.motion,
+            seed=accepted.seed,
+            animator=accepted.animator,
+            idempotency_key=idempotency_key,
+            webhook=accepted.webhook,
+        )
+    )

@@ -134,21 +134,15 @@ async def create_job(
         metrics.uploads_rejected.labels(exc.code).inc()
         raise
     try:
-        job = await run_in_threadpool(
-            lambda: submit.create_job(
-                session=session,
-                settings=settings,
-                store=store,
-                producer=producer,
-                metrics=metrics,
-                visitor=visitor,
-                checked=accepted.checked,
-                motion=accepted.motion,
-                seed=accepted.seed,
-                animator=accepted.animator,
-                idempotency_key=key,
-                webhook=accepted.webhook,
-            )
+        job = await submit.create_accepted(
+            accepted,
+            session=session,
+            settings=settings,
+            store=store,
+            producer=producer,
+            metrics=metrics,
+            visitor=visitor,
+            idempotency_key=key,
         )
     except submit.DuplicateSubmit as dup:  # a concurrent retry committed first
         return _replayed(response, session, dup.job)
@@ -209,19 +203,14 @@ async def animate_again(
         accepted = await submit.check_again(
             job, motion, seed, session=session, settings=settings, store=store, visitor=visitor
         )
-        new = await run_in_threadpool(
-            lambda: submit.create_job(
-                session=session,
-                settings=settings,
-                store=store,
-                producer=producer,
-                metrics=metrics,
-                visitor=visitor,
-                checked=accepted.checked,
-                motion=accepted.motion,
-                seed=accepted.seed,
-                animator=accepted.animator,
-            )
+        new = await submit.create_accepted(
+            accepted,
+            session=session,
+            settings=settings,
+            store=store,
+            producer=producer,
+            metrics=metrics,
+            visitor=visitor,
         )
     except ApiError as exc:
         metrics.uploads_rejected.labels(exc.code).inc()

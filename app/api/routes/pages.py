@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
@@ -409,19 +408,14 @@ async def again_form(
             store=store,
             visitor=visitor,
         )
-        new = await run_in_threadpool(
-            lambda: submit.create_job(
-                session=session,
-                settings=settings,
-                store=store,
-                producer=producer,
-                metrics=metrics,
-                visitor=visitor,
-                checked=accepted.checked,
-                motion=accepted.motion,
-                seed=accepted.seed,
-                animator=accepted.animator,
-            )
+        new = await submit.create_accepted(
+            accepted,
+            session=session,
+            settings=settings,
+            store=store,
+            producer=producer,
+            metrics=metrics,
+            visitor=visitor,
         )
     except ApiError as exc:
         metrics.uploads_rejected.labels(exc.code).inc()
@@ -481,20 +475,14 @@ async def create_form(
     except ApiError as exc:
         metrics.uploads_rejected.labels(exc.code).inc()
         return _error_page(request, session, settings, visitor, exc, motion_field)
-    job = await run_in_threadpool(
-        lambda: submit.create_job(
-            session=session,
-            settings=settings,
-            store=store,
-            producer=producer,
-            metrics=metrics,
-            visitor=visitor,
-            checked=accepted.checked,
-            motion=accepted.motion,
-            seed=accepted.seed,
-            animator=accepted.animator,
-            webhook=accepted.webhook,
-        )
+    job = await submit.create_accepted(
+        accepted,
+        session=session,
+        settings=settings,
+        store=store,
+        producer=producer,
+        metrics=metrics,
+        visitor=visitor,
     )
     return _with_cookie(RedirectResponse(f"/jobs/{job.id}", status_code=303), settings, visitor)
 
