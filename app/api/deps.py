@@ -14,6 +14,7 @@ from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import jobs
+from app.api import submit
 from app.api.errors import ApiError, not_found
 from app.api.ratelimit import RateLimiter
 from app.core.config import Settings
@@ -108,3 +109,17 @@ def owned_job(job_id: str, session: SessionDep, visitor: VisitorDep) -> Job:
 
 
 OwnedJobDep = Annotated[Job, Depends(owned_job)]
+
+
+def get_job_maker(
+    session: SessionDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    producer: ProducerDep,
+    metrics: MetricsDep,
+    visitor: VisitorDep,
+) -> submit.JobMaker:
+    return submit.JobMaker(session, settings, store, producer, metrics, visitor)
+
+
+JobMakerDep = Annotated[submit.JobMaker, Depends(get_job_maker)]

@@ -351,31 +351,32 @@ async def check_again(
     return Accepted(checked=photo, motion=motion, seed=seed, animator=animator, webhook=None)
 
 
-async def create_accepted(
-    accepted: Accepted,
-    *,
-    session: Session,
-    settings: Settings,
-    store: ObjectStore,
-    producer: Celery,
-    metrics: Metrics,
-    visitor: Visitor,
-    idempotency_key: str | None = None,
-) -> Job:
-    """create_job for an accepted submission, in a worker thread (it blocks on storage and database)."""
-    return await run_in_threadpool(
-        lambda: create_job(
-            session=session,
-            settings=settings,
-            store=store,
-            producer=producer,
-            metrics=metrics,
-            visitor=visitor,
-            checked=accepted.checked,
-            motion=accepted.motion,
-            seed=accepted.seed,
-            animator=accepted.animator,
-            idempotency_key=idempotency_key,
-            webhook=accepted.webhook,
+@dataclass(frozen=True)
+class JobMaker:
+    """What creating a job needs, gathered once per request (app.api.deps.JobMakerDep)."""
+
+    session: Session
+    settings: Settings
+    store: ObjectStore
+    producer: Celery
+    metrics: Metrics
+    visitor: Visitor
+
+    async def create(self, accepted: Accepted, idempotency_key: str | None = None) -> Job:
+        """create_job for an accepted submission, in a worker thread (it blocks on storage and database)."""
+        return await run_in_threadpool(
+            lambda: create_job(
+                session=self.session,
+                settings=self.settings,
+                store=self.store,
+                producer=self.producer,
+                metrics=self.metrics,
+                visitor=self.visitor,
+                checked=accepted.checked,
+                motion=accepted.motion,
+                seed=accepted.seed,
+                animator=accepted.animator,
+                idempotency_key=idempotency_key,
+                webhook=accepted.webhook,
+            )
         )
-    )

@@ -20,6 +20,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from app import jobs, webhooks
 from app.api import submit
 from app.api.deps import (
+    JobMakerDep,
     MetricsDep,
     OwnedJobDep,
     ProducerDep,
@@ -112,8 +113,7 @@ async def create_job(
     response: Response,
     settings: SettingsDep,
     session: SessionDep,
-    store: StoreDep,
-    producer: ProducerDep,
+    maker: JobMakerDep,
     metrics: MetricsDep,
     visitor: VisitorDep,
     idempotency_key: Annotated[
@@ -134,16 +134,7 @@ async def create_job(
         metrics.uploads_rejected.labels(exc.code).inc()
         raise
     try:
-        job = await submit.create_accepted(
-            accepted,
-            session=session,
-            settings=settings,
-            store=store,
-            producer=producer,
-            metrics=metrics,
-            visitor=visitor,
-            idempotency_key=key,
-        )
+        job = await maker.create(accepted, idempotency_key=key)
     except submit.DuplicateSubmit as dup:  # a concurrent retry committed first
         return _replayed(response, session, dup.job)
     response.headers["Location"] = f"{API}/jobs/{job.id}"
@@ -193,7 +184,7 @@ async def animate_again(
     settings: SettingsDep,
     session: SessionDep,
     store: StoreDep,
-    producer: ProducerDep,
+    maker: JobMakerDep,
     metrics: MetricsDep,
     visitor: VisitorDep,
 ) -> JobOut:
@@ -203,15 +194,7 @@ async def animate_again(
         accepted = await submit.check_again(
             job, motion, seed, session=session, settings=settings, store=store, visitor=visitor
         )
-        new = await submit.create_accepted(
-            accepted,
-            session=session,
-            settings=settings,
-            store=store,
-            producer=producer,
-            metrics=metrics,
-            visitor=visitor,
-        )
+        new = await maker.create(accepted)
     except ApiError as exc:
         metrics.uploads_rejected.labels(exc.code).inc()
         raise

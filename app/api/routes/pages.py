@@ -23,8 +23,8 @@ from sqlalchemy import select
 from app import jobs
 from app.api import submit
 from app.api.deps import (
+    JobMakerDep,
     MetricsDep,
-    ProducerDep,
     SessionDep,
     SettingsDep,
     StoreDep,
@@ -381,7 +381,7 @@ async def again_form(
     settings: SettingsDep,
     session: SessionDep,
     store: StoreDep,
-    producer: ProducerDep,
+    maker: JobMakerDep,
     metrics: MetricsDep,
     visitor: VisitorDep,
 ) -> Response:
@@ -408,15 +408,7 @@ async def again_form(
             store=store,
             visitor=visitor,
         )
-        new = await submit.create_accepted(
-            accepted,
-            session=session,
-            settings=settings,
-            store=store,
-            producer=producer,
-            metrics=metrics,
-            visitor=visitor,
-        )
+        new = await maker.create(accepted)
     except ApiError as exc:
         metrics.uploads_rejected.labels(exc.code).inc()
         session.rollback()
@@ -456,8 +448,7 @@ async def create_form(
     request: Request,
     settings: SettingsDep,
     session: SessionDep,
-    store: StoreDep,
-    producer: ProducerDep,
+    maker: JobMakerDep,
     metrics: MetricsDep,
     visitor: VisitorDep,
 ) -> Response:
@@ -475,15 +466,7 @@ async def create_form(
     except ApiError as exc:
         metrics.uploads_rejected.labels(exc.code).inc()
         return _error_page(request, session, settings, visitor, exc, motion_field)
-    job = await submit.create_accepted(
-        accepted,
-        session=session,
-        settings=settings,
-        store=store,
-        producer=producer,
-        metrics=metrics,
-        visitor=visitor,
-    )
+    job = await maker.create(accepted)
     return _with_cookie(RedirectResponse(f"/jobs/{job.id}", status_code=303), settings, visitor)
 
 
