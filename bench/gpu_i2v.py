@@ -44,6 +44,7 @@ from PIL import Image  # noqa: E402
 
 from models.base import AnimationRequest, Stage  # noqa: E402
 from models.diffusion import FAMILIES, DiffusionAnimator  # noqa: E402
+from models.diffusion.families import SVD_SCHEDULER_CONFIG  # noqa: E402
 from models.diffusion.speed import denoisers, dtype_kwarg  # noqa: E402
 from models.render import render_clip  # noqa: E402
 
@@ -109,20 +110,7 @@ def build_svd(modules: Callable[[], Any] = nullcontext) -> Any:
     )
     from transformers import CLIPImageProcessor
 
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        interpolation_type="linear",
-        num_train_timesteps=1000,
-        prediction_type="v_prediction",
-        sigma_max=700.0,
-        sigma_min=0.002,
-        steps_offset=1,
-        timestep_spacing="leading",
-        timestep_type="continuous",
-        use_karras_sigmas=True,
-    )
+    scheduler = EulerDiscreteScheduler(**SVD_SCHEDULER_CONFIG)
     with modules():
         vae = AutoencoderKLTemporalDecoder(
             block_out_channels=[128, 256, 512, 512],

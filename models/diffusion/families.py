@@ -16,6 +16,23 @@ from typing import Any
 
 FOLDER_DEFAULTS_FILE = "vivify.json"
 
+# SVD-XT 1.1's published scheduler_config.json (EulerDiscreteScheduler), for pipelines built here
+# without a download: the tiny test models and the real-size benchmark.
+SVD_SCHEDULER_CONFIG: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "interpolation_type": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction",
+    "sigma_max": 700.0,
+    "sigma_min": 0.002,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "timestep_type": "continuous",
+    "use_karras_sigmas": True,
+}
+
 
 @dataclass(frozen=True)
 class Family:
