@@ -1,54 +1,31 @@
 """Webhook signing, URL checks, and delivery to a real HTTP receiver on loopback."""
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
 from app.webhooks import WebhookRefused, check_url, deliver, parse_events, sign, verify
+from tests.fixtures.webhook_receiver import WebhookReceiver, answers
 
 SECRET = b"s3cret"
 
 
-class Receiver:
-    def __init__(self, fail_first: int = 0, status: int = 204) -> None:
-        self.fail_first = fail_first
-        self.status = status
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["content-length"]))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(503 if len(receiver.requests) <= receiver.fail_first else receiver.status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver(fail_first=2)
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver(answers([503, 503]))
     yield r
-    r.server.shutdown()
+    r.close()
 
 
-def test_delivery_is_signed_and_retried_until_accepted(receiver: Receiver) -> None:
+def test_delivery_is_signed_and_retried_until_accepted(receiver: WebhookReceiver) -> None:
     status = deliver(receiver.url, "completed", {"id": "job1", "status": "succeeded"}, SECRET, backoff_s=0.01)
     assert status == 204
-    assert len(receiver.requests) == 3  # two 503s, then success
-    ids = {h["webhook-id"] for h, _ in receiver.requests}
+    assert len(receiver.deliveries) == 3  # two 503s, then success
+    ids = {d.headers["webhook-id"] for d in receiver.deliveries}
     assert len(ids) == 1  # same message id on every retry
-    headers, body = receiver.requests[-1]
+    headers, body = receiver.deliveries[-1].headers, receiver.deliveries[-1].body
     assert verify(SECRET, headers, body)
     assert not verify(b"other", headers, body)
     assert not verify(SECRET, headers, body + b" ")
@@ -56,13 +33,13 @@ def test_delivery_is_signed_and_retried_until_accepted(receiver: Receiver) -> No
 
 
 def test_client_errors_are_not_retried() -> None:
-    r = Receiver(fail_first=0, status=404)
+    r = WebhookReceiver(answers([], then=404))
     try:
         with pytest.raises(httpx.HTTPStatusError):
             deliver(r.url, "start", {}, SECRET, backoff_s=0.01)
-        assert len(r.requests) == 1
+        assert len(r.deliveries) == 1
     finally:
-        r.server.shutdown()
+        r.close()
 
 
 def test_private_and_loopback_addresses_are_refused_unless_allowed() -> None:

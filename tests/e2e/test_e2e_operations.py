@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,58 +18,22 @@ from app import webhooks
 from app.client import VivifyClient
 from app.core.config import Settings
 from models.video import probe
+from tests.fixtures.webhook_receiver import Delivery, WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHM="  # base64("secret-key-for-tests")
 
 
-class Receiver:
-    """A webhook receiver on loopback: records every delivery; answers 503 to the first `start`."""
-
-    def __init__(self) -> None:
-        self.deliveries: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["content-length"]))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                event = json.loads(body)["type"]
-                with receiver.lock:
-                    first_start = event == "start" and not any(
-                        d["type"] == "start" for d in receiver.deliveries
-                    )
-                    receiver.deliveries.append(
-                        {
-                            "type": event,
-                            "headers": headers,
-                            "body": body,
-                            "status": 503 if first_start else 204,
-                        }
-                    )
-                self.send_response(503 if first_start else 204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/vivify"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def accepted(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [d for d in self.deliveries if d["status"] == 204]
-
-    def close(self) -> None:
-        self.server.shutdown()
+def refuse_the_first_start(_headers: dict[str, str], body: bytes, earlier: list[Delivery]) -> int:
+    """503 to the first `start` event (to see it retried), 204 to everything else."""
+    first_start = json.loads(body)["type"] == "start" and not any(d.type == "start" for d in earlier)
+    return 503 if first_start else 204
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver(refuse_the_first_start, path="/hooks/vivify")
     yield r
     r.close()
 
@@ -97,7 +59,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 def test_signed_webhooks_reach_a_real_receiver_and_workers_export_metrics(
-    stack_factory, small_portrait_jpeg: bytes, receiver: Receiver
+    stack_factory, small_portrait_jpeg: bytes, receiver: WebhookReceiver
 ) -> None:
     stack = stack_factory(
         webhooks_allow_private="true",  # the receiver is on loopback
@@ -128,25 +90,25 @@ def test_signed_webhooks_reach_a_real_receiver_and_workers_export_metrics(
 
     # Deliveries are independent tasks: a retried event may arrive after a later one (the Standard
     # Webhooks contract; receivers order by the payload, not by arrival). Wait for the retried start.
-    wait_for(lambda: {"start", "completed"} <= {d["type"] for d in receiver.accepted()}, 30, "webhooks")
+    wait_for(lambda: {"start", "completed"} <= {d.type for d in receiver.accepted()}, 30, "webhooks")
     got = receiver.accepted()
-    types = [d["type"] for d in got]
+    types = [d.type for d in got]
     assert sorted(set(types)) == ["completed", "progress", "start"], types
     assert types.count("start") == types.count("completed") == 1, types
     key = Settings(_env_file=None, webhook_secret=SECRET).webhook_signing_key
     for d in got:
-        assert webhooks.verify(key, d["headers"], d["body"]), d["headers"]
-        assert json.loads(d["body"])["data"]["id"] == job_id
-    assert not webhooks.verify(b"another key", got[0]["headers"], got[0]["body"])
-    completed = next(json.loads(d["body"])["data"] for d in got if d["type"] == "completed")
+        assert webhooks.verify(key, d.headers, d.body), d.headers
+        assert json.loads(d.body)["data"]["id"] == job_id
+    assert not webhooks.verify(b"another key", got[0].headers, got[0].body)
+    completed = next(json.loads(d.body)["data"] for d in got if d.type == "completed")
     assert completed["status"] == "succeeded" and completed["urls"]["video"].endswith("/video")
     # The refused first `start` was retried with the same webhook-id (receivers can de-duplicate).
-    starts = [d for d in receiver.deliveries if d["type"] == "start"]
-    assert [d["status"] for d in starts] == [503, 204]
-    assert starts[0]["headers"]["webhook-id"] == starts[1]["headers"]["webhook-id"]
-    start = next(json.loads(d["body"])["data"] for d in got if d["type"] == "start")
+    starts = [d for d in receiver.deliveries if d.type == "start"]
+    assert [d.status for d in starts] == [503, 204]
+    assert starts[0].headers["webhook-id"] == starts[1].headers["webhook-id"]
+    start = next(json.loads(d.body)["data"] for d in got if d.type == "start")
     assert start["status"] == "running"
-    progress = [json.loads(d["body"])["data"] for d in got if d["type"] == "progress"]
+    progress = [json.loads(d.body)["data"] for d in got if d.type == "progress"]
     assert all(p["status"] == "running" and 0 <= p["progress"] < 1 for p in progress), progress
 
     # The job went through the push-in animator's own queue, and the worker counted it.
@@ -192,7 +154,7 @@ def test_vivify_animate_server_saves_the_clip_and_a_retried_submit_is_the_same_j
 
 
 def test_vivify_up_delivers_webhooks_through_its_own_events_worker(
-    tmp_path: Path, small_portrait_jpeg: bytes, receiver: Receiver
+    tmp_path: Path, small_portrait_jpeg: bytes, receiver: WebhookReceiver
 ) -> None:
     from e2e_stack import base_env
 
@@ -211,6 +173,6 @@ def test_vivify_up_delivers_webhooks_through_its_own_events_worker(
             )
             assert r.status_code == 202, r.text
             assert wait_final(client, r.json()["id"], timeout_s=120)["status"] == "succeeded"
-        wait_for(lambda: {"start", "completed"} <= {d["type"] for d in receiver.accepted()}, 60, "webhooks")
+        wait_for(lambda: {"start", "completed"} <= {d.type for d in receiver.accepted()}, 60, "webhooks")
     finally:
         up.stop(timeout_s=40)

@@ -4,9 +4,7 @@ real receiver on loopback; the worker's Prometheus metrics from a finished job."
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,6 +15,7 @@ from app.core.config import Settings
 from app.queue import WEBHOOK_QUEUE, WEBHOOK_TASK
 from app.tables import Job
 from models.push_in import PushInAnimator
+from tests.fixtures.webhook_receiver import WebhookReceiver, answers
 from worker import metrics
 from worker import webhooks as worker_webhooks
 from worker.tasks import animate_job, job_ended
@@ -99,38 +98,17 @@ def test_a_broker_failure_never_reaches_the_job(settings: Settings, sessions, ma
         JobEvents(session, session.get(Job, job_id), settings, celery=Down()).start(session)  # no raise
 
 
-class Receiver:
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.got: list[tuple[dict[str, str], bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["content-length"]))
-                outer.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(outer.statuses.pop(0) if outer.statuses else 204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def receiver_factory() -> Iterator[Callable[[list[int]], Receiver]]:
-    made: list[Receiver] = []
+def receiver_factory() -> Iterator[Callable[[list[int]], WebhookReceiver]]:
+    made: list[WebhookReceiver] = []
 
-    def make(statuses: list[int]) -> Receiver:
-        made.append(Receiver(statuses))
+    def make(statuses: list[int]) -> WebhookReceiver:
+        made.append(WebhookReceiver(answers(statuses)))
         return made[-1]
 
     yield make
     for r in made:
-        r.server.shutdown()
+        r.close()
 
 
 @pytest.fixture
@@ -154,7 +132,7 @@ def test_delivery_is_signed_and_a_5xx_is_retried_through_celery(
         send_webhook.apply(args=[rx.url, "start", payload, "msg_1"], throw=True)
     retried = send_webhook.s(rx.url, "start", payload, "msg_1").set(retries=1)  # the message Celery resends
     assert retried.apply().get() == "delivered"
-    (h1, b1), (h2, b2) = rx.got
+    (h1, b1), (h2, b2) = ((d.headers, d.body) for d in rx.deliveries)
     assert h1["webhook-id"] == h2["webhook-id"] == "msg_1" and b1 == b2
     assert verify(webhook_settings.webhook_signing_key, h2, b2)
     assert json.loads(b2) == {"type": "start", "data": payload}
