@@ -10,17 +10,26 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
+_log = logging.getLogger(__name__)
+
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 
 
 def detect_face_box(photo: Image.Image) -> Box | None:
-    """The largest frontal face found by OpenCV's Haar cascade, or None. Fast and dependency-free."""
+    """The largest frontal face found by OpenCV's Haar cascade, or None. Fast and dependency-free.
+
+    OpenCV 5 moved the cascade out of its main build; where it is missing (a machine with another
+    OpenCV than our pinned 4.x) there is no face box and the fit centres the photo instead."""
+    if not hasattr(cv2, "CascadeClassifier"):
+        _log.warning("OpenCV %s has no CascadeClassifier: fitting photos without a face box", cv2.__version__)
+        return None
     gray = np.asarray(photo.convert("L"))
     scale = min(1.0, 640 / max(gray.shape))  # detection does not need more pixels than this
     if scale < 1.0:

@@ -67,6 +67,19 @@ def test_face_detection_on_real_portraits(portrait: Image.Image) -> None:
     assert fit.image.size == (64, 112) and fit.face_box is not None
 
 
+def test_an_opencv_without_the_haar_cascade_fits_without_a_face_box(
+    portrait: Image.Image, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OpenCV 5 dropped CascadeClassifier from its main build (GPU images may carry it): no crash."""
+    import cv2
+
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    assert detect_face_box(portrait) is None
+    assert "no CascadeClassifier" in caplog.text
+    fit = fit_to_face(portrait, (64, 112))
+    assert fit.image.size == (64, 112) and fit.face_box is None
+
+
 def test_match_colors_removes_tint_and_drift() -> None:
     photo = np.asarray(Image.fromarray(data.astronaut()).resize((96, 96)))
     drifted = []
