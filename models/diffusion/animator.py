@@ -23,6 +23,7 @@ from PIL import Image
 from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage, no_progress
 from models.diffusion import speed
 from models.diffusion.families import Family, family_from_model_index, resolve_family
+from models.diffusion.guidance import GuidanceInterval, guided_steps
 from models.motion import PRESETS
 from models.postprocess import fit_to_face, match_colors
 
@@ -73,7 +74,9 @@ class DiffusionAnimator:
         vae_tiling: bool = False,
         cpu_offload: str = "off",
         step_cache: str | None = None,
+        quantize: str | None = None,
         guidance: float | None = None,
+        guidance_until: float = 1.0,
         warmup: bool = True,
         color_match: float = 1.0,
     ) -> None:
@@ -88,9 +91,16 @@ class DiffusionAnimator:
             vae_tiling=vae_tiling,
             cpu_offload=cpu_offload,
             step_cache=step_cache,
+            quantize=quantize,
             guidance=guidance,
+            guidance_until=guidance_until,
             warmup=warmup,
         )
+        if step_cache and guidance_until < 1 and self.family.guidance_batched:
+            # The cache keeps the previous step's residual; the batch halving at the cut-off would mix
+            # batch sizes in it.
+            raise ValueError(f"{self.family.name}: step_cache and guidance_until < 1 cannot be combined")
+        self.guidance_interval = GuidanceInterval(batched=self.family.guidance_batched)
         self.device_name = device
         self.color_match = color_match
         self.pipe: Any = None
@@ -130,6 +140,7 @@ class DiffusionAnimator:
         pipe.set_progress_bar_config(disable=True)
         for m in speed.denoisers(pipe):
             m.register_forward_pre_hook(self._on_denoiser_call)
+        self.guidance_interval.attach(speed.denoisers(pipe))
         speed.apply(pipe, self.speed, self.device)
         self.pipe = pipe
         if self.speed.warmup:
@@ -138,13 +149,16 @@ class DiffusionAnimator:
     def _warm_up(self) -> None:
         """One short run at production shapes so kernels are chosen (and compiled) before the first job."""
         w, h = self.family.size
-        # a compiled denoiser specialises on shapes: warm both orientations a photo can get
+        # A compiled denoiser specialises on shapes: warm both orientations a photo can get, and with a
+        # guidance interval both batch sizes (one guided step, one conditional-only step).
         compiled = self.speed.compile != "off" and self.device.type == "cuda"
         shapes = {(w, h), (h, w)} if compiled and self.family.orientable else {(w, h)}
         gradient = np.linspace(0, 255, w * h * 3, dtype=np.float32).reshape(h, w, 3).astype(np.uint8)
+        steps = min(2, self.family.steps)
+        guided = 1 if self.speed.guidance_until < 1 else None
         for size in sorted(shapes):
             photo = Image.fromarray(gradient).resize(size)
-            self._denoise(photo, size, self.family.frames, min(2, self.family.steps), 0, None, no_progress)
+            self._denoise(photo, size, self.family.frames, steps, 0, None, no_progress, guided=guided)
 
     def _on_denoiser_call(self, module: torch.nn.Module, args: Any) -> None:
         if not self._first_denoise:
@@ -245,8 +259,11 @@ class DiffusionAnimator:
         seed: int,
         motion: str | None,
         progress: ProgressCallback,
+        guided: int | None = None,
     ) -> tuple[np.ndarray, dict[str, float]]:
-        """Run the pipeline; uint8 (T, H, W, 3) frames and the stage boundary times."""
+        """Run the pipeline; uint8 (T, H, W, 3) frames and the stage boundary times.
+
+        `guided`: how many steps use classifier-free guidance (default: from `guidance_until`)."""
         marks: dict[str, float] = {}
         total = steps
 
@@ -257,6 +274,7 @@ class DiffusionAnimator:
         def on_step_end(pipe: Any, i: int, t: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
             self._sync()  # progress that is real, and a cancel that lands within this step
             n = getattr(pipe, "num_timesteps", None) or total
+            self.guidance_interval.step_ended(pipe, i)
             progress(Stage.ANIMATING, (i + 1) / n, f"{i + 1}/{n}")
             if i + 1 >= n:
                 marks["denoise_end"] = time.perf_counter()
@@ -267,11 +285,16 @@ class DiffusionAnimator:
         self._on_first_denoise = first_denoise
         try:
             kwargs = self.call_kwargs(image, size, frames, steps, seed, motion)
+            if self.speed.guidance_until < 1 and guided is None:
+                guided = guided_steps(self.speed.guidance_until, steps)
+            # no interval where the pipeline runs no unconditional pass at all
+            self.guidance_interval.start(guided if kwargs[self.family.guidance_arg] > 1 else None)
             with torch.inference_mode():
                 out = self.pipe(**kwargs, callback_on_step_end=on_step_end)
             self._sync()
         finally:
             self._on_first_denoise = None
+            self.guidance_interval.stop()
         marks["denoise_start"] = self._first_denoise[0]
         marks.setdefault("denoise_end", marks["denoise_start"])
         video = np.asarray(out.frames[0], dtype=np.float32)

@@ -45,6 +45,7 @@ class Family:
     steps: int
     guidance: float  # 1.0 disables classifier-free guidance (no second denoiser pass)
     guidance_arg: str = "guidance_scale"  # the pipeline's keyword for `guidance`
+    guidance_batched: bool = True  # [uncond; cond] in one denoiser call (False: two calls, as Wan does)
     fps_arg: str | None = None  # the pipeline's keyword for the frame-rate conditioning, if any
     text_conditioned: bool = True  # the visitor's motion text becomes the prompt
     size_multiple: int = 16  # width and height must be multiples of this
@@ -110,6 +111,7 @@ FAMILIES: dict[str, Family] = {
             fps=16,
             steps=40,
             guidance=5.0,
+            guidance_batched=False,
             frames_rule=(4, 1),
             negative_prompt=_WAN_NEGATIVE,
         ),
@@ -122,6 +124,7 @@ FAMILIES: dict[str, Family] = {
             fps=16,
             steps=40,
             guidance=3.5,
+            guidance_batched=False,
             frames_rule=(4, 1),
             negative_prompt=_WAN_NEGATIVE,
         ),

@@ -6,7 +6,9 @@ What each does and its status (see bench/gpu_i2v.py for the measurements):
   on CUDA); a name ("flash", "_native_cudnn", "sage", ...) goes to `set_attention_backend`. Implemented.
 - compile: torch.compile of the denoiser: "blocks" compiles the repeated transformer block once (diffusers'
   regional compilation: a much shorter compile), "full" compiles the denoiser's forward; "auto" picks blocks
-  where the model declares repeated blocks, else full, and only on CUDA. Implemented; speed-up unmeasured.
+  where the model declares repeated blocks, else full, and only on CUDA. Graphs are static per shape
+  (`dynamic=False`): the warm-up compiles both orientations (and, with guidance_until, both batch sizes)
+  so that no job pays for a compile. Implemented; speed-up unmeasured.
 - channels_last: NHWC convolutions for UNet denoisers (tensor cores like it). Implemented.
 - decode_chunk_size: frames per VAE decode call (SVD), bounding decode memory. vae_tiling: spatial (and,
   for Wan/LTX/CogVideoX, temporal) tiles in the VAE. Implemented.
@@ -17,8 +19,13 @@ What each does and its status (see bench/gpu_i2v.py for the measurements):
   denoisers only (Wan, LTX, CogVideoX). Implemented; quality/speed effect not yet measured on a GPU.
 - guidance: 1.0 turns classifier-free guidance off, halving denoiser work; the family table sets it per
   model, and distilled few-step variants set it to 1.0 in their folder's vivify.json. Implemented.
-- fp8 weights (torchao float8 dynamic quantisation of the denoiser's linear layers): planned, not implemented
-  (torchao is not installed here, and its effect needs a GPU to measure).
+- guidance_until: the fraction of the denoising steps, from the first, that use classifier-free guidance;
+  later steps run the conditional pass only (models/diffusion/guidance.py). 0.6 at 25 steps is 20 % less
+  denoiser work. Default 1.0 (stock). Implemented; its effect on real weights is not yet measured.
+- quantize: torchao weight quantisation of the denoiser's Linear layers (models/diffusion/quantize.py):
+  "fp8-dynamic" runs them as float8 matmuls on CUDA >= 8.9 (H100: up to twice the bf16 rate); "fp8-weight"
+  and "int8-weight" halve their weight memory on any device. Implemented and tested on a CPU (int8, fp8
+  weight-only); fp8-dynamic's speed and quality effect is not yet measured on a GPU.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from models.diffusion.quantize import check_scheme, quantize_denoiser
 
 COMPILE_MODES = ("auto", "off", "blocks", "full")
 OFFLOAD_MODES = ("off", "model", "sequential")
@@ -44,7 +53,9 @@ class SpeedSettings:
     vae_tiling: bool = False
     cpu_offload: str = "off"
     step_cache: str | None = None
+    quantize: str | None = None
     guidance: float | None = None
+    guidance_until: float = 1.0
     warmup: bool = True
 
     def __post_init__(self) -> None:
@@ -60,6 +71,15 @@ class SpeedSettings:
             raise ValueError(f"decode_chunk_size must be at least 1, got {self.decode_chunk_size}")
         if self.step_cache is not None:
             parse_step_cache(self.step_cache)
+        if self.quantize is not None:
+            check_scheme(self.quantize)
+            if self.cpu_offload == "sequential":
+                # sequential offload swaps weights for placeholders layer by layer: not with quantised ones
+                raise ValueError("quantize does not work with cpu_offload='sequential'; use 'model' or 'off'")
+            if self.quantize == "fp8-dynamic" and self.dtype in ("fp16", "fp32"):
+                raise ValueError("quantize='fp8-dynamic' needs dtype bf16 (or auto on a CUDA GPU)")
+        if not 0 < self.guidance_until <= 1:
+            raise ValueError(f"guidance_until must be in (0, 1], got {self.guidance_until}")
 
 
 def parse_step_cache(spec: str) -> Any:
@@ -134,13 +154,20 @@ def apply(pipe: Any, settings: SpeedSettings, device: torch.device) -> None:
         pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe.to(device)
+    if settings.quantize:  # after the move (quantising on the GPU takes seconds), before compiling
+        for m in models:
+            quantize_denoiser(m, settings.quantize, device)
     mode = settings.compile
     if mode == "auto":
         mode = "off" if device.type != "cuda" else "auto"
     if mode != "off":
         for m in models:
             blocks = getattr(m, "_repeated_blocks", None)
-            kwargs = {"mode": settings.compile_mode} if settings.compile_mode else {}
+            # Static graphs: a second shape (the other orientation, the conditional-only batch) gets its own
+            # graph at warm-up instead of one dynamic-shape graph for all.
+            kwargs: dict[str, Any] = {"dynamic": False}
+            if settings.compile_mode:
+                kwargs["mode"] = settings.compile_mode
             if mode == "blocks" or (mode == "auto" and blocks):
                 m.compile_repeated_blocks(fullgraph=True, **kwargs)
             else:
