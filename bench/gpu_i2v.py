@@ -16,10 +16,14 @@ on fake tensors (FakeTensorMode + FlopCounterMode, attention through SDPA's math
 
 Variants: `stock` = diffusers' defaults (fp32 weights as `from_pretrained` loads them, no compile, the
 whole clip decoded at once); `optimised` = the animator's GPU defaults (bf16, SDPA, torch.compile of the
-denoiser, channels-last convolutions, chunked VAE decode); `optimised+cache` adds the first-block step
-cache (transformer families; its TFLOP/s counts every denoiser call as a full forward, so it is an
-effective rate). Each variant gets one untimed warm-up run (which includes compilation,
-reported as `warm s`), then `--repeats` timed runs; the median run is reported.
+denoiser, channels-last convolutions, chunked VAE decode); `optimised+interval` adds guidance on the
+first 60 % of the steps only (`guidance_until=0.6`); `optimised+fp8` adds fp8 matmuls for the denoiser's
+Linear layers (`quantize="fp8-dynamic"`, torchao; needs CUDA >= 8.9); `fast` is both; `optimised+cache`
+adds the first-block step cache (transformer families; its TFLOP/s counts every denoiser call as a full
+forward, so it is an effective rate). TFLOP/s counts the FLOPs the denoiser did (conditional-only calls
+count half) and MFU divides by the bf16 peak even where fp8 matmuls run. Each variant gets one untimed
+warm-up run (which includes compilation, reported as `warm s`), then `--repeats` timed runs; the median
+run is reported.
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ STAGES = [
 VARIANTS = {
     "stock": {"compile": "off", "channels_last": False, "decode_chunk_size": None, "warmup": False},
     "optimised": {"warmup": False},
+    "optimised+interval": {"warmup": False, "guidance_until": 0.6},
+    "optimised+fp8": {"warmup": False, "quantize": "fp8-dynamic"},
+    "fast": {"warmup": False, "guidance_until": 0.6, "quantize": "fp8-dynamic"},
     "optimised+cache": {"warmup": False, "step_cache": "first-block:0.05"},
 }
 
@@ -321,16 +328,26 @@ def count_flops(module: torch.nn.Module, args: tuple, kwargs: dict) -> int:
 
 
 class CallRecorder:
-    """Counts denoiser calls and keeps the first call's inputs (to count its FLOPs afterwards)."""
+    """Counts denoiser calls with their latent batch sizes, and keeps the first call's inputs (to count its
+    FLOPs afterwards; FLOPs scale with the batch, so a conditional-only call is half a guided one)."""
 
     def __init__(self, modules: list[torch.nn.Module]) -> None:
-        self.calls = 0
+        self.batches: list[int] = []
         self.first: tuple[torch.nn.Module, tuple, dict] | None = None
         self.handles = [m.register_forward_pre_hook(self._hook(m), with_kwargs=True) for m in modules]
 
+    @property
+    def calls(self) -> int:
+        return len(self.batches)
+
+    def batch_units(self) -> float:
+        """The calls in units of the first call's batch."""
+        return sum(self.batches) / self.batches[0] if self.batches else 0.0
+
     def _hook(self, module: torch.nn.Module) -> Callable:
         def hook(_: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-            self.calls += 1
+            main = args[0] if args else kwargs.get("hidden_states", kwargs.get("sample"))
+            self.batches.append(int(main.shape[0]))
             if self.first is None:
                 self.first = (module, args, kwargs)
 
@@ -432,12 +449,16 @@ def run_variant(
         base.total_s, base.stage_s, base.peak_gb = total, stage_s, peak_gb
         base.denoiser_calls = recorder.calls
         if recorder.first is not None:
-            flops = recorder.calls * count_flops(*recorder.first)
+            flops = recorder.batch_units() * count_flops(*recorder.first)
             base.denoiser_tflop = flops / 1e12
             base.denoiser_tflops = base.denoiser_tflop / max(stage_s[Stage.ANIMATING.value], 1e-9)
             base.mfu = base.denoiser_tflops / peak_tflops
     except torch.OutOfMemoryError as e:
         base.error = f"out of memory: {str(e).splitlines()[0]}"
+    except RuntimeError as e:
+        if "compute capability" not in str(e):
+            raise
+        base.error = f"n/a: {str(e).split(';')[0]}"  # fp8 on a device without float8 matmuls
     finally:
         del pipe, animator
         gc.collect()
