@@ -16,14 +16,14 @@ on fake tensors (FakeTensorMode + FlopCounterMode, attention through SDPA's math
 
 Variants: `stock` = diffusers' defaults (fp32 weights as `from_pretrained` loads them, no compile, the
 whole clip decoded at once); `optimised` = the animator's GPU defaults (bf16, SDPA, torch.compile of the
-denoiser, channels-last convolutions, chunked VAE decode); `optimised+interval` adds guidance on the
-first 60 % of the steps only (`guidance_until=0.6`); `optimised+fp8` adds fp8 matmuls for the denoiser's
-Linear layers (`quantize="fp8-dynamic"`, torchao; needs CUDA >= 8.9); `fast` is both; `optimised+cache`
-adds the first-block step cache (transformer families; its TFLOP/s counts every denoiser call as a full
-forward, so it is an effective rate). TFLOP/s counts the FLOPs the denoiser did (conditional-only calls
-count half) and MFU divides by the bf16 peak even where fp8 matmuls run. Each variant gets one untimed
-warm-up run (which includes compilation, reported as `warm s`), then `--repeats` timed runs; the median
-run is reported.
+denoiser, channels-last convolutions, cuDNN autotuning, chunked VAE decode); `optimised+interval` adds
+guidance on the first 60 % of the steps only (`guidance_until=0.6`); `optimised+fp8` adds fp8 matmuls for
+the denoiser's Linear layers (`quantize="fp8-dynamic"`, torchao; needs CUDA >= 8.9); `fast` is both;
+`optimised+cache` adds the first-block step cache (transformer families; its TFLOP/s counts every denoiser
+call as a full forward, so it is an effective rate). TFLOP/s counts the FLOPs the denoiser did
+(conditional-only calls count half) and MFU divides by the bf16 peak even where fp8 matmuls run. Each
+variant gets one untimed warm-up run (which includes compilation, reported as `warm s`), then `--repeats`
+timed runs; the median run is reported.
 """
 
 from __future__ import annotations
@@ -58,7 +58,13 @@ STAGES = [
     s.value for s in (Stage.ANALYZING, Stage.ANIMATING, Stage.DECODING, Stage.POSTPROCESSING, Stage.ENCODING)
 ]
 VARIANTS = {
-    "stock": {"compile": "off", "channels_last": False, "decode_chunk_size": None, "warmup": False},
+    "stock": {
+        "compile": "off",
+        "channels_last": False,
+        "cudnn_benchmark": False,
+        "decode_chunk_size": None,
+        "warmup": False,
+    },
     "optimised": {"warmup": False},
     "optimised+interval": {"warmup": False, "guidance_until": 0.6},
     "optimised+fp8": {"warmup": False, "quantize": "fp8-dynamic"},

@@ -10,6 +10,9 @@ What each does and its status (see bench/gpu_i2v.py for the measurements):
   (`dynamic=False`): the warm-up compiles both orientations (and, with guidance_until, both batch sizes)
   so that no job pays for a compile. Implemented; speed-up unmeasured.
 - channels_last: NHWC convolutions for UNet denoisers (tensor cores like it). Implemented.
+- cudnn_benchmark: let cuDNN time its convolution algorithms once per shape and keep the fastest (the UNet
+  and the VAE decoder are convolution-heavy; shapes are fixed per orientation and the warm-up meets them).
+  CUDA only. Implemented; speed-up unmeasured.
 - decode_chunk_size: frames per VAE decode call (SVD), bounding decode memory. vae_tiling: spatial (and,
   for Wan/LTX/CogVideoX, temporal) tiles in the VAE. Implemented.
 - cpu_offload: "model" moves each component to the GPU only while it runs (small GPUs); "sequential" goes
@@ -49,6 +52,7 @@ class SpeedSettings:
     compile: str = "auto"
     compile_mode: str | None = None  # torch.compile mode, e.g. "max-autotune-no-cudagraphs"
     channels_last: bool = True
+    cudnn_benchmark: bool = True
     decode_chunk_size: int | None = 8
     vae_tiling: bool = False
     cpu_offload: str = "off"
@@ -131,6 +135,8 @@ def denoisers(pipe: Any) -> list[torch.nn.Module]:
 def apply(pipe: Any, settings: SpeedSettings, device: torch.device) -> None:
     """Put the pipeline on `device` with every speed setting applied (dtype is applied at load time)."""
     models = denoisers(pipe)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = settings.cudnn_benchmark  # process-wide; one pipeline per worker
     if settings.attention_backend:
         for m in models:
             m.set_attention_backend(settings.attention_backend)
