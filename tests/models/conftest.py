@@ -5,6 +5,8 @@ Small on purpose (<= 256 px): the tests check behaviour; full-size speed lives i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import skimage.data
@@ -90,3 +92,15 @@ def portrait_animator():
     animator = PortraitAnimator(max_side=256)
     animator.setup()
     return animator
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread() -> Iterator[None]:
+    """One torch thread for a module of tiny-model tests: they gain nothing from more, and on a shared
+    machine extra threads spin-wait."""
+    import torch  # only the diffusion tests use this fixture; the CPU animator's tests stay torch-free
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +28,7 @@ from tests.fixtures.tiny_pipelines import build_tiny_cogvideox, build_tiny_ltx, 
 FAMILY_OF = {"svd": "svd", "wan": "wan2.1"}
 BUILDERS = {"svd": build_tiny_svd, "wan": build_tiny_wan}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: tiny models gain nothing from more, and on a shared machine threads spin-wait."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

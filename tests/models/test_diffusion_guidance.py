@@ -3,7 +3,7 @@ random-weight pipelines of every family, on a CPU."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,7 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
 }
 BATCHED = ["svd", "ltx", "ltx-condition", "cogvideox"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import importlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +26,7 @@ from models.diffusion.quantize import QUANT_SCHEMES, check_scheme, quantize_deno
 CPU = torch.device("cpu")
 SKIPPED = {"condition_embedder.text_embedder.linear_1"}  # in_features 24: not a multiple of 16
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
