@@ -49,6 +49,7 @@ from PIL import Image  # noqa: E402
 from models.base import AnimationRequest, Stage  # noqa: E402
 from models.diffusion import FAMILIES, DiffusionAnimator  # noqa: E402
 from models.diffusion.families import SVD_SCHEDULER_CONFIG  # noqa: E402
+from models.diffusion.guidance import latent_batch  # noqa: E402
 from models.diffusion.speed import denoisers, dtype_kwarg  # noqa: E402
 from models.render import render_clip  # noqa: E402
 
@@ -352,8 +353,7 @@ class CallRecorder:
 
     def _hook(self, module: torch.nn.Module) -> Callable:
         def hook(_: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-            main = args[0] if args else kwargs.get("hidden_states", kwargs.get("sample"))
-            self.batches.append(int(main.shape[0]))
+            self.batches.append(latent_batch(args, kwargs))
             if self.first is None:
                 self.first = (module, args, kwargs)
 

@@ -32,7 +32,8 @@ def guided_steps(guidance_until: float, steps: int) -> int:
     return max(1, math.ceil(guidance_until * steps - 1e-9))
 
 
-def _batch_of(args: tuple, kwargs: dict[str, Any]) -> int | None:
+def latent_batch(args: tuple, kwargs: dict[str, Any]) -> int | None:
+    """The batch size of a denoiser call's latent input (its first argument, or `sample`/`hidden_states`)."""
     main = args[0] if args else next((kwargs[k] for k in _MAIN_INPUTS if k in kwargs), None)
     return main.shape[0] if isinstance(main, torch.Tensor) and main.ndim > 0 else None
 
@@ -43,7 +44,7 @@ def conditional_half(args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[s
     A tensor counts as batched when its first axis has the latent input's batch size; others
     (timesteps as a scalar, rotary tables, sizes) pass through untouched.
     """
-    n = _batch_of(args, kwargs)
+    n = latent_batch(args, kwargs)
     if n is None or n % 2:
         raise RuntimeError(f"guidance interval: expected an [uncond; cond] batch, got batch size {n}")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from PIL import Image
 
 from models.base import AnimationRequest
 from models.diffusion import DiffusionAnimator
-from models.diffusion.guidance import conditional_half, guided_steps
+from models.diffusion.guidance import conditional_half, guided_steps, latent_batch
 from models.diffusion.speed import denoisers
 from tests.fixtures.tiny_pipelines import build_tiny_cogvideox, build_tiny_ltx, build_tiny_svd, build_tiny_wan
 
@@ -36,18 +35,13 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: build(root / name) for name, build in BUILDERS.items()}
 
 
-def _latent_batch(args: tuple, kwargs: dict[str, Any]) -> int:
-    main = args[0] if args else kwargs.get("hidden_states", kwargs.get("sample"))
-    return int(main.shape[0])
-
-
 def _run(animator: DiffusionAnimator, photo: Image.Image, steps: int) -> tuple[np.ndarray, list[int]]:
     """Frames, and the latent batch size of every denoiser call as the denoiser itself receives it."""
     animator.setup()
     batches: list[int] = []
     # registered after setup, so it runs after the interval's own pre-hook: it sees what forward gets
     handles = [
-        m.register_forward_pre_hook(lambda _m, a, k: batches.append(_latent_batch(a, k)), with_kwargs=True)
+        m.register_forward_pre_hook(lambda _m, a, k: batches.append(latent_batch(a, k)), with_kwargs=True)
         for m in denoisers(animator.pipe)
     ]
     try:
@@ -119,7 +113,7 @@ def test_warm_up_runs_both_batch_sizes(folders: dict[str, Path]) -> None:
     animator.setup()
     batches: list[int] = []
     animator.pipe.unet.register_forward_pre_hook(
-        lambda _m, a, k: batches.append(_latent_batch(a, k)), with_kwargs=True
+        lambda _m, a, k: batches.append(latent_batch(a, k)), with_kwargs=True
     )
     animator._warm_up()  # what setup() runs when warmup=True
     assert batches == [2, 1]
