@@ -50,6 +50,7 @@ from models.base import AnimationRequest, Stage  # noqa: E402
 from models.diffusion import FAMILIES, DiffusionAnimator  # noqa: E402
 from models.diffusion.families import SVD_SCHEDULER_CONFIG  # noqa: E402
 from models.diffusion.guidance import latent_batch  # noqa: E402
+from models.diffusion.quantize import UnsupportedDevice  # noqa: E402
 from models.diffusion.speed import denoisers, dtype_kwarg  # noqa: E402
 from models.render import render_clip  # noqa: E402
 
@@ -461,10 +462,8 @@ def run_variant(
             base.mfu = base.denoiser_tflops / peak_tflops
     except torch.OutOfMemoryError as e:
         base.error = f"out of memory: {str(e).splitlines()[0]}"
-    except RuntimeError as e:
-        if "compute capability" not in str(e):
-            raise
-        base.error = f"n/a: {str(e).split(';')[0]}"  # fp8 on a device without float8 matmuls
+    except UnsupportedDevice as e:  # fp8 on a device without float8 matmuls
+        base.error = f"n/a: {str(e).split(';')[0]}"
     finally:
         del pipe, animator
         gc.collect()

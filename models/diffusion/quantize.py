@@ -37,6 +37,10 @@ QUANT_SCHEMES = ("fp8-dynamic", "fp8-weight", "int8-weight")
 FP8_MIN_CAPABILITY = (8, 9)  # Ada / Hopper and newer: float8 tensor cores
 
 
+class UnsupportedDevice(RuntimeError):
+    """The device cannot run the scheme (fp8 matmuls without float8 tensor cores)."""
+
+
 def check_scheme(name: str) -> None:
     """Raise ValueError unless `name` is one of QUANT_SCHEMES (needs no torchao)."""
     if name not in QUANT_SCHEMES:
@@ -69,13 +73,13 @@ def _check_device(scheme: str, device: torch.device) -> None:
     if scheme != "fp8-dynamic":
         return
     if device.type != "cuda" or not torch.cuda.is_available():
-        raise RuntimeError(
+        raise UnsupportedDevice(
             f"quantize='fp8-dynamic' needs a CUDA GPU with compute capability >= 8.9 (float8 matmuls); "
             f"the denoiser runs on {device.type}. Use 'fp8-weight' or 'int8-weight' to save memory there."
         )
     capability = torch.cuda.get_device_capability(device)
     if capability < FP8_MIN_CAPABILITY:
-        raise RuntimeError(
+        raise UnsupportedDevice(
             f"quantize='fp8-dynamic' needs CUDA compute capability >= 8.9 (Ada, Hopper or newer); "
             f"{torch.cuda.get_device_name(device)} has {capability[0]}.{capability[1]}. "
             "Use 'fp8-weight' or 'int8-weight' instead."
@@ -112,7 +116,7 @@ def quantize_denoiser(
     `device` is where the denoiser will run (checked for fp8 support); the weights are quantised where
     they are and stay there. Layers already quantised are left alone (a second call returns 0).
     Raises ValueError for an unknown scheme or a denoiser with no Linear layer the scheme can take,
-    RuntimeError when torchao is missing or the device cannot run the scheme.
+    RuntimeError when torchao is missing, UnsupportedDevice when the device cannot run the scheme.
     """
     check_scheme(scheme)
     _check_device(scheme, device)

@@ -21,7 +21,7 @@ from PIL import Image
 from torchao.utils import TorchAOBaseTensor
 
 import models.diffusion
-from models.diffusion.quantize import QUANT_SCHEMES, check_scheme, quantize_denoiser
+from models.diffusion.quantize import QUANT_SCHEMES, UnsupportedDevice, check_scheme, quantize_denoiser
 
 CPU = torch.device("cpu")
 SKIPPED = {"condition_embedder.text_embedder.linear_1"}  # in_features 24: not a multiple of 16
@@ -140,7 +140,7 @@ def test_min_features_leaves_small_layers_alone(tiny_wan: WanTransformer3DModel)
 
 def test_fp8_dynamic_is_refused_on_cpu(tiny_wan: WanTransformer3DModel) -> None:
     model = copy.deepcopy(tiny_wan).to(torch.bfloat16)
-    with pytest.raises(RuntimeError, match=r"compute capability >= 8\.9"):
+    with pytest.raises(UnsupportedDevice, match=r"compute capability >= 8\.9"):
         quantize_denoiser(model, "fp8-dynamic", CPU)
     assert not any(isinstance(m.weight, TorchAOBaseTensor) for m in linears(model).values())
 
@@ -151,7 +151,7 @@ def test_fp8_dynamic_on_cuda(tiny_wan: WanTransformer3DModel, inputs: tuple[torc
     fp8_gpu = torch.cuda.is_available() and torch.cuda.get_device_capability(cuda) >= (8, 9)
     model = copy.deepcopy(tiny_wan).to(cuda if torch.cuda.is_available() else CPU, torch.bfloat16)
     if not fp8_gpu:
-        with pytest.raises(RuntimeError, match=r"compute capability >= 8\.9"):
+        with pytest.raises(UnsupportedDevice, match=r"compute capability >= 8\.9"):
             quantize_denoiser(model, "fp8-dynamic", cuda)
         return
     ref = denoise(model, inputs, torch.bfloat16)
@@ -205,7 +205,7 @@ def test_the_animator_quantises_its_denoiser_and_still_animates(
     assert out.shape == ref.shape
     assert 0 < abs(out.astype(int) - ref.astype(int)).mean() < 8  # close, not identical
 
-    with pytest.raises(RuntimeError, match=r"compute capability >= 8\.9"):
+    with pytest.raises(UnsupportedDevice, match=r"compute capability >= 8\.9"):
         DiffusionAnimator(model=str(folder), quantize="fp8-dynamic", dtype="bf16", warmup=False).setup()
     with pytest.raises(ValueError, match="sequential"):
         DiffusionAnimator(model=str(folder), quantize="int8-weight", cpu_offload="sequential")
