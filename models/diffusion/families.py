@@ -84,6 +84,36 @@ _WAN_NEGATIVE = (
     "subtitles, watermark, text"
 )
 
+# Families that share all but a few settings are written once and varied below.
+_WAN21 = Family(
+    "wan2.1",
+    "WanImageToVideoPipeline",
+    "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+    size=(832, 480),
+    frames=81,
+    fps=16,
+    steps=40,
+    guidance=5.0,
+    guidance_batched=False,
+    frames_rule=(4, 1),
+    negative_prompt=_WAN_NEGATIVE,
+)
+_LTX = Family(
+    "ltx",
+    "LTXImageToVideoPipeline",
+    "Lightricks/LTX-Video",
+    size=(768, 512),
+    frames=97,
+    fps=24,
+    steps=40,
+    guidance=3.0,
+    fps_arg="frame_rate",
+    size_multiple=32,
+    frames_rule=(8, 1),
+    negative_prompt="worst quality, inconsistent motion, blurry, jittery, distorted",
+    call_kwargs={"decode_timestep": 0.05, "decode_noise_scale": 0.025},
+)
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
@@ -102,61 +132,17 @@ FAMILIES: dict[str, Family] = {
             size_multiple=64,
             call_kwargs={"min_guidance_scale": 1.0, "noise_aug_strength": 0.02},
         ),
-        Family(
-            "wan2.1",
-            "WanImageToVideoPipeline",
-            "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
-            size=(832, 480),
-            frames=81,
-            fps=16,
-            steps=40,
-            guidance=5.0,
-            guidance_batched=False,
-            frames_rule=(4, 1),
-            negative_prompt=_WAN_NEGATIVE,
-        ),
-        Family(
-            "wan2.2",  # A14B: two experts (high noise, low noise), no CLIP image encoder
-            "WanImageToVideoPipeline",
-            "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
-            size=(832, 480),
-            frames=81,
-            fps=16,
-            steps=40,
-            guidance=3.5,
-            guidance_batched=False,
-            frames_rule=(4, 1),
-            negative_prompt=_WAN_NEGATIVE,
-        ),
-        Family(
-            "ltx",
-            "LTXImageToVideoPipeline",
-            "Lightricks/LTX-Video",
-            size=(768, 512),
-            frames=97,
-            fps=24,
-            steps=40,
-            guidance=3.0,
-            fps_arg="frame_rate",
-            size_multiple=32,
-            frames_rule=(8, 1),
-            negative_prompt="worst quality, inconsistent motion, blurry, jittery, distorted",
-            call_kwargs={"decode_timestep": 0.05, "decode_noise_scale": 0.025},
-        ),
-        Family(
-            "ltx-condition",
-            "LTXConditionPipeline",
-            "Lightricks/LTX-Video-0.9.7-dev",
-            size=(768, 512),
-            frames=97,
-            fps=24,
+        _WAN21,
+        # A14B: two experts (high noise, low noise), no CLIP image encoder; otherwise Wan 2.1's settings
+        dataclasses.replace(_WAN21, name="wan2.2", hub_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers", guidance=3.5),
+        _LTX,
+        # LTX-Video 0.9.7's condition pipeline: LTX's settings, fewer steps
+        dataclasses.replace(
+            _LTX,
+            name="ltx-condition",
+            pipeline_class="LTXConditionPipeline",
+            hub_id="Lightricks/LTX-Video-0.9.7-dev",
             steps=30,
-            guidance=3.0,
-            fps_arg="frame_rate",
-            size_multiple=32,
-            frames_rule=(8, 1),
-            negative_prompt="worst quality, inconsistent motion, blurry, jittery, distorted",
-            call_kwargs={"decode_timestep": 0.05, "decode_noise_scale": 0.025},
         ),
         Family(
             "cogvideox",
