@@ -140,9 +140,10 @@ class DiffusionAnimator:
         if type(pipe).__name__ != self.family.pipeline_class:
             raise ValueError(f"{self.model} loads as {type(pipe).__name__}, not {self.family.pipeline_class}")
         pipe.set_progress_bar_config(disable=True)
-        for m in speed.denoisers(pipe):
+        modules = speed.denoisers(pipe)
+        for m in modules:
             m.register_forward_pre_hook(self._on_denoiser_call)
-        self.guidance_interval.attach(speed.denoisers(pipe))
+        self.guidance_interval.attach(modules)
         speed.apply(pipe, self.speed, self.device)
         self.pipe = pipe
         if self.speed.warmup:
