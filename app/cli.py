@@ -266,12 +266,17 @@ def cmd_animate(args: argparse.Namespace, settings: Settings) -> int:
     from models.render import render_clip
 
     name = args.animator or settings.animator
-    options: dict[str, object] = {}
+    # The configured animator's options (VIVIFY_ANIMATOR_OPTIONS) belong to it alone.
+    options: dict[str, object] = dict(settings.animator_options) if name == settings.animator else {}
     model = args.model or (settings.model if name == settings.animator else None)
     if model:
         options["model"] = model
-    if name == "diffusion" and settings.device != "auto":
-        options["device"] = settings.device
+    if name == "diffusion":
+        # One clip: a warm-up at the family's shapes would only double the work (or run at shapes this
+        # clip does not use); the job itself chooses kernels and compiles.
+        options["warmup"] = False
+        if settings.device != "auto":
+            options["device"] = settings.device
     try:
         photo = ImageOps.exif_transpose(Image.open(args.photo)).convert("RGB")
     except (OSError, ValueError) as exc:

@@ -51,6 +51,13 @@ class AnimationError(Exception):
         self.retryable = retryable
 
 
+class AnimatorUnavailable(Exception):
+    """The animator cannot be set up (model missing, gated, wrong kind, does not fit in memory).
+
+    The message names the model and says what to do; a worker that gets it at start exits non-zero
+    before it takes any job."""
+
+
 @dataclass(frozen=True)
 class AnimationRequest:
     """What the visitor asked for. None means "the animator's / model family's default"."""
@@ -97,7 +104,8 @@ class Clip:
 
 @runtime_checkable
 class Animator(Protocol):
-    """Everything the worker needs from an animator."""
+    """Everything the worker needs from an animator. One may also state `time_limit_s`, the seconds one
+    clip may take (the diffusion animator's depends on the model family); the worker's limits follow it."""
 
     name: str
 

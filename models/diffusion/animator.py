@@ -4,7 +4,7 @@ Stages, as the product names them:
 1. analyzing   fit the photo to the model resolution around the face; vision (and text) encoding,
                conditioning latents; ends when the denoiser first runs (a forward pre-hook marks it)
 2. animating   the denoising loop; `callback_on_step_end` reports "i/n" and is where a cancel lands
-3. decoding    VAE decode (chunked) and conversion to pixels
+3. decoding    VAE decode and conversion to pixels
 4. postprocessing  colour consistency with the photo; frame rate conversion happens in render_clip
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from models.base import AnimationError, AnimationRequest, Frames, ProgressCallba
 from models.diffusion import speed
 from models.diffusion.families import Family, family_from_model_index, resolve_family
 from models.diffusion.guidance import GuidanceInterval, guided_steps
+from models.diffusion.loading import load_pipeline
 from models.motion import PRESETS
 from models.postprocess import fit_to_face, match_colors
 
@@ -34,11 +34,20 @@ _CALM = re.compile(r"\b(subtle|calm|gentle|still|slight|soft|quiet|breath\w*|bli
 _LIVELY = re.compile(r"\b(lively|big|dance|dancing|laugh\w*|wave|waving|excited|energetic|turn\w*)\b", re.I)
 
 
+def describe_motion(motion: str | None) -> str:
+    """The motion in words: a preset's description (never its bare name), or the visitor's own text."""
+    motion = (motion or "gentle").strip()
+    if motion in PRESETS:
+        return PRESETS[motion].split(" (")[0]  # the description, without "(the default)"
+    return motion.rstrip(".")
+
+
 def svd_motion_bucket(motion: str | None, default: int = 127) -> int:
-    """Map the visitor's motion text to SVD's motion_bucket_id: calm words lower it, lively words raise it."""
+    """Map the visitor's motion to SVD's motion_bucket_id: calm words lower it, lively words raise it."""
     if not motion:
         return default
-    calm, lively = bool(_CALM.search(motion)), bool(_LIVELY.search(motion))
+    text = describe_motion(motion)
+    calm, lively = bool(_CALM.search(text)), bool(_LIVELY.search(text))
     if lively and not calm:
         return 180
     if calm and not lively:
@@ -48,14 +57,24 @@ def svd_motion_bucket(motion: str | None, default: int = 127) -> int:
 
 def motion_prompt(motion: str | None) -> str:
     """The prompt text for a motion preset name or the visitor's own motion text."""
-    motion = (motion or "gentle").strip()
-    if motion in PRESETS:
-        motion = PRESETS[motion].split(" (")[0]  # the description, without "(the default)"
-    return f"Motion: {motion.rstrip('.')}."
+    return f"Motion: {describe_motion(motion)}."
+
+
+def natural_length(frames: int, fps: float, duration_s: float | None = None) -> tuple[int, float]:
+    """(frames to keep, playback fps): the model's own speed, trimmed to at most 5 s rather than sped up;
+    a clip shorter than 3 s (a request for few frames) is slowed to 3 s; `duration_s` forces a length."""
+    if duration_s:
+        return frames, frames / duration_s
+    if frames / fps > MAX_DURATION_S + 1e-9:
+        return max(2, int(MAX_DURATION_S * fps + 1e-9)), fps
+    return frames, min(fps, frames / MIN_DURATION_S)
 
 
 class DiffusionAnimator:
-    """Image-to-video diffusion on a GPU worker. `setup()` loads once and warms up; `animate()` per job."""
+    """Image-to-video diffusion on a GPU worker. `setup()` loads once and warms up; `animate()` per job.
+
+    Speed settings arrive as keyword options (`VIVIFY_ANIMATOR_OPTIONS`) and become one SpeedSettings;
+    combinations the family cannot honour are refused here, before anything is loaded."""
 
     name = "diffusion"
 
@@ -65,46 +84,19 @@ class DiffusionAnimator:
         family: str | None = None,
         device: str = "auto",
         *,
-        dtype: str = "auto",
-        attention_backend: str | None = None,
-        compile: str = "auto",
-        compile_mode: str | None = None,
-        channels_last: bool = True,
-        cudnn_benchmark: bool = True,
-        decode_chunk_size: int | None = 8,
-        vae_tiling: bool = False,
-        cpu_offload: str = "off",
-        step_cache: str | None = None,
-        quantize: str | None = None,
-        guidance: float | None = None,
-        guidance_until: float = 1.0,
-        warmup: bool = True,
+        revision: str | None = None,
+        variant: str | None = "auto",
         color_match: float = 1.0,
+        **speed_options: Any,
     ) -> None:
         self.model, self.family = resolve_family(model, family)
-        self.speed = speed.SpeedSettings(
-            dtype=dtype,
-            attention_backend=attention_backend,
-            compile=compile,
-            compile_mode=compile_mode,
-            channels_last=channels_last,
-            cudnn_benchmark=cudnn_benchmark,
-            decode_chunk_size=decode_chunk_size,
-            vae_tiling=vae_tiling,
-            cpu_offload=cpu_offload,
-            step_cache=step_cache,
-            quantize=quantize,
-            guidance=guidance,
-            guidance_until=guidance_until,
-            warmup=warmup,
-        )
-        if step_cache and guidance_until < 1 and self.family.guidance_batched:
-            # The cache keeps the previous step's residual; the batch halving at the cut-off would mix
-            # batch sizes in it.
-            raise ValueError(f"{self.family.name}: step_cache and guidance_until < 1 cannot be combined")
+        self.speed = speed.SpeedSettings.from_options(speed_options)
+        self.speed.check_for(self.family)
+        self.revision, self.variant = revision, variant
         self.guidance_interval = GuidanceInterval(batched=self.family.guidance_batched)
         self.device_name = device
         self.color_match = color_match
+        self.time_limit_s = float(self.family.time_limit_s)
         self.pipe: Any = None
         self._first_denoise: list[float] = []  # set by the denoiser pre-hook, cleared per run
 
@@ -122,20 +114,19 @@ class DiffusionAnimator:
 
     # ---- setup -------------------------------------------------------------------------------------------
     def setup(self) -> None:
-        """Load the pipeline once (a local folder never touches the hub), apply speed settings, warm up."""
+        """Load the pipeline once (a local folder never touches the hub), apply speed settings, warm up.
+
+        Raises AnimatorUnavailable, naming the model and what to do, when it cannot be loaded."""
         if self.pipe is not None:
             return
-        from diffusers import DiffusionPipeline
-
         self.device = speed.resolve_device(self.device_name)
         if self._prebuilt is not None:
             pipe, self._prebuilt = self._prebuilt, None
             self.dtype = pipe.dtype
         else:
             self.dtype = speed.resolve_dtype(self.speed.dtype, self.device)
-            local = Path(self.model).is_dir()
-            pipe = DiffusionPipeline.from_pretrained(
-                self.model, local_files_only=local, **speed.dtype_kwarg(self.dtype)
+            pipe = load_pipeline(
+                self.model, self.family, self.dtype, revision=self.revision, variant=self.variant
             )
         if type(pipe).__name__ != self.family.pipeline_class:
             raise ValueError(f"{self.model} loads as {type(pipe).__name__}, not {self.family.pipeline_class}")
@@ -144,18 +135,17 @@ class DiffusionAnimator:
         for m in modules:
             m.register_forward_pre_hook(self._on_denoiser_call)
         self.guidance_interval.attach(modules)
-        speed.apply(pipe, self.speed, self.device)
+        speed.apply(pipe, self.speed, self.device, self.family)
         self.pipe = pipe
-        if self.speed.warmup:
+        if self.speed.warms_up(self.device):
             self._warm_up()
 
     def _warm_up(self) -> None:
-        """One short run at production shapes so kernels are chosen (and compiled) before the first job."""
+        """Two steps at each shape the worker serves, so kernels are chosen (cuDNN autotuning) and graphs
+        compiled before the first job: the family's size in both orientations a photo can get, its frame
+        count, and with a guidance interval both batch sizes (one guided, one conditional-only step)."""
         w, h = self.family.size
-        # A compiled denoiser specialises on shapes: warm both orientations a photo can get, and with a
-        # guidance interval both batch sizes (one guided step, one conditional-only step).
-        compiled = self.speed.compile != "off" and self.device.type == "cuda"
-        shapes = {(w, h), (h, w)} if compiled and self.family.orientable else {(w, h)}
+        shapes = {(w, h), (h, w)} if self.family.orientable else {(w, h)}
         gradient = np.linspace(0, 255, w * h * 3, dtype=np.float32).reshape(h, w, 3).astype(np.uint8)
         steps = min(2, self.family.steps)
         guided = 1 if self.speed.guidance_until < 1 else None
@@ -182,11 +172,11 @@ class DiffusionAnimator:
     ) -> tuple[tuple[int, int], int, int]:
         """(size, frames, steps) for a request; raises ValueError naming the expected value if invalid."""
         fam = self.family
-        size = tuple(request.size) if request.size else fam.oriented_size(photo_size)
+        size: tuple[int, int] = request.size or fam.oriented_size(photo_size)
         frames = request.frames or fam.frames
         steps = request.steps or fam.steps
-        fam.check(size, frames, steps)  # type: ignore[arg-type]
-        return size, frames, steps  # type: ignore[return-value]
+        fam.check(size, frames, steps)
+        return size, frames, steps
 
     def animate(
         self, photo: Image.Image, request: AnimationRequest, progress: ProgressCallback = no_progress
@@ -205,6 +195,8 @@ class DiffusionAnimator:
         t_post = time.perf_counter()
         progress(Stage.DECODING, 1.0, "")
         progress(Stage.POSTPROCESSING, 0.0, "matching colours to the photo")
+        keep, fps = natural_length(len(video), self.family.fps, request.duration_s)
+        video = video[:keep]
         if self.color_match > 0:
             video = match_colors(video, fit.image, strength=self.color_match)
         progress(Stage.POSTPROCESSING, 1.0, "")
@@ -215,8 +207,7 @@ class DiffusionAnimator:
             Stage.DECODING.value: t_post - marks["denoise_end"],
             Stage.POSTPROCESSING.value: t_end - t_post,
         }
-        duration = request.duration_s or min(max(frames / self.family.fps, MIN_DURATION_S), MAX_DURATION_S)
-        return Frames(frames=video, fps=frames / duration, stage_seconds=stage_seconds)
+        return Frames(frames=video, fps=fps, stage_seconds=stage_seconds)
 
     def call_kwargs(
         self,
@@ -243,14 +234,12 @@ class DiffusionAnimator:
         if fam.fps_arg:
             kwargs[fam.fps_arg] = round(fam.fps)
         if fam.text_conditioned:
-            kwargs["prompt"] = fam.prompt_prefix + (
-                motion or "The person blinks, breathes and smiles softly."
-            )
+            kwargs["prompt"] = fam.prompt_prefix + motion_prompt(motion)
             if fam.negative_prompt:
                 kwargs["negative_prompt"] = fam.negative_prompt
-        if fam.name == "svd":
+        if fam.decode_chunks:
             kwargs.setdefault("motion_bucket_id", svd_motion_bucket(motion))
-            kwargs["decode_chunk_size"] = self.speed.decode_chunk_size or frames
+            kwargs["decode_chunk_size"] = speed.decode_chunk(self.speed, frames, size, self.device)
         return kwargs
 
     def _denoise(
@@ -296,8 +285,11 @@ class DiffusionAnimator:
                 out = self.pipe(**kwargs, callback_on_step_end=on_step_end)
             self._sync()
         finally:
+            # Whatever ended the run (finished, canceled, an error, out of memory): the next job of any
+            # shape starts from clean hook and cache state.
             self._on_first_denoise = None
             self.guidance_interval.stop()
+            speed.reset_caches(self.pipe)
         marks["denoise_start"] = self._first_denoise[0]
         marks.setdefault("denoise_end", marks["denoise_start"])
         video = np.asarray(out.frames[0], dtype=np.float32)

@@ -54,6 +54,21 @@ class Family:
     negative_prompt: str | None = None
     orientable: bool = True  # False where the model takes one size only (learned positional embeddings)
     call_kwargs: dict[str, Any] = field(default_factory=dict)  # further fixed pipeline arguments
+    # Loading: the weight-file variant the default hub repo has (fp16 halves the download), and the
+    # components the family's docs load in float32 whatever the pipeline's dtype.
+    variant: str | None = None
+    full_precision: tuple[str, ...] = ()
+    # What the speed settings can act on: the denoiser's kind ("unet" | "transformer"), whether the VAE
+    # tiles, whether the pipeline decodes in frame chunks (SVD's decode_chunk_size), and whether the text
+    # encoder should leave the GPU between jobs to make room (offload_text_encoder="auto").
+    denoiser: str = "transformer"
+    attention_dispatch: bool = True  # its attention runs through diffusers' dispatcher (attention_backend)
+    vae_tiling: bool = True
+    decode_chunks: bool = False
+    offload_text_encoder: bool = False
+    # Seconds one clip may take before the job is failed `timeout`: a generous bound from the family's work
+    # per clip (FLOPs at the default size, frames and steps) on a data-centre GPU, so a stuck job ends.
+    time_limit_s: int = 300
 
     def oriented_size(self, photo_size: tuple[int, int]) -> tuple[int, int]:
         """The default size, turned to portrait when the photo is portrait."""
@@ -97,6 +112,9 @@ _WAN21 = Family(
     guidance_batched=False,
     frames_rule=(4, 1),
     negative_prompt=_WAN_NEGATIVE,
+    full_precision=("vae", "image_encoder"),  # the Wan I2V docs: fp32 for decode and image-encode quality
+    # ~133 PFLOP per clip (14 B DiT, 21×60×104 latents, 40 steps, guided): over 5 min even at 50 % MFU
+    time_limit_s=1800,
 )
 _LTX = Family(
     "ltx",
@@ -131,10 +149,23 @@ FAMILIES: dict[str, Family] = {
             text_conditioned=False,
             size_multiple=64,
             call_kwargs={"min_guidance_scale": 1.0, "noise_aug_strength": 0.02},
+            variant="fp16",
+            denoiser="unet",
+            attention_dispatch=False,
+            vae_tiling=False,
+            decode_chunks=True,
         ),
         _WAN21,
-        # A14B: two experts (high noise, low noise), no CLIP image encoder; otherwise Wan 2.1's settings
-        dataclasses.replace(_WAN21, name="wan2.2", hub_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers", guidance=3.5),
+        # A14B: two experts (high noise, low noise), no CLIP image encoder; otherwise Wan 2.1's settings.
+        # The experts alone are 2 × 28.6 GB in bf16: UMT5-XXL (11 GB) waits in CPU memory between prompts.
+        dataclasses.replace(
+            _WAN21,
+            name="wan2.2",
+            hub_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+            guidance=3.5,
+            full_precision=("vae",),
+            offload_text_encoder=True,
+        ),
         _LTX,
         # LTX-Video 0.9.7's condition pipeline: LTX's settings, fewer steps
         dataclasses.replace(
@@ -155,7 +186,9 @@ FAMILIES: dict[str, Family] = {
             guidance=6.0,
             frames_rule=(4, 1),
             orientable=False,
+            attention_dispatch=False,  # CogVideoX's processor calls PyTorch SDPA itself
             call_kwargs={"use_dynamic_cfg": True},
+            time_limit_s=900,  # 5 B DiT over 13×60×90 latents, 50 guided steps: ~35 PFLOP per clip
         ),
     ]
 }
@@ -164,6 +197,9 @@ DEFAULT_FAMILY = "svd"
 _BY_CLASS = {
     "StableVideoDiffusionPipeline": "svd",
     "LTXImageToVideoPipeline": "ltx",
+    # Lightricks/LTX-Video's model_index.json names the text-to-video class; the components are the same
+    # and the loader builds the family's own class (models/diffusion/loading.py).
+    "LTXPipeline": "ltx",
     "LTXConditionPipeline": "ltx-condition",
     "CogVideoXImageToVideoPipeline": "cogvideox",
 }
@@ -215,8 +251,9 @@ def apply_folder_defaults(fam: Family, folder: Path) -> Family:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
     if "size" in data:
         data["size"] = tuple(data["size"])
-    if "frames_rule" in data:
-        data["frames_rule"] = tuple(data["frames_rule"])
+    for key in ("frames_rule", "full_precision"):
+        if key in data:
+            data[key] = tuple(data[key])
     if "call_kwargs" in data:
         data["call_kwargs"] = {**fam.call_kwargs, **data["call_kwargs"]}
     return dataclasses.replace(fam, **data)
