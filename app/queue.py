@@ -100,8 +100,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_soft_time_limit": settings.task_soft_time_limit_s,
-        "task_time_limit": settings.task_time_limit_s,
         "task_track_started": False,
         "worker_send_task_events": True,
         "task_send_sent_event": True,

@@ -1,7 +1,8 @@
 """The Celery app of the workers, configured from the same settings as the web tier's producer.
 
 Start one process per GPU: `CUDA_VISIBLE_DEVICES=N vivify worker` (solo pool, concurrency 1).
-Nothing heavy is imported here; the animator loads in the worker process (worker/model_cache.py).
+Nothing heavy is imported here; the animator loads in the worker process (worker/model_cache.py),
+at start in a solo-pool worker (LoadAnimator below): one that cannot set it up exits before any job.
 
 Queues: one per animator and model (`animate.portrait`, `animate.diffusion.<model>`, see
 app.queue.queue_for); a worker consumes the one of the animator it loads. `webhooks` and
@@ -11,9 +12,12 @@ behind a render.
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 from kombu import Exchange, Queue
 
 from app.core.config import Settings, get_settings
@@ -23,6 +27,11 @@ RECONCILE_TASK = "vivify.reconcile"
 PURGE_TASK = "vivify.purge_expired"
 MAINTENANCE_QUEUE = "maintenance"
 PURGE_EVERY_S = 600.0
+# Exit status of a worker whose animator cannot be set up: os.EX_CONFIG, since the causes are mostly
+# settings (model, token, offline cache); tells it apart from a crash (1) or Celery's own exits.
+EXIT_ANIMATOR_UNAVAILABLE = 78
+
+log = logging.getLogger(__name__)
 
 
 def reconcile_every_s(settings: Settings) -> float:
@@ -35,6 +44,19 @@ def animate_queue(settings: Settings) -> str:
     return queue_for(settings.animator, settings.model)
 
 
+def animator_time_limit_s(settings: Settings) -> float | None:
+    """The time limit per clip the configured animator states, read from the family table without loading
+    anything; None for animators that state none (the CPU ones) or a model the start-up load will refuse."""
+    if settings.animator != "diffusion":
+        return None
+    from models.diffusion.families import resolve_family
+
+    try:
+        return resolve_family(settings.model, settings.animator_options.get("family"))[1].time_limit_s
+    except ValueError:
+        return None
+
+
 def worker_queues(settings: Settings) -> tuple[str, ...]:
     # DEFAULT_QUEUE: where jobs went before one queue per animator; workers still drain it.
     return tuple(dict.fromkeys((DEFAULT_QUEUE, animate_queue(settings), MAINTENANCE_QUEUE, WEBHOOK_QUEUE)))
@@ -44,6 +66,10 @@ def make_celery(settings: Settings) -> Celery:
     celery = Celery("vivify", include=["worker.tasks", "worker.maintenance", "worker.webhooks"])
     queues = worker_queues(settings)
     celery.conf.update(celery_config(settings))
+    # Consumer-side limits; the task enforces the same pair itself (worker/tasks.py), as the solo pool
+    # enforces none.
+    soft, hard = settings.time_limits(animator_time_limit_s(settings))
+    celery.conf.update(task_soft_time_limit=soft, task_time_limit=hard)
     celery.conf.update(
         # Each queue on its own direct exchange, as Celery's automatic queues (and the web's producer) do:
         # a shared exchange and key would copy every message into both queues.
@@ -71,28 +97,61 @@ def make_celery(settings: Settings) -> Celery:
         },
         beat_schedule_filename=str((settings.data_dir / "celerybeat-schedule").resolve()),
     )
+    celery.steps["worker"].add(LoadAnimator)
     return celery
 
 
-app = make_celery(get_settings())
+class LoadAnimator(bootsteps.Step):
+    """Sets the animator up while the worker is being built, before any bootstep starts.
 
-
-@signals.worker_ready.connect
-def _warm_up(sender: Any = None, **_: Any) -> None:
-    """Load the animator before the first job, in a solo-pool worker that consumes the animate queue.
-
-    Only the solo pool runs tasks in this process; a prefork parent must not load a model (CUDA does
-    not survive fork), so its children load lazily on their first task.
+    Steps are created after logging is configured and the pool class and queues are known, and before
+    any step starts (the Consumer, which connects and consumes, starts last): a worker that cannot run
+    its animator never takes a job. worker_ready comes too late (the consumer is already subscribed, and
+    Celery's signal dispatch only logs a receiver's exception, so every job then failed); worker_init
+    comes before logging is set up. Only in a solo-pool worker that consumes its animator's queue: a
+    prefork parent must not load a model (CUDA does not survive fork), its children load lazily.
     """
-    try:
-        queues = {q.name for q in sender.task_consumer.queues}
-        solo = type(sender.pool).__module__.endswith(".solo")
-    except AttributeError:
-        return
-    if solo and animate_queue(get_settings()) in queues:
+
+    name = "vivify.LoadAnimator"
+
+    def include_if(self, parent: Any) -> bool:
+        from celery.concurrency.solo import TaskPool as SoloPool
+
+        pool_cls = getattr(parent, "pool_cls", None)
+        if not (isinstance(pool_cls, type) and issubclass(pool_cls, SoloPool)):
+            return False
+        consumed = parent.app.amqp.queues.consume_from or {}
+        return animate_queue(get_settings()) in consumed
+
+    def create(self, parent: Any) -> None:
+        from models.base import AnimatorUnavailable
         from worker import model_cache
 
-        model_cache.get_animator(get_settings())
+        settings = get_settings()
+        try:
+            animator = model_cache.get_animator(settings)  # wraps any failure in AnimatorUnavailable
+            settings.time_limits(getattr(animator, "time_limit_s", None))  # a folder may state its own
+        except (AnimatorUnavailable, ValueError) as exc:
+            exit_animator_unavailable(settings, str(exc))
+
+
+def exit_animator_unavailable(settings: Settings, message: str) -> None:
+    """Log one critical line and end the process now, with EXIT_ANIMATOR_UNAVAILABLE.
+
+    os._exit, not SystemExit (which Celery would let through here too): nothing has started that needs
+    stopping, and a thread left behind by a half-done load (a download, a compile) must not keep alive
+    a worker that will never serve.
+    """
+    log.critical(
+        "worker cannot start: %s", message, extra={"animator": settings.animator, "model": settings.model}
+    )
+    logging.shutdown()  # flushes every handler
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_ANIMATOR_UNAVAILABLE)
+
+
+app = make_celery(get_settings())
 
 
 @signals.worker_init.connect

@@ -1,7 +1,8 @@
 """The animator, built and set up once per worker process (never in the web process, never at import).
 
 A worker process serves one animator for its whole life: loading weights is the expensive part of a
-GPU job, so it happens on the first task (or when the worker starts, see celery_app) and is reused.
+GPU job, so it happens when a solo-pool worker starts (see celery_app.LoadAnimator; a prefork child
+loads on its first task) and is reused.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from typing import Any
 
 from app.core.config import Settings
-from models.base import Animator
+from models.base import Animator, AnimatorUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,18 @@ def animator_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def describe(settings: Settings) -> str:
+    """The animator and model as an operator set them, for messages: `diffusion (model org/svd-xt)`."""
+    return f"{settings.animator} (model {settings.model or 'default'})"
+
+
 def get_animator(settings: Settings) -> Animator:
-    """The process's animator, set up on first use."""
+    """The process's animator, set up on first use.
+
+    Raises AnimatorUnavailable for any failure to build or set it up; an animator's own
+    AnimatorUnavailable keeps its message, anything else is named with the animator and model, since
+    e.g. "no model folder at ..." alone does not say which setting to fix.
+    """
     global _animator, _key
     key = (settings.animator, settings.model, settings.device)
     with _lock:
@@ -42,8 +53,16 @@ def get_animator(settings: Settings) -> Animator:
             from models.registry import create_animator
 
             t0 = time.perf_counter()
-            animator = create_animator(settings.animator, **animator_options(settings))
-            animator.setup()
+            try:
+                animator = create_animator(settings.animator, **animator_options(settings))
+                animator.setup()
+            except AnimatorUnavailable:
+                raise
+            except Exception as exc:
+                raise AnimatorUnavailable(
+                    f"animator {describe(settings)} could not be set up: {type(exc).__name__}: {exc} "
+                    "(check VIVIFY_ANIMATOR, VIVIFY_MODEL and VIVIFY_ANIMATOR_OPTIONS)"
+                ) from exc
             _animator, _key = animator, key
             log.info("animator %s ready in %.1f s", settings.animator, time.perf_counter() - t0)
         return _animator

@@ -223,15 +223,16 @@ def animate_job(
 
     progress = JobProgress(sessions, job_id, min_interval_s=progress_interval_s, on_write=events.progress)
     request = AnimationRequest(motion=motion, seed=seed, fps=24)
+    soft_s, hard_s = settings.time_limits(getattr(animator, "time_limit_s", None))
 
     def _timed_out_hard() -> None:
         with sessions() as session:
-            jobs.fail(session, job_id, "timeout", f"The animation ran past {settings.task_time_limit_s} s.")
+            jobs.fail(session, job_id, "timeout", f"The animation ran past {hard_s:g} s.")
 
     from models.render import render_clip
 
     try:
-        with time_limits(settings.task_soft_time_limit_s, settings.task_time_limit_s, _timed_out_hard):
+        with time_limits(soft_s, hard_s, _timed_out_hard):
             clip = render_clip(animator, photo, request, progress)
     except Canceled:
         with sessions() as session:
@@ -243,9 +244,7 @@ def animate_job(
             raise RetryableAnimationError(exc.code, exc.message) from exc
         return _finish_failed(sessions, job_id, exc.code, exc.message)
     except SoftTimeLimitExceeded:
-        return _finish_failed(
-            sessions, job_id, "timeout", f"The animation ran past {settings.task_soft_time_limit_s} s."
-        )
+        return _finish_failed(sessions, job_id, "timeout", f"The animation ran past {soft_s:g} s.")
     except RETRYABLE_ERRORS:
         raise
     except Exception as exc:

@@ -13,6 +13,8 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-insecure-change-me"
+DEFAULT_TIME_LIMIT_S = 600  # an animator that states no time limit of its own (the CPU animators)
+HARD_LIMIT_GRACE_S = 60  # the hard limit follows the soft one by this much unless set
 
 
 class Settings(BaseSettings):
@@ -61,9 +63,10 @@ class Settings(BaseSettings):
     # X-Forwarded-For is believed.
     trusted_proxies: Annotated[list[str], NoDecode] = []
 
-    # Worker / queue
-    task_soft_time_limit_s: int = 600
-    task_time_limit_s: int = 660
+    # Worker / queue. Unset time limits follow the animator: a diffusion family's work per clip (Wan's
+    # 14 B model needs minutes), 600 s for the CPU animators; the hard limit comes a minute later.
+    task_soft_time_limit_s: int | None = Field(None, ge=1)
+    task_time_limit_s: int | None = Field(None, ge=1)
     broker_visibility_timeout_s: int = 3600
     task_max_retries: int = 3
     stale_job_after_s: int = 900
@@ -101,6 +104,11 @@ class Settings(BaseSettings):
             value = [a.strip() for a in value.split(",") if a.strip()]
         return value
 
+    @field_validator("task_soft_time_limit_s", "task_time_limit_s", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # compose passes `${VAR:-}` as an empty string
+
     @field_validator("rate_limit")
     @classmethod
     def _check_rate(cls, value: str) -> str:
@@ -114,12 +122,23 @@ class Settings(BaseSettings):
         secret = self.secret_key.get_secret_value()
         if self.env == "production" and (secret == DEV_SECRET_KEY or len(secret) < 32):
             raise ValueError("VIVIFY_SECRET_KEY must be a random value of 32+ characters in production")
-        if not self.task_soft_time_limit_s < self.task_time_limit_s < self.broker_visibility_timeout_s:
-            raise ValueError(
-                "need task_soft_time_limit_s < task_time_limit_s < broker_visibility_timeout_s "
-                "so a redelivery never races a running task"
-            )
+        self.time_limits(None)  # explicit limits must already sit below the visibility timeout
         return self
+
+    def time_limits(self, animator_limit_s: float | None) -> tuple[float, float]:
+        """(soft, hard) seconds for one job of an animator that asks for `animator_limit_s` (None: none).
+
+        Raises ValueError unless soft < hard < broker_visibility_timeout_s, so a redelivery never races a
+        running task."""
+        soft = self.task_soft_time_limit_s or animator_limit_s or DEFAULT_TIME_LIMIT_S
+        hard = self.task_time_limit_s or soft + HARD_LIMIT_GRACE_S
+        if not soft < hard < self.broker_visibility_timeout_s:
+            raise ValueError(
+                f"need task_soft_time_limit_s ({soft:g}) < task_time_limit_s ({hard:g}) < "
+                f"broker_visibility_timeout_s ({self.broker_visibility_timeout_s}) so a redelivery never "
+                "races a running task"
+            )
+        return float(soft), float(hard)
 
     # Derived values: the embedded defaults live under data_dir.
     @property

@@ -23,6 +23,17 @@ def test_time_limits_must_sit_below_the_visibility_timeout() -> None:
         )
 
 
+def test_unset_time_limits_follow_the_animator() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.time_limits(None) == (600, 660)  # an animator that states none
+    assert settings.time_limits(1800) == (1800, 1860)  # Wan's family limit
+    explicit = Settings(_env_file=None, task_soft_time_limit_s=100)
+    assert explicit.time_limits(1800) == (100, 160)  # an operator's setting wins
+    with pytest.raises(ValueError, match="visibility_timeout"):
+        Settings(_env_file=None, broker_visibility_timeout_s=1800).time_limits(1800)
+    assert Settings(_env_file=None, task_soft_time_limit_s="").task_soft_time_limit_s is None
+
+
 def test_animator_options_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIVIFY_ANIMATOR_OPTIONS", '{"compile": true, "decode_chunk_size": 4}')
     assert Settings(_env_file=None).animator_options == {"compile": True, "decode_chunk_size": 4}

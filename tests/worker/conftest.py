@@ -15,6 +15,8 @@ import migrations
 from app.core.config import Settings
 from app.storage import LocalStore, photo_key
 from app.tables import Job, new_job_id, utcnow
+from models.base import AnimatorUnavailable
+from models.push_in import PushInAnimator
 from worker.tasks import Sessions, default_sessions
 
 
@@ -90,3 +92,17 @@ def load_job(sessions: Sessions) -> Callable[[str], Job | None]:
             return session.get(Job, job_id)
 
     return load
+
+
+class Gated(PushInAnimator):
+    """A plug-in animator whose model the worker may not load, as a gated Hub model without a token.
+
+    A worker loads it as `VIVIFY_ANIMATOR=tests.worker.conftest:Gated` (the jobs table keeps 32
+    characters) and must exit at start with this message.
+    """
+
+    name = "gated"
+    MESSAGE = "model example/gated-model is gated: accept its licence on the Hub and give the worker a token"
+
+    def setup(self) -> None:
+        raise AnimatorUnavailable(self.MESSAGE)

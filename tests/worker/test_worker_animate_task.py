@@ -200,6 +200,22 @@ def test_the_soft_time_limit_fails_the_job_with_timeout(settings, store, session
     assert run(make_job(), settings, store, sessions) == "succeeded"  # the process goes on
 
 
+def test_the_time_limit_follows_the_animator_when_unset(settings, store, sessions, make_job, load_job):
+    """A diffusion family states its own limit (Wan's 14 B model needs minutes per clip): with the
+    settings' limits unset the task uses it, here an animator that allows itself one second."""
+    import time
+
+    unset = {"task_soft_time_limit_s": None, "task_time_limit_s": None, "broker_visibility_timeout_s": 3600}
+    settings = settings.model_copy(update=unset)
+    slow = CountingAnimator(steps=100, on_step=lambda i: time.sleep(0.05))
+    slow.time_limit_s = 1.0
+    job_id = make_job()
+    assert run(job_id, settings, store, sessions, slow) == "failed"
+    job = load_job(job_id)
+    assert job.error_code == "timeout" and "past 1 s" in job.error_message
+    assert 0 < slow.reported < 60
+
+
 def test_an_unexpected_error_fails_the_job_without_leaking_details(
     settings, store, sessions, make_job, load_job
 ):

@@ -29,6 +29,18 @@ def test_long_gpu_work_settings(celery) -> None:  # type: ignore[no-untyped-def]
     assert conf.task_ignore_result  # the job row is the state, not a result backend
 
 
+def test_time_limits_follow_the_model_family(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from worker.celery_app import animator_time_limit_s, make_celery
+
+    base = {"_env_file": None, "data_dir": tmp_path, "broker_url": "redis://127.0.0.1:6379/0"}
+    wan = Settings(**base, animator="diffusion", model="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers")
+    assert animator_time_limit_s(wan) == 1800  # a 14 B model: minutes per clip
+    conf = make_celery(wan).conf
+    assert (conf.task_soft_time_limit, conf.task_time_limit) == (1800, 1860)
+    assert animator_time_limit_s(Settings(**base)) is None  # the CPU animator: the default 600 s
+    assert make_celery(Settings(**base)).conf.task_time_limit == 660
+
+
 def test_each_queue_has_its_own_exchange_so_no_message_is_copied(celery) -> None:  # type: ignore[no-untyped-def]
     queues = {q.name: q for q in celery.conf.task_queues}
     # The configured animator's own queue (default: portrait), the old shared one, and the short tasks.
