@@ -4,41 +4,62 @@ Builds each supported architecture at its real size with random weights (the con
 below; nothing is downloaded), runs the whole photo → MP4 path (`models.render.render_clip` with the
 `DiffusionAnimator` the worker uses) at production settings, and reports per stage: seconds, peak GPU
 memory, and for the denoiser its achieved TFLOP/s and model-FLOPs utilisation (MFU) against the bf16
-matmul peak measured on the same GPU in the same run. Both variants run in one process; the ratio is
+matmul peak measured on the same GPU in the same run. All variants run in one process; the speed-ups are
 printed. Denoiser FLOPs are counted exactly, without computing, by replaying the denoiser's first call
 on fake tensors (FakeTensorMode + FlopCounterMode, attention through SDPA's math path so it is counted).
 
     python bench/gpu_i2v.py                                   # SVD-XT, 25 frames 1024×576, 25 steps
-    python bench/gpu_i2v.py --family svd-xt --frames 25 --size 1024x576 --steps 25
-    python bench/gpu_i2v.py --family wan2.1 --variants optimised --stock-dtype bf16
+    python bench/gpu_i2v.py --family wan2.1 --steps 5 --variants optimised --budget-s 300
     python bench/gpu_i2v.py --tiny --device cpu               # smoke test of this script on tiny models
     python bench/gpu_i2v.py --check-configs                   # real-size models on fake tensors (CPU)
+    python bench/gpu_i2v.py --report a.json b.json            # the tables again, from result files
+    bash bench/gpu_plan.sh                                    # the whole plan for one lent GPU
 
-Variants: `stock` = diffusers' defaults (fp32 weights as `from_pretrained` loads them, no compile, the
-whole clip decoded at once); `optimised` = the animator's GPU defaults (bf16, SDPA, torch.compile of the
-denoiser, channels-last convolutions, cuDNN autotuning, chunked VAE decode); `optimised+interval` adds
-guidance on the first 60 % of the steps only (`guidance_until=0.6`); `optimised+fp8` adds fp8 matmuls for
-the denoiser's Linear layers (`quantize="fp8-dynamic"`, torchao; needs CUDA >= 8.9); `fast` is both;
-`optimised+cache` adds the first-block step cache (transformer families; its TFLOP/s counts every denoiser
-call as a full forward, so it is an effective rate). TFLOP/s counts the FLOPs the denoiser did
-(conditional-only calls count half) and MFU divides by the bf16 peak even where fp8 matmuls run. Each
-variant gets one untimed warm-up run (which includes compilation, reported as `warm s`), then `--repeats`
-timed runs; the median run is reported.
+Variants: `stock-bf16` and `stock-fp32` = diffusers' defaults in bf16 and in fp32 (what `from_pretrained`
+loads when given no dtype): SDPA, no compile, no channels-last, no cuDNN autotuning, the whole clip
+decoded in one call. `optimised` = the animator's GPU defaults (bf16, SDPA, torch.compile of the
+denoiser, channels-last convolutions, cuDNN autotuning, decode_chunk_size "auto", the family's
+full-precision components); `optimised+interval` adds guidance on the first 60 % of the steps only
+(`guidance_until=0.6`); `optimised+fp8` adds fp8 matmuls for the denoiser's Linear layers
+(`quantize="fp8-dynamic"`, torchao; needs CUDA >= 8.9); `fast` is both; `optimised+cache` adds the
+first-block step cache (transformer families; its TFLOP/s counts every denoiser call as a full forward, so
+it is an effective rate, and with random weights its hit rate says nothing about real ones). TFLOP/s counts
+the FLOPs the denoiser did (conditional-only calls count half) and MFU divides by the bf16 peak even where
+fp8 matmuls run.
+
+Each row: build, then an untimed warm-up of 2 steps at the timed run's size and frames (`warm s`: setup,
+torch.compile, cuDNN autotuning, first-call costs; with a guidance interval one step guided and one not,
+so both batch sizes are compiled), then `--repeats` timed runs; the median is reported. Non-stock variants
+are bf16 on CUDA (`--dtype` to change). A row that fails (any exception, building included) is recorded
+with the error's type and first line, and the run goes on; one that fails after its denoising loop (a
+whole-clip decode out of memory) keeps the stages it finished, with the error where its total would be,
+and still compares in denoising. Each row is printed as soon as it finishes and the --json file is
+rewritten with it, so a run cut short keeps every finished row. With `--budget-s`, a row is started only
+if the time since start plus its estimate (FLOP-based priors below, corrected by the rows already
+measured, also those in --calibrate files) stays inside the budget; otherwise it is recorded as
+`skipped: time budget`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
+import os
+import statistics
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+STARTED = time.monotonic()  # --budget-s counts from here, before the heavy imports
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -49,7 +70,7 @@ from PIL import Image  # noqa: E402
 from models.base import AnimationRequest, Stage  # noqa: E402
 from models.diffusion import FAMILIES, DiffusionAnimator  # noqa: E402
 from models.diffusion.families import SVD_SCHEDULER_CONFIG  # noqa: E402
-from models.diffusion.guidance import latent_batch  # noqa: E402
+from models.diffusion.guidance import guided_steps, latent_batch  # noqa: E402
 from models.diffusion.quantize import UnsupportedDevice  # noqa: E402
 from models.diffusion.speed import denoisers, dtype_kwarg  # noqa: E402
 from models.render import render_clip  # noqa: E402
@@ -59,14 +80,21 @@ ALIASES = {"svd-xt": "svd", "wan": "wan2.1"}
 STAGES = [
     s.value for s in (Stage.ANALYZING, Stage.ANIMATING, Stage.DECODING, Stage.POSTPROCESSING, Stage.ENCODING)
 ]
-VARIANTS = {
-    "stock": {
-        "compile": "off",
-        "channels_last": False,
-        "cudnn_benchmark": False,
-        "decode_chunk_size": None,
-        "warmup": False,
-    },
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+WARMUP_STEPS = 2
+SKIPPED = "skipped: time budget"
+# diffusers' defaults; `warmup=False` everywhere: the benchmark warms up itself, through render_clip
+STOCK = {
+    "compile": "off",
+    "channels_last": False,
+    "cudnn_benchmark": False,
+    "decode_chunk_size": None,  # the whole clip in one decode call, as the pipeline does by default
+    "warmup": False,
+}
+STOCK_DTYPES = {"stock-bf16": "bf16", "stock-fp32": "fp32"}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "stock-bf16": STOCK,
+    "stock-fp32": STOCK,
     "optimised": {"warmup": False},
     "optimised+interval": {"warmup": False, "guidance_until": 0.6},
     "optimised+fp8": {"warmup": False, "quantize": "fp8-dynamic"},
@@ -366,16 +394,22 @@ class CallRecorder:
 
 
 class StageMeter:
-    """A progress callback that records the peak GPU memory of each stage."""
+    """A progress callback that records the seconds and peak GPU memory of each stage it saw end, so a run
+    that fails keeps what it measured before (the denoising loop, when the decode runs out of memory)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.current: str | None = None
+        self.started = 0.0
+        self.stage_s: dict[str, float] = {}
         self.peak_gb: dict[str, float] = {}
 
     def _close_stage(self) -> None:
-        if self.current is not None and self.device.type == "cuda":
-            _sync(self.device)
+        if self.current is None:
+            return
+        _sync(self.device)
+        self.stage_s[self.current] = self.stage_s.get(self.current, 0.0) + time.perf_counter() - self.started
+        if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device) / GB
             self.peak_gb[self.current] = max(self.peak_gb.get(self.current, 0.0), peak)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -384,6 +418,7 @@ class StageMeter:
         if stage.value != self.current:
             self._close_stage()
             self.current = stage.value
+            self.started = time.perf_counter()
 
     def finish(self) -> None:
         self._close_stage()
@@ -398,136 +433,426 @@ class Result:
     size: str
     frames: int
     steps: int
-    warm_s: float
-    total_s: float
-    stage_s: dict[str, float]
-    peak_gb: dict[str, float]
-    denoiser_calls: int
-    denoiser_tflop: float
-    denoiser_tflops: float
-    mfu: float
+    warm_s: float = 0.0
+    total_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=dict)
+    peak_gb: dict[str, float] = field(default_factory=dict)
+    denoiser_calls: int = 0
+    denoiser_tflop: float = 0.0
+    denoiser_tflops: float = 0.0
+    mfu: float = 0.0
     error: str | None = None
     runs_total_s: list[float] = field(default_factory=list)
+    build_s: float = 0.0
+    row_s: float = 0.0  # the whole row, building and FLOP counting included: what --budget-s spends
+    estimate_s: float | None = None  # its estimate before it started (calibrates later estimates)
+    start_gb: float = 0.0  # GPU memory still allocated when the row started (left over by earlier rows)
+
+    @property
+    def measured(self) -> bool:
+        return self.error is None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None and not self.error.startswith(("n/a", SKIPPED))
+
+
+def error_text(e: BaseException) -> str:
+    """The exception's type and the first line of its message, fit for one table cell."""
+    lines = str(e).strip().splitlines()
+    text = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+    return text[:300].replace("|", "/")
+
+
+# ---- how long a row takes, before it runs (--budget-s) -----------------------------------------------------
+@dataclass(frozen=True)
+class Prior:
+    """A family's cost at its default size and frames on an H100-class GPU (bf16), for estimating a row."""
+
+    call_tflop: float  # one denoiser call at batch 1 (a guided step is two)
+    other_s: float  # per clip: analysing (encoders), decoding, post-processing, MP4 encoding
+    build_s: float  # building the random-weight pipeline on the GPU
+    compile_s: float  # torch.compile of the denoiser for one shape, in the warm-up
+
+
+# call_tflop: counted by --check-configs (FakeTensor replay of one call at the default shape). The seconds are
+# judgement: the SVD VAE's temporal decoder and the Wan/LTX 3D VAEs at these sizes, optical-flow frame
+# interpolation and H.264 encoding of ~100 frames; a full-graph compile of a 1.5 B UNet (~1 min) against a
+# regional one of a repeated transformer block.
+PRIORS = {
+    "svd": Prior(call_tflop=79.9, other_s=5, build_s=5, compile_s=60),
+    "wan2.1": Prior(call_tflop=1686, other_s=20, build_s=15, compile_s=30),
+    "ltx": Prior(call_tflop=22.6, other_s=8, build_s=10, compile_s=25),
+    "cogvideox": Prior(call_tflop=332, other_s=10, build_s=10, compile_s=30),
+}
+MFU_COMPILED, MFU_EAGER = 0.45, 0.35  # guesses: diffusers video models in bf16 on an H100
+FP32_RATE = 0.08  # of the bf16 peak: fp32 matmuls and attention run without tensor cores (67 of 990 TFLOP/s)
+FP8_GAIN = 1.3  # fp8 Linears: up to 2× on matmuls, less on the whole denoiser
+COUNT_S = 10  # the FLOP count on fake tensors, once per family and shape
+TINY_ROW_S = 3.0
+
+
+def estimate_row_s(
+    family: str,
+    variant: str,
+    dtype: str,
+    shape: tuple[tuple[int, int], int, int],
+    args: argparse.Namespace,
+    device: torch.device,
+    peak_tflops: float,
+    counted: bool,
+) -> float:
+    """Seconds the row will take: build + warm-up (compile, 2 steps, one clip's other stages) + timed runs."""
+    if args.tiny:
+        return TINY_ROW_S
+    prior, fam, opts = PRIORS[family], FAMILIES[family], VARIANTS[variant]
+    (w, h), frames, steps = shape
+    scale = w * h * frames / (fam.size[0] * fam.size[1] * fam.frames)
+    guided = guided_steps(opts.get("guidance_until", 1.0), steps)
+    compiled = device.type == "cuda" and opts.get("compile", "auto") != "off"
+    if dtype == "fp32":
+        rate, slower = FP32_RATE * peak_tflops, 3.0
+    else:
+        rate, slower = (MFU_COMPILED if compiled else MFU_EAGER) * peak_tflops, 1.0
+        rate *= FP8_GAIN if opts.get("quantize") == "fp8-dynamic" else 1.0
+    step_s = prior.call_tflop * scale * (2 * guided + steps - guided) / steps / rate
+    other_s = prior.other_s * scale * slower
+    # a guidance interval on a batched family compiles a second graph, for the conditional-only batch
+    graphs = 1.5 if guided < steps and fam.guidance_batched else 1.0
+    warm_s = (prior.compile_s * graphs if compiled else 0.0) + WARMUP_STEPS * step_s + other_s
+    run_s = steps * step_s + other_s
+    return prior.build_s * slower**0.5 + warm_s + args.repeats * run_s + (0.0 if counted else COUNT_S)
+
+
+class Budget:
+    """Starts a row only if it should end inside the budget; learns from the rows measured so far."""
+
+    def __init__(self, seconds: float | None, history: list[Result]) -> None:
+        self.seconds = seconds
+        self.ratios = [r.row_s / r.estimate_s for r in history if r.measured and r.estimate_s]
+
+    @property
+    def correction(self) -> float:
+        """Measured over estimated seconds, on average over the finished rows."""
+        return statistics.mean(self.ratios) if self.ratios else 1.0
+
+    def left_s(self) -> float:
+        return float("inf") if self.seconds is None else self.seconds - (time.monotonic() - STARTED)
+
+    def learn(self, result: Result) -> None:
+        if result.measured and result.estimate_s:
+            self.ratios.append(result.row_s / result.estimate_s)
+
+
+# ---- one row ---------------------------------------------------------------------------------------------
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def row_shape(family: str, args: argparse.Namespace) -> tuple[tuple[int, int], int, int]:
+    """(size, frames, steps) of a row: the options, else the family's defaults (tiny ones with --tiny)."""
+    fam = FAMILIES[family]
+    tiny = (64, 64), (8 if family == "svd" else 9), 4
+    defaults = tiny if args.tiny else (fam.size, fam.frames, fam.steps)
+    return args.size or defaults[0], args.frames or defaults[1], args.steps or defaults[2]
+
+
+def variant_dtype(variant: str, args: argparse.Namespace, device: torch.device) -> str:
+    if variant in STOCK_DTYPES:
+        return STOCK_DTYPES[variant]
+    if args.dtype != "auto":
+        return args.dtype
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+@contextmanager
+def both_batches_warmed(animator: DiffusionAnimator) -> Iterator[None]:
+    """With a guidance interval, 2 warm-up steps at guidance_until=0.6 would both be guided; warm one guided
+    and one conditional-only step instead (as the animator's own warm-up does), so that a compiled denoiser
+    has met both batch sizes before the timed run."""
+    speed = animator.speed
+    if speed.guidance_until < 1:
+        animator.speed = dataclasses.replace(speed, guidance_until=0.5)
+    try:
+        yield
+    finally:
+        animator.speed = speed
+
+
+def release(device: torch.device) -> None:
+    """Free the finished row's GPU memory, so that the next row's peaks are its own."""
+    try:
+        torch._dynamo.reset()  # compiled graphs keep their module's weights alive, and its recompile budget
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    except Exception as e:  # e.g. a CUDA error that broke the context: the next rows will report it
+        log(f"cleaning up after the row failed: {error_text(e)}")
 
 
 def run_variant(
-    family: str, variant: str, args: argparse.Namespace, device: torch.device, peak_tflops: float
+    family: str,
+    variant: str,
+    dtype: str,
+    shape: tuple[tuple[int, int], int, int],
+    args: argparse.Namespace,
+    device: torch.device,
+    peak_tflops: float,
+    flop_counts: dict[tuple, float],
 ) -> Result:
-    dtype = {"stock": args.stock_dtype}.get(variant, "bf16" if device.type == "cuda" else "fp32")
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    fam = FAMILIES[family]
-    size = args.size or (fam.size if not args.tiny else (64, 64))
-    frames = args.frames or (fam.frames if not args.tiny else (8 if family == "svd" else 9))
-    steps = args.steps or (fam.steps if not args.tiny else 4)
-    request = AnimationRequest(seed=0, size=size, frames=frames, steps=steps, motion="look left and smile")
-    base = Result(
-        family, variant, dtype, f"{size[0]}x{size[1]}", frames, steps, 0.0, 0.0, {}, {}, 0, 0.0, 0.0, 0.0
-    )
+    """Build, warm up and time one variant; any exception becomes the row's error."""
+    size, frames, steps = shape
+    result = Result(family, variant, dtype, f"{size[0]}x{size[1]}", frames, steps)
     if VARIANTS[variant].get("step_cache") and family == "svd":
-        base.error = "n/a: the step cache needs a transformer denoiser; SVD has a UNet"
-        return base
-    pipe = animator = None
+        result.error = "n/a: the step cache needs a transformer denoiser; SVD has a UNet"
+        return result
+    request = AnimationRequest(seed=0, size=size, frames=frames, steps=steps, motion="look left and smile")
+    warm_request = dataclasses.replace(request, steps=WARMUP_STEPS)
+    tag = f"[{family}/{variant}]"
+    t_row = time.perf_counter()
+    if device.type == "cuda":
+        result.start_gb = torch.cuda.memory_allocated(device) / GB
+        if result.start_gb > 0.5:
+            log(f"{tag} {result.start_gb:.1f} GB still allocated by earlier rows: peaks include it")
+    pipe = animator = partial = recorder = None
+    runs: list[tuple] = []
     try:
-        t0 = time.perf_counter()
+        torch_dtype = TORCH_DTYPES[dtype]
         build = build_tiny if args.tiny else (lambda f, d, t: build_on(BUILDERS[f], d, t))
         pipe = build(family, device, torch_dtype)
-        print(f"[{family}/{variant}] built {dtype} in {time.perf_counter() - t0:.1f} s", flush=True)
+        if variant not in STOCK_DTYPES and torch_dtype != torch.float32:
+            # as the production loader does: the components the family's docs keep in fp32
+            for name in getattr(FAMILIES[family], "full_precision", ()):
+                getattr(pipe, name).to(torch.float32)
+        result.build_s = time.perf_counter() - t_row
+        log(f"{tag} built {dtype} in {result.build_s:.1f} s")
         options = {**VARIANTS[variant], "device": str(device)}
         animator = DiffusionAnimator.from_pipeline(pipe, family=family, **options)
         photo = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
         t0 = time.perf_counter()
         animator.setup()
-        render_clip(animator, photo, request)  # warm-up: kernels chosen, compiled
-        base.warm_s = time.perf_counter() - t0
-        runs = []
+        warm_meter = StageMeter(device)
+        try:
+            with both_batches_warmed(animator):
+                render_clip(animator, photo, warm_request, warm_meter)  # kernels chosen, graphs compiled
+        except Exception as e:
+            if Stage.ANIMATING.value not in warm_meter.stage_s:
+                raise
+            # Failed after its denoising loop (a whole-clip decode out of memory, say): the denoiser is
+            # warm, and the timed run can still measure its loop even if it fails the same way.
+            log(f"{tag} warm-up failed after denoising ({error_text(e)}); timing a run anyway")
+        result.warm_s = time.perf_counter() - t0
+        log(f"{tag} warmed up in {result.warm_s:.1f} s")
         for _ in range(args.repeats):
             recorder = CallRecorder(denoisers(animator.pipe))
             meter = StageMeter(device)
             if device.type == "cuda":
+                gc.collect()  # what a failed warm-up left behind, so it is not in this run's peaks
+                torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
             t0 = time.perf_counter()
-            clip = render_clip(animator, photo, request, meter)
+            try:
+                clip = render_clip(animator, photo, request, meter)
+            except Exception:
+                result.stage_s, result.peak_gb, partial = meter.stage_s, meter.peak_gb, recorder
+                raise
+            finally:
+                recorder.close()
             total = time.perf_counter() - t0
             meter.finish()
-            recorder.close()
             runs.append((total, clip.stage_seconds, meter.peak_gb, recorder))
         total, stage_s, peak_gb, recorder = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
-        base.runs_total_s = [round(r[0], 3) for r in runs]
-        base.total_s, base.stage_s, base.peak_gb = total, stage_s, peak_gb
-        base.denoiser_calls = recorder.calls
-        if recorder.first is not None:
-            flops = recorder.batch_units() * count_flops(*recorder.first)
-            base.denoiser_tflop = flops / 1e12
-            base.denoiser_tflops = base.denoiser_tflop / max(stage_s[Stage.ANIMATING.value], 1e-9)
-            base.mfu = base.denoiser_tflops / peak_tflops
-    except torch.OutOfMemoryError as e:
-        base.error = f"out of memory: {str(e).splitlines()[0]}"
+        result.runs_total_s = [round(r[0], 3) for r in runs]
+        result.total_s, result.stage_s, result.peak_gb = total, stage_s, peak_gb
+        rate_denoiser(result, recorder, (family, size, frames), flop_counts, peak_tflops)
     except UnsupportedDevice as e:  # fp8 on a device without float8 matmuls
-        base.error = f"n/a: {str(e).split(';')[0]}"
+        result.error = f"n/a: {str(e).split(';')[0]}"
+    except Exception as e:
+        result.error = error_text(e)
+        log(f"{tag} failed:\n{traceback.format_exc()}")
+        if partial is not None:  # the stages the failed timed run finished still count
+            try:
+                rate_denoiser(result, partial, (family, size, frames), flop_counts, peak_tflops)
+            except Exception as count_error:
+                log(f"{tag} no FLOP count for the failed run: {error_text(count_error)}")
     finally:
-        del pipe, animator
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    return base
+        pipe = animator = partial = recorder = None  # recorders keep the first call's GPU inputs
+        runs.clear()
+        release(device)
+    result.row_s = time.perf_counter() - t_row
+    return result
 
 
-def print_table(results: list[Result], peak_tflops: float, device: torch.device, peak_dtype: str) -> None:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(
-        f"\nDevice: {name}; measured {peak_dtype} matmul peak {peak_tflops:.3g} TFLOP/s; "
-        f"torch {torch.__version__}"
-    )
-    head = [
-        "family",
-        "variant",
-        "dtype",
-        "size×frames×steps",
-        "warm s",
-        *[f"{s} s" for s in STAGES],
-        "total s",
-        "peak GB (per stage)",
-        "denoiser TFLOP",
-        "TFLOP/s",
-        "MFU",
+def rate_denoiser(
+    result: Result, recorder: CallRecorder, shape_key: tuple, flop_counts: dict[tuple, float], peak: float
+) -> None:
+    """The denoiser's FLOPs, TFLOP/s and MFU over the animating stage of `result`, if it has one."""
+    result.denoiser_calls = recorder.calls
+    animating = result.stage_s.get(Stage.ANIMATING.value)
+    if recorder.first is None or not animating:
+        return
+    # the same model and inputs' shapes give the same count: once per family, shape and batch
+    key = (*shape_key, recorder.batches[0])
+    if key not in flop_counts:
+        flop_counts[key] = count_flops(*recorder.first)
+    result.denoiser_tflop = recorder.batch_units() * flop_counts[key] / 1e12
+    result.denoiser_tflops = result.denoiser_tflop / animating
+    result.mfu = result.denoiser_tflops / peak
+
+
+# ---- output ------------------------------------------------------------------------------------------------
+HEAD = [
+    "family",
+    "variant",
+    "dtype",
+    "size×frames×steps",
+    "warm s",
+    *[f"{s} s" for s in STAGES],
+    "total s",
+    "peak GB (per stage)",
+    "denoiser TFLOP",
+    "TFLOP/s",
+    "MFU",
+]
+
+
+def table_head() -> str:
+    return "| " + " | ".join(HEAD) + " |\n|" + "---|" * len(HEAD)
+
+
+def table_row(r: Result) -> str:
+    shape = f"{r.size}×{r.frames}×{r.steps}"
+    if r.error and not r.stage_s:
+        return f"| {r.family} | {r.variant} | {r.dtype} | {shape} | {r.error} |"
+    # a failed run shows the stages it finished, and its error where the total would be
+    peaks = "/".join(f"{r.peak_gb[s]:.1f}" if s in r.peak_gb else "–" for s in STAGES) if r.peak_gb else "n/a"
+    cells = [
+        r.family,
+        r.variant,
+        r.dtype,
+        shape,
+        f"{r.warm_s:.1f}",
+        *[f"{r.stage_s[s]:.2f}" if s in r.stage_s else "–" for s in STAGES],
+        r.error or f"{r.total_s:.2f}",
+        peaks,
+        f"{r.denoiser_tflop:.3g}",
+        f"{r.denoiser_tflops:.3g}",
+        f"{100 * r.mfu:.0f}%",
     ]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for r in results:
-        if r.error:
-            print(f"| {r.family} | {r.variant} | {r.dtype} | {r.size}×{r.frames}×{r.steps} | {r.error} |")
-            continue
-        peaks = "/".join(f"{r.peak_gb.get(s, 0):.1f}" for s in STAGES) if r.peak_gb else "n/a"
-        cells = [
-            r.family,
-            r.variant,
-            r.dtype,
-            f"{r.size}×{r.frames}×{r.steps}",
-            f"{r.warm_s:.1f}",
-            *[f"{r.stage_s.get(s, 0):.2f}" for s in STAGES],
-            f"{r.total_s:.2f}",
-            peaks,
-            f"{r.denoiser_tflop:.3g}",
-            f"{r.denoiser_tflops:.3g}",
-            f"{100 * r.mfu:.0f}%",
-        ]
-        print("| " + " | ".join(cells) + " |")
+    return "| " + " | ".join(cells) + " |"
+
+
+def speedups(results: list[Result]) -> list[str]:
+    """Each variant's speed-up over stock-bf16 and over stock-fp32, end to end and in denoising."""
+    lines, animating = [], Stage.ANIMATING.value
     for fam in dict.fromkeys(r.family for r in results):
-        by = {r.variant: r for r in results if r.family == fam and not r.error}
-        if "stock" in by:
-            for v, r in by.items():
-                if v != "stock":
-                    s = by["stock"]
-                    anim = s.stage_s[Stage.ANIMATING.value] / r.stage_s[Stage.ANIMATING.value]
-                    print(
-                        f"{fam}: speed-up of {v} over stock: {s.total_s / r.total_s:.2f}× end to end, "
-                        f"{anim:.2f}× in denoising"
-                    )
+        # rows that failed after their denoising loop still compare in denoising
+        by = {r.variant: r for r in results if r.family == fam and animating in r.stage_s}
+        bases = [by[b] for b in STOCK_DTYPES if b in by]
+        for v, r in by.items():
+            for s in bases:
+                if s.variant == v or v == "stock-fp32":
+                    continue
+                anim = s.stage_s[animating] / max(r.stage_s[animating], 1e-9)
+                end = f"{s.total_s / r.total_s:.2f}×" if s.measured and r.measured else "n/a"
+                lines.append(f"speed-up {fam} {v} vs {s.variant}: {end} end to end, {anim:.2f}× in denoising")
+    return lines
+
+
+def device_line(meta: dict[str, Any]) -> str:
+    return (
+        f"Device: {meta['device']}; measured {meta['peak_dtype']} matmul peak {meta['peak_tflops']:.3g} "
+        f"TFLOP/s; torch {meta['torch']}, diffusers {meta['diffusers']}, torchao {meta['torchao']}"
+    )
+
+
+def print_results(meta: dict[str, Any], results: list[Result]) -> None:
+    print(f"\n{device_line(meta)}\n{table_head()}")
+    for r in results:
+        print(table_row(r))
+    for line in speedups(results):
+        print(line)
+    print(flush=True)
+
+
+def write_json(path: Path, meta: dict[str, Any], results: list[Result]) -> None:
+    """Rewrite the whole file atomically: a run killed mid-write leaves the previous version."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({**meta, "rows": [asdict(r) for r in results]}, indent=2))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> tuple[dict[str, Any], list[Result]]:
+    data = json.loads(path.read_text())
+    names = {f.name for f in dataclasses.fields(Result)}
+    rows = [Result(**{k: v for k, v in row.items() if k in names}) for row in data.pop("rows")]
+    return data, rows
+
+
+def version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def report(paths: list[Path]) -> int:
+    """The tables of earlier runs (the plan's files), one per device, with the speed-ups across files."""
+    by_device: dict[str, tuple[dict[str, Any], list[Result]]] = {}
+    for path in paths:
+        if not path.exists():
+            print(f"{path}: missing")
+            continue
+        meta, rows = read_json(path)  # one table per GPU: each process measured its own peak
+        by_device.setdefault(meta["device"], (meta, []))[1].extend(rows)
+    for meta, rows in by_device.values():
+        print_results(meta, rows)
+    return 0
+
+
+# ---- real-size configs on fake tensors ---------------------------------------------------------------------
+def denoiser_inputs(family: str) -> tuple[tuple, dict[str, Any]]:
+    """One denoiser call's inputs at the family's default size and frames, batch 1 (only shapes matter)."""
+    fam = FAMILIES[family]
+    (w, h), z = fam.size, torch.zeros
+    if family == "svd":  # latents at 1/8 size, noise and image latents on channels; one CLIP image token
+        return (z(1, fam.frames, 8, h // 8, w // 8), torch.tensor(1.0), z(1, 1, 1024), z(1, 3)), {}
+    if family == "wan2.1":  # 1/8 size, 1/4 frames (+1); 16 noise + 20 condition channels; 512 + 257 tokens
+        t = (fam.frames - 1) // 4 + 1
+        return (), {
+            "hidden_states": z(1, 36, t, h // 8, w // 8),
+            "timestep": z(1),
+            "encoder_hidden_states": z(1, 512, 4096),
+            "encoder_hidden_states_image": z(1, 257, 1280),
+        }
+    if family == "ltx":  # one 128-channel token per 32×32 pixels and 8 frames (+1); 128 text tokens
+        t, hh, ww = (fam.frames - 1) // 8 + 1, h // 32, w // 32
+        return (), {
+            "hidden_states": z(1, t * hh * ww, 128),
+            "encoder_hidden_states": z(1, 128, 4096),
+            "timestep": z(1, t * hh * ww),
+            "encoder_attention_mask": torch.ones(1, 128),
+            "num_frames": t,
+            "height": hh,
+            "width": ww,
+            "rope_interpolation_scale": (8 / fam.fps, 32, 32),
+        }
+    if family == "cogvideox":  # 1/8 size in 2×2 patches, 1/4 frames (+1); 16 noise + 16 image channels
+        t = (fam.frames - 1) // 4 + 1
+        n = t * (h // 16) * (w // 16)
+        return (), {
+            "hidden_states": z(1, t, 32, h // 8, w // 8),
+            "encoder_hidden_states": z(1, 226, 4096),
+            "timestep": torch.zeros(1, dtype=torch.long),
+            "image_rotary_emb": (z(n, 64), z(n, 64)),
+        }
+    raise ValueError(f"no denoiser inputs written for {family}")
 
 
 def check_configs() -> None:
-    """Build every real-size denoiser and VAE on fake tensors (no memory, no GPU): parameter counts, and
-    the FLOPs of one SVD-XT UNet call at 25×576×1024 as a check of the counter."""
+    """Build every real-size pipeline on fake tensors (no memory, no GPU): parameter counts, and the FLOPs
+    of one denoiser call at the family's default shape (the `call_tflop` of PRIORS)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     for family, builder in BUILDERS.items():
@@ -538,11 +863,27 @@ def check_configs() -> None:
             if isinstance(m, torch.nn.Module)
         }
         print(f"{family}: " + ", ".join(f"{n} {v:.3f} B" for n, v in parts.items()), flush=True)
-        if family == "svd":
-            unet = pipe.unet
-    sample = torch.zeros(1, 25, 8, 72, 128)
-    args = (sample, torch.tensor(1.0), torch.zeros(1, 1, 1024), torch.zeros(1, 3))
-    print(f"svd: one UNet call, batch 1, 25×576×1024: {count_flops(unet, args, {}) / 1e12:.1f} TFLOP")
+        fam = FAMILIES[family]
+        try:
+            args, kwargs = denoiser_inputs(family)
+            tflop = count_flops(denoisers(pipe)[0], args, kwargs) / 1e12
+        except Exception as e:
+            print(f"{family}: FLOP count failed: {error_text(e)}", flush=True)
+            continue
+        print(
+            f"{family}: one denoiser call, batch 1, {fam.frames}×{fam.size[1]}×{fam.size[0]}: "
+            f"{tflop:.1f} TFLOP; a guided clip of {fam.steps} steps: {fam.steps * tflop / 500:.1f} PFLOP",
+            flush=True,
+        )
+
+
+def quiet_progress_bars() -> None:
+    """No loading and saving bars in the logs (the tiny models go through a folder)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,41 +891,90 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--family", default="svd", help=f"comma list of {', '.join(BUILDERS)} (svd-xt = svd)")
-    parser.add_argument("--variants", default="stock,optimised", help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default="optimised,stock-bf16,stock-fp32", help=f"comma list of {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--size", type=lambda s: tuple(int(v) for v in s.lower().split("x")), default=None)
     parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument(
-        "--stock-dtype",
-        default="fp32",
-        choices=["fp32", "bf16", "fp16"],
-        help="weights of the stock variant (fp32 is what from_pretrained loads by default)",
+        "--dtype",
+        default="auto",
+        choices=["auto", *TORCH_DTYPES],
+        help="weights of the non-stock variants (auto: bf16 on CUDA, fp32 elsewhere)",
     )
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="tiny random models (smoke test of this script)")
     parser.add_argument("--check-configs", action="store_true", help="real-size configs on fake tensors, CPU")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--json", type=Path, help="write the results here, rewritten after every row")
+    parser.add_argument(
+        "--budget-s", type=float, default=None, help="start no row that would end later than this after start"
+    )
+    parser.add_argument(
+        "--calibrate", type=Path, nargs="*", default=[], help="earlier --json files: correct the estimates"
+    )
+    parser.add_argument("--report", type=Path, nargs="+", help="print the tables of these --json files")
     args = parser.parse_args(argv)
     if args.check_configs:
         check_configs()
         return 0
+    if args.report:
+        return report(args.report)
+    quiet_progress_bars()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device; use --tiny --device cpu for a smoke run")
     families = [ALIASES.get(f, f) for f in args.family.split(",")]
+    variants = args.variants.split(",")
+    unknown = [f for f in families if f not in BUILDERS] + [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown family or variant: {', '.join(unknown)}")
     if args.tiny:
         families = [f for f in families if f in ("svd", "wan2.1")] or ["svd"]
     peak_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     peak = matmul_peak_tflops(device, peak_dtype)
-    print(f"measured {peak_dtype} matmul peak: {peak:.3g} TFLOP/s", flush=True)
+    meta = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
+        "peak_tflops": peak,
+        "peak_dtype": str(peak_dtype).removeprefix("torch."),
+        "torch": torch.__version__,
+        "diffusers": version("diffusers"),
+        "torchao": version("torchao"),
+        "argv": sys.argv[1:] if argv is None else argv,
+    }
+    print(device_line(meta), flush=True)
     if args.tiny:
         print("tiny models: this checks that the script works; its timings are not a benchmark", flush=True)
-    results = [run_variant(f, v, args, device, peak) for f in families for v in args.variants.split(",")]
-    print_table(results, peak, device, str(peak_dtype).removeprefix("torch."))
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
-    return 0 if all(r.error is None or r.error.startswith("n/a") for r in results) else 1
+    print(table_head(), flush=True)
+    history = [r for p in args.calibrate if p.exists() for r in read_json(p)[1]]
+    budget = Budget(args.budget_s, history)
+    results: list[Result] = []
+    flop_counts: dict[tuple, float] = {}
+    for family in families:
+        shape = row_shape(family, args)
+        for variant in variants:
+            dtype = variant_dtype(variant, args, device)
+            counted = any(k[:3] == (family, *shape[:2]) for k in flop_counts)
+            estimate = estimate_row_s(family, variant, dtype, shape, args, device, peak, counted)
+            expected, left = estimate * budget.correction, budget.left_s()
+            tag = f"[{family}/{variant}]"
+            if expected > left:
+                (w, h), frames, steps = shape
+                result = Result(family, variant, dtype, f"{w}x{h}", frames, steps, error=SKIPPED)
+                log(f"{tag} skipped: expected {expected:.0f} s, {left:.0f} s of the budget left")
+            else:
+                left_text = f", {left:.0f} s of the budget left" if args.budget_s is not None else ""
+                log(f"{tag} starting: expected {expected:.0f} s{left_text}")
+                result = run_variant(family, variant, dtype, shape, args, device, peak, flop_counts)
+                budget.learn(dataclasses.replace(result, estimate_s=estimate))
+            result.estimate_s = estimate
+            results.append(result)
+            print(table_row(result), flush=True)
+            if args.json:
+                write_json(args.json, meta, results)
+    print_results(meta, results)
+    return 1 if any(r.failed for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 # matplotlib but not these (it cannot reach PyPI). They land in .whl/ (git-ignored), under the device
 # tool's 64 MiB limit: imageio-ffmpeg 0.6.0 because 0.8's wheel alone is 68 MB.
 #   bash bench/gpu_wheels.sh            # here, once
-# then on the device (carry: [".whl"]):
+# then one device call runs bench/gpu_plan.sh with carry [".whl"]; it installs them into /tmp/site first:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-#       .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && python3 bench/gpu_i2v.py ...
+#       .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 set -euo pipefail
 cd "$(dirname "$0")/.."
 platforms=()
