@@ -1,4 +1,4 @@
-"""The `vivify` command: up, web, worker, animate, migrate.
+"""The `vivify` command: up, web, worker, animate, fetch-model, migrate.
 
 `up` is the whole product on one machine (embedded defaults); `web` and `worker` are the two
 production processes. The CLI starts the worker as a `celery` process, so the web side of this module
@@ -311,6 +311,65 @@ def cmd_animate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_fetch_model(args: argparse.Namespace, settings: Settings) -> int:
+    """Download a diffusion model's weights into the Hugging Face cache, so workers can run offline."""
+    configured = settings.animator == "diffusion"
+    model = args.hub_id or (settings.model if configured else None)
+    # The configured model's own loading options apply when it is the one fetched.
+    options = settings.animator_options if configured and model == settings.model else {}
+    revision = args.revision or options.get("revision")
+    if model and Path(model).expanduser().is_dir():
+        print(f"{model} is a local folder: nothing to fetch (workers read it directly)")
+        return 0
+    try:
+        from huggingface_hub import constants
+
+        from models.base import AnimatorUnavailable
+        from models.diffusion.families import DEFAULT_FAMILY, FAMILIES
+        from models.diffusion.loading import fetch_model
+    except ImportError as exc:
+        print(f"fetch-model needs the gpu extra (pip install 'vivify[gpu]'): {exc}", file=sys.stderr)
+        return 2
+    family_name = options.get("family")
+    if family_name is not None and family_name not in FAMILIES:
+        print(f"unknown family {family_name!r}; expected one of {', '.join(FAMILIES)}", file=sys.stderr)
+        return 2
+    family = FAMILIES[family_name] if family_name else None
+    default = (family or FAMILIES[DEFAULT_FAMILY]).hub_id
+    model = model or default
+    if constants.HF_HUB_OFFLINE:
+        print(
+            "HF_HUB_OFFLINE is set: fetch-model downloads from the Hub; unset it for this command",
+            file=sys.stderr,
+        )
+        return 2
+    for name in ("httpx", "httpx2"):  # a log line per HTTP request would bury the outcome
+        logging.getLogger(name).setLevel(logging.WARNING)
+    at = f" at {revision}" if revision else ""
+    print(f"fetching {model}{at} into {constants.HF_HUB_CACHE} ...", flush=True)
+    try:
+        fetched = fetch_model(model, revision=revision, variant=options.get("variant", "auto"), family=family)
+    except AnimatorUnavailable as exc:
+        print(f"cannot fetch: {exc}", file=sys.stderr)
+        return 1
+    variant = f", variant {fetched.variant}" if fetched.variant else ""
+    print(
+        f"fetched {model} (commit {fetched.commit[:12]}{variant}): {len(fetched.files)} files, "
+        f"{fetched.size / 1e6:,.1f} MB"
+    )
+    print(f"  in {fetched.path}")
+    print(
+        f"Workers that share this cache (HF_HOME={constants.HF_HOME}) can now load {model} without the Hub:"
+    )
+    settings_too = []  # what else a worker needs to load this very model and revision
+    if not (configured and model == (settings.model or default)):
+        settings_too.append(f"VIVIFY_ANIMATOR=diffusion VIVIFY_MODEL={model}")
+    if revision and revision != options.get("revision"):
+        settings_too.append(f'"revision": "{revision}" in VIVIFY_ANIMATOR_OPTIONS')
+    print("  run them with HF_HUB_OFFLINE=1" + "".join(f", {s}" for s in settings_too))
+    return 0
+
+
 def cmd_webhook_secret(args: argparse.Namespace, settings: Settings) -> int:
     """Print the key webhook receivers verify signatures with (whsec_..., Standard Webhooks)."""
     print(settings.webhook_secret_text)
@@ -377,6 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--size", type=_parse_size, help="WxH, e.g. 512x512")
     animate.add_argument("--seed", type=int)
     animate.set_defaults(func=cmd_animate)
+
+    fetch = sub.add_parser(
+        "fetch-model",
+        help="download a diffusion model into the Hugging Face cache (HF_HOME), for HF_HUB_OFFLINE=1 workers",
+    )
+    fetch.add_argument(
+        "hub_id", nargs="?", help="default: the configured model (VIVIFY_MODEL) or the default family's"
+    )
+    fetch.add_argument(
+        "--revision", help="a commit, tag or branch to pin (default: the configured one, or main)"
+    )
+    fetch.set_defaults(func=cmd_fetch_model)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)

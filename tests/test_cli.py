@@ -1,7 +1,9 @@
-"""The `vivify` command line: parsing, `animate` without a server, `migrate`, and the worker command."""
+"""The `vivify` command line: parsing, `animate` without a server, `migrate`, the worker command, and
+`fetch-model` against a stand-in Hugging Face Hub."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from sqlalchemy import create_engine, inspect
 from app import cli
 from app.core.config import Settings, get_settings
 from models.video import probe
+from tests.fixtures.hub_server import StandInHub, hub_env
 
 
 @pytest.fixture
@@ -159,3 +162,139 @@ def test_webhook_secret_prints_the_standard_webhooks_key(env: Path, monkeypatch,
 def test_webhooks_get_their_own_threads_worker() -> None:
     cmd = cli.events_worker_command(Settings(_env_file=None), hostname="events@h")
     assert cmd[cmd.index("-Q") + 1] == "webhooks" and "--pool=threads" in cmd and "-B" not in cmd
+
+
+# ---- fetch-model, against the stand-in Hub (tests/fixtures/hub_server.py) ----------------------------------
+# A repo laid out like stabilityai/stable-video-diffusion-img2vid-xt-1-1: plain and fp16 weights per
+# component, a single-file checkpoint and docs at the root. fetch-model reads names only, so bytes will do.
+SVD_INDEX = {
+    "_class_name": "StableVideoDiffusionPipeline",
+    "feature_extractor": ["transformers", "CLIPImageProcessor"],
+    "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+    "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+    "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
+    "vae": ["diffusers", "AutoencoderKLTemporalDecoder"],
+}
+SVD_CONFIGS = [
+    "feature_extractor/preprocessor_config.json",
+    "image_encoder/config.json",
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "unet/config.json",
+    "vae/config.json",
+]
+SVD_WEIGHTS = [
+    "image_encoder/model.safetensors",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/diffusion_pytorch_model.safetensors",
+]
+SVD_FP16 = [w.replace(".safetensors", ".fp16.safetensors") for w in SVD_WEIGHTS]
+
+
+def svd_like_repo(folder: Path, marker: str = "") -> Path:
+    for name in SVD_CONFIGS + SVD_WEIGHTS + SVD_FP16 + ["README.md", "svd_xt_1_1.safetensors"]:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(SVD_INDEX) if name == "model_index.json" else f"{name} {marker}")
+    return folder
+
+
+def snapshot_files(hf_home: Path, repo_id: str) -> dict[str, list[str]]:
+    """The files of each cached snapshot of `repo_id`, by commit."""
+    root = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return {
+        s.name: sorted(p.relative_to(s).as_posix() for p in s.rglob("*") if p.is_file())
+        for s in root.iterdir()
+    }
+
+
+def fetch_model(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`vivify fetch-model` in its own process: huggingface_hub reads HF_ENDPOINT and HF_HOME at import."""
+    exe = Path(sys.executable).parent / "vivify"
+    return subprocess.run(
+        [str(exe), "fetch-model", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def hub() -> Iterator[StandInHub]:
+    with StandInHub() as hub:
+        yield hub
+
+
+def test_fetch_model_fetches_the_default_familys_repo_and_variant_into_hf_home(
+    hub: StandInHub, tmp_path: Path
+) -> None:
+    from models.diffusion.families import DEFAULT_FAMILY, FAMILIES
+
+    family = FAMILIES[DEFAULT_FAMILY]
+    commit = hub.add_repo(family.hub_id, svd_like_repo(tmp_path / "repo"))
+    hf_home = tmp_path / "hf"
+    done = fetch_model(tmp_path, hub_env(hub, hf_home, VIVIFY_ANIMATOR="diffusion"))
+    assert done.returncode == 0, done.stderr
+    weights = SVD_FP16 if family.variant == "fp16" else SVD_WEIGHTS
+    assert snapshot_files(hf_home, family.hub_id) == {commit: sorted(SVD_CONFIGS + weights)}
+    assert (
+        hf_home / "hub" / f"models--{family.hub_id.replace('/', '--')}" / "refs" / "main"
+    ).read_text() == commit
+    snapshot = hf_home / "hub" / f"models--{family.hub_id.replace('/', '--')}" / "snapshots" / commit
+    assert str(snapshot) in done.stdout and "HF_HUB_OFFLINE=1" in done.stdout
+
+
+def test_fetch_model_fetches_the_configured_model_at_its_configured_revision(
+    hub: StandInHub, tmp_path: Path
+) -> None:
+    v1 = hub.add_repo("org/tiny-svd", svd_like_repo(tmp_path / "v1", "v1"), revision="v1")
+    hub.add_repo("org/tiny-svd", svd_like_repo(tmp_path / "v2", "v2"))  # main
+    hf_home = tmp_path / "hf"
+    env = hub_env(
+        hub,
+        hf_home,
+        VIVIFY_ANIMATOR="diffusion",
+        VIVIFY_MODEL="org/tiny-svd",
+        VIVIFY_ANIMATOR_OPTIONS='{"revision": "v1"}',
+    )
+    done = fetch_model(tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    # not the default repo of a family: no variant unless asked for
+    assert snapshot_files(hf_home, "org/tiny-svd") == {v1: sorted(SVD_CONFIGS + SVD_WEIGHTS)}
+
+
+def test_fetch_model_of_an_unknown_repo_or_revision_exits_1(hub: StandInHub, tmp_path: Path) -> None:
+    hub.add_repo("org/tiny-svd", svd_like_repo(tmp_path / "repo"))
+    env = hub_env(hub, tmp_path / "hf")
+    done = fetch_model(tmp_path, env, "org/no-such-model")
+    assert done.returncode == 1 and "no model org/no-such-model" in done.stderr
+    done = fetch_model(tmp_path, env, "org/tiny-svd", "--revision", "v9")
+    assert done.returncode == 1 and "org/tiny-svd has no revision 'v9'" in done.stderr
+
+
+def test_fetch_model_of_a_gated_repo_needs_its_licence_accepted_and_hf_token(
+    hub: StandInHub, tmp_path: Path
+) -> None:
+    commit = hub.add_repo("org/gated-svd", svd_like_repo(tmp_path / "repo"), gated=True)
+    hf_home = tmp_path / "hf"
+
+    done = fetch_model(tmp_path, hub_env(hub, hf_home), "org/gated-svd")
+    assert done.returncode == 1
+    assert f"accept its licence on {hub.url}/org/gated-svd" in done.stderr and "HF_TOKEN" in done.stderr
+
+    done = fetch_model(tmp_path, hub_env(hub, hf_home, HF_TOKEN="hf_someone_else"), "org/gated-svd")
+    assert done.returncode == 1 and "the account of HF_TOKEN has no access" in done.stderr
+
+    done = fetch_model(tmp_path, hub_env(hub, hf_home, HF_TOKEN=hub.token), "org/gated-svd")
+    assert done.returncode == 0, done.stderr
+    assert snapshot_files(hf_home, "org/gated-svd") == {commit: sorted(SVD_CONFIGS + SVD_WEIGHTS)}
+    cdn = [r.authorization for r in hub.cdn_requests]
+    assert cdn and not any(cdn)  # the token is for the Hub only, never sent on to the storage
+
+
+def test_fetch_model_of_a_local_folder_has_nothing_to_fetch(env: Path, capsys) -> None:
+    assert cli.main(["fetch-model", str(env)]) == 0
+    assert "local folder: nothing to fetch" in capsys.readouterr().out
+
+
+def test_the_cli_imports_neither_torch_nor_the_hub_library() -> None:
+    code = "import sys, app.cli; print(sorted({'torch', 'diffusers', 'huggingface_hub'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -23,7 +23,8 @@ from models.base import AnimationError, AnimationRequest, Frames, ProgressCallba
 from models.diffusion import speed
 from models.diffusion.families import Family, family_from_model_index, resolve_family
 from models.diffusion.guidance import GuidanceInterval, guided_steps
-from models.diffusion.loading import load_pipeline
+from models.diffusion.loading import load_pipeline, unavailable
+from models.diffusion.quantize import UnsupportedDevice
 from models.motion import PRESETS
 from models.postprocess import fit_to_face, match_colors
 
@@ -135,10 +136,14 @@ class DiffusionAnimator:
         for m in modules:
             m.register_forward_pre_hook(self._on_denoiser_call)
         self.guidance_interval.attach(modules)
-        speed.apply(pipe, self.speed, self.device, self.family)
-        self.pipe = pipe
-        if self.speed.warms_up(self.device):
-            self._warm_up()
+        try:  # the GPU fills here, not while loading (from_pretrained reads into CPU memory)
+            speed.apply(pipe, self.speed, self.device, self.family)
+            self.pipe = pipe
+            if self.speed.warms_up(self.device):
+                self._warm_up()
+        except (torch.OutOfMemoryError, UnsupportedDevice) as e:
+            self.pipe = None
+            raise unavailable(self.model, e, family=self.family) from e
 
     def _warm_up(self) -> None:
         """Two steps at each shape the worker serves, so kernels are chosen (cuDNN autotuning) and graphs
