@@ -1,4 +1,5 @@
-"""MP4 encoding (H.264, yuv420p, +faststart) with the ffmpeg binary that imageio-ffmpeg ships, and probing."""
+"""MP4 encoding (H.264, yuv420p, BT.709 limited range, +faststart) with the ffmpeg binary that imageio-ffmpeg
+ships, and probing."""
 
 from __future__ import annotations
 
@@ -22,6 +23,17 @@ def _even(frames: np.ndarray) -> np.ndarray:
     return frames[:, : h - h % 2, : w - w % 2]
 
 
+# Browsers assume BT.709 for HD video (and guess for untagged video): convert RGB→YUV with BT.709, limited
+# range, rather than ffmpeg's default BT.601, and tag the stream (container and H.264 VUI) to match.
+_BT709 = (
+    "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
+    "setparams=color_primaries=bt709:color_trc=bt709"  # scale sets only matrix and range on the frames
+)
+_BT709_TAGS = [
+    "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
+]  # fmt: skip
+
+
 def encode_mp4(
     frames: np.ndarray,
     fps: float,
@@ -31,7 +43,7 @@ def encode_mp4(
     preset: str = "veryfast",
     threads: int = 0,
 ) -> bytes:
-    """Encode uint8 (T, H, W, 3) RGB frames to MP4 bytes.
+    """Encode uint8 (T, H, W, 3) RGB frames to MP4 bytes, BT.709 limited range and tagged so.
 
     When `output_fps` differs from `fps`, ffmpeg's motion-compensated interpolation (minterpolate)
     brings the clip to `output_fps` smoothly instead of repeating frames.
@@ -40,12 +52,14 @@ def encode_mp4(
     t, h, w, _ = frames.shape
     if t == 0:
         raise ValueError("no frames to encode")
-    vf = None
-    if output_fps and abs(output_fps - fps) > 1e-6:
-        # minterpolate drops its last frames at the end of input: hold the last frame (tpad), then cut at
-        # exactly the right frame count.
-        vf = (
-            "tpad=stop_mode=clone:stop=2,"
+    vf = _BT709
+    interpolate = bool(output_fps and abs(output_fps - fps) > 1e-6)
+    if interpolate:
+        # After the conversion: minterpolate works in YUV and would otherwise get ffmpeg's BT.601 one.
+        # It drops its last frames at the end of input: hold the last frame (tpad), then cut at exactly
+        # the right frame count.
+        vf += (
+            ",tpad=stop_mode=clone:stop=2,"
             f"minterpolate=fps={output_fps:g}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
         )
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,9 +69,10 @@ def encode_mp4(
             "-metadata", f"comment={AI_GENERATED_COMMENT}",
             "-metadata", "description=AI-generated",
             "-threads", str(threads),
+            "-vf", vf, *_BT709_TAGS,
         ]  # fmt: skip
-        if vf:
-            params += ["-vf", vf, "-frames:v", str(round(t * output_fps / fps))]
+        if interpolate:
+            params += ["-frames:v", str(round(t * output_fps / fps))]
         writer = imageio_ffmpeg.write_frames(
             str(path),
             (w, h),
@@ -92,11 +107,34 @@ class VideoInfo:
     duration_s: float
     faststart: bool
     comment: str | None
+    # colour tags as ffmpeg names them (e.g. "tv", "bt709"); None where the stream leaves one unspecified
+    color_range: str | None = None
+    color_space: str | None = None  # the YCbCr matrix
+    color_primaries: str | None = None
+    color_transfer: str | None = None
 
 
-_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+).*?, (\w+)(?:\([^)]*\))?, (\d+)x(\d+)")
+# "yuv420p(tv, bt709, progressive), 64x48": the parentheses may nest ("top coded first (swapped)")
+_STREAM = re.compile(
+    r"Stream #\d+:\d+.*?: Video: (\w+).*?, (\w+)(?:\(((?:[^()]|\([^()]*\))*)\))?, (\d+)x(\d+)"
+)
+_FIELD_ORDERS = ("progressive", "top first", "bottom first", "top coded first", "bottom coded first")
 _FPS = re.compile(r"([\d.]+) fps")
 _COMMENT = re.compile(r"^\s*comment\s*:\s*(.*)$", re.M)
+
+
+def _colours(details: str | None) -> tuple[str | None, str | None, str | None, str | None]:
+    """Range, matrix, primaries and transfer from ffmpeg's pixel-format details, which read
+    "[N bpc, ][range, ][matrix | matrix/primaries/transfer, ][field order]" (each part only when set)."""
+    parts = [p.strip() for p in (details or "").split(", ") if p.strip() and not p.endswith(" bpc")]
+    colour_range = parts.pop(0) if parts and parts[0] in ("tv", "pc") else None
+    if not parts or parts[0].startswith(_FIELD_ORDERS):
+        return colour_range, None, None, None
+    names = parts[0].split("/")
+    space, primaries, transfer = [
+        None if n == "unknown" else n for n in (names if len(names) == 3 else names[:1] * 3)
+    ]
+    return colour_range, space, primaries, transfer
 
 
 def probe(data: bytes | Path) -> VideoInfo:
@@ -115,21 +153,28 @@ def probe(data: bytes | Path) -> VideoInfo:
         frame_count, duration = imageio_ffmpeg.count_frames_and_secs(str(path))
         comment = _COMMENT.search(err)
         moov, mdat = raw.find(b"moov"), raw.find(b"mdat")
+        colour_range, space, primaries, transfer = _colours(m.group(3))
         return VideoInfo(
             codec=m.group(1),
             pix_fmt=m.group(2),
-            width=int(m.group(3)),
-            height=int(m.group(4)),
+            width=int(m.group(4)),
+            height=int(m.group(5)),
             fps=float(fps_m.group(1)) if fps_m else 0.0,
             frame_count=frame_count,
             duration_s=duration,
             faststart=0 <= moov < mdat,
             comment=comment.group(1).strip() if comment else None,
+            color_range=colour_range,
+            color_space=space,
+            color_primaries=primaries,
+            color_transfer=transfer,
         )
 
 
 def read_frames(data: bytes) -> np.ndarray:
-    """Decode an MP4 to uint8 (T, H, W, 3) frames (for tests and quality checks)."""
+    """Decode an MP4 to uint8 (T, H, W, 3) frames (for tests and quality checks).
+
+    ffmpeg converts YUV→RGB with the matrix and range the stream is tagged with (BT.601 when untagged)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "in.mp4"
         path.write_bytes(data)

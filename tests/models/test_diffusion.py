@@ -177,7 +177,7 @@ def test_cancel_before_denoising(animators: dict, portrait: Image.Image) -> None
         animators["wan"].animate(portrait, AnimationRequest(seed=3), progress)
 
 
-def test_first_frame_colours_follow_the_photo(animators: dict, portrait: Image.Image) -> None:
+def test_clip_colours_follow_the_photo_with_one_transform(animators: dict, portrait: Image.Image) -> None:
     animator = animators["svd"]
     request = AnimationRequest(seed=5)
     photo_mean = np.asarray(portrait.resize((64, 64)), float).reshape(-1, 3).mean(0)
@@ -187,11 +187,15 @@ def test_first_frame_colours_follow_the_photo(animators: dict, portrait: Image.I
         raw = animator.animate(portrait, request, Recorder()).frames
     finally:
         animator.color_match = 1.0
-    err_matched = np.abs(matched[0].reshape(-1, 3).mean(0) - photo_mean).max()
-    err_raw = np.abs(raw[0].reshape(-1, 3).mean(0) - photo_mean).max()
+    err_matched = np.abs(matched.reshape(-1, 3).mean(0) - photo_mean).max()
+    err_raw = np.abs(raw.reshape(-1, 3).mean(0) - photo_mean).max()
     assert err_matched < 12 < err_raw  # random weights: only colour matching brings the tone back
-    drift = matched.reshape(len(matched), -1, 3).mean(1).std(0).max()
-    assert drift < 3.0
+    # One affine colour map explains every frame: a per-frame gain would leave residuals of many levels.
+    x = np.hstack([raw.reshape(-1, 3).astype(float), np.ones((raw[..., 0].size, 1))])
+    y = matched.reshape(-1, 3).astype(float)
+    inside = ((y > 0) & (y < 255)).all(1)  # clipped pixels leave the affine map
+    coef, *_ = np.linalg.lstsq(x[inside], y[inside], rcond=None)
+    assert np.sqrt(((x[inside] @ coef - y[inside]) ** 2).mean()) < 1.0
 
 
 @pytest.mark.parametrize(

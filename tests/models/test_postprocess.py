@@ -80,19 +80,21 @@ def test_an_opencv_without_the_haar_cascade_fits_without_a_face_box(
     assert fit.image.size == (64, 112) and fit.face_box is None
 
 
-def test_match_colors_removes_tint_and_drift() -> None:
+def test_match_colors_removes_a_cast_and_keeps_its_bounds() -> None:
     photo = np.asarray(Image.fromarray(data.astronaut()).resize((96, 96)))
-    drifted = []
-    for i in range(8):  # a growing warm cast and fading contrast
-        f = photo.astype(float) * (1 - 0.04 * i) + np.array([6.0 * i, 2.0 * i, -4.0 * i]) + 10
-        drifted.append(np.clip(f, 0, 255).astype(np.uint8))
-    frames = np.stack(drifted)
+    cast = photo.astype(float) * 0.8 + np.array([18.0, 6.0, -4.0]) + 10  # warm, with less contrast
+    noise = np.random.default_rng(4).normal(0, 2, (8, 96, 96, 3))
+    frames = np.clip(cast + noise, 0, 255).astype(np.uint8)
     out = match_colors(frames, photo)
-    means = lambda v: v.reshape(len(v), -1, 3).mean(1)  # noqa: E731
-    assert np.abs(means(out) - photo.reshape(-1, 3).mean(0)).max() < 2.5
-    assert means(out).std(0).max() < means(frames).std(0).max() / 5
+    mean = lambda v: v.reshape(-1, 3).mean(0)  # noqa: E731
+    assert np.abs(mean(out) - mean(photo)).max() < 2.5
     assert np.abs(out[0].astype(int) - photo).mean() < 4  # the first frame looks like the photo
     assert np.array_equal(match_colors(frames, photo, strength=0.0), frames)
+    half = match_colors(frames, photo, strength=0.5)
+    assert np.abs(mean(half) - (mean(frames) + mean(photo)) / 2).max() < 2.5
+    flat = (photo * 0.2 + 100).astype(np.uint8)[None].repeat(2, 0)  # little contrast: gain capped at 1.5
+    luma = lambda v: (v.astype(float) @ [0.299, 0.587, 0.114]).std()  # noqa: E731
+    assert luma(flat) * 1.45 < luma(match_colors(flat, photo, max_gain=1.5)) < luma(flat) * 1.5 + 0.5
 
 
 def test_interpolate_fps_moves_content_instead_of_cross_fading() -> None:
@@ -116,3 +118,52 @@ def test_interpolate_fps_moves_content_instead_of_cross_fading() -> None:
 def test_interpolate_fps_same_rate_is_identity() -> None:
     frames = np.random.default_rng(0).integers(0, 255, (5, 8, 8, 3), dtype=np.uint8)
     assert np.array_equal(interpolate_fps(frames, 24, 24), frames)
+
+
+@pytest.mark.parametrize(
+    ("w", "h", "src_fps", "dst_fps"),
+    [
+        (832, 480, 16, 24),  # Wan's native sizes
+        (480, 832, 16, 24),
+        (1024, 576, 7, 24),  # SVD's
+        (576, 1024, 7, 24),
+        (720, 480, 8, 24),
+        (768, 512, 24, 24),  # already at the output rate: passes through
+    ],
+)
+def test_interpolate_fps_at_production_sizes(w: int, h: int, src_fps: int, dst_fps: int) -> None:
+    """The flow is computed on shrunk frames: upsampled, it must have the frames' exact size again."""
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    frames = np.stack([np.roll(base, 3 * i, axis=1) for i in range(3)])
+    out = interpolate_fps(frames, src_fps, dst_fps)
+    assert out.shape == (output_frame_count(3, src_fps, dst_fps), h, w, 3)
+
+
+def test_match_colors_keeps_a_static_background_steady_while_content_moves() -> None:
+    """One transform per clip: a moving, strongly coloured object changes every frame's statistics, but
+    the background it does not cover must keep its colour, while the clip's cast moves to the photo's."""
+    rng = np.random.default_rng(3)
+    h, w = 96, 128
+    background = rng.integers(70, 190, (h // 4, w // 4, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)
+    photo = background.copy()
+    photo[40:56, 8:24] = (30, 60, 230)  # the object where the photo has it
+    covered = np.zeros((h, w), bool)
+    frames = []
+    for i in range(6):  # the object moves right and grows from 16 to 41 px
+        f = background.copy()
+        s = 16 + 5 * i
+        y0, x0 = 40 - 4 * i, 8 + 12 * i
+        f[y0 : y0 + s, x0 : x0 + s] = (30, 60, 230)
+        covered[y0 : y0 + s, x0 : x0 + s] = True
+        cast = f.astype(float) * 0.85 + np.array([22.0, 8.0, -10.0])  # a warm cast with less contrast
+        frames.append(np.clip(cast, 0, 255).astype(np.uint8))
+    frames_arr = np.stack(frames)
+    static = ~covered
+    out = match_colors(frames_arr, photo)
+    bg = out[:, static].astype(int)  # (T, N, 3): the pixels that never change in the input
+    assert np.array_equal(frames_arr[:, static], np.broadcast_to(frames_arr[0, static], bg.shape))
+    assert np.abs(bg - bg[0]).max() <= 1  # no flicker
+    before = np.abs(frames_arr[:, static].astype(int) - photo[static]).mean()
+    after = np.abs(bg - photo[static]).mean()
+    assert after < before / 3  # the cast is (mostly) gone

@@ -1,9 +1,14 @@
 """MP4 encoding and probing with the ffmpeg that imageio-ffmpeg ships."""
 
+import subprocess
+import tempfile
+from pathlib import Path
+
+import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from models.video import AI_GENERATED_COMMENT, encode_mp4, poster_jpeg, probe, read_frames
+from models.video import AI_GENERATED_COMMENT, _colours, encode_mp4, poster_jpeg, probe, read_frames
 
 
 def _ramp(t: int = 12, h: int = 48, w: int = 64) -> np.ndarray:
@@ -22,6 +27,76 @@ def test_encode_is_h264_yuv420p_faststart_tagged() -> None:
     assert info.duration_s == pytest.approx(0.5, abs=0.05)
     assert info.faststart
     assert info.comment == AI_GENERATED_COMMENT
+
+
+@pytest.mark.parametrize("output_fps", [None, 24])
+def test_encode_tags_the_stream_bt709_limited_range(output_fps: float | None) -> None:
+    """Browsers assume BT.709 for HD video; the tags make every player decode with the right matrix."""
+    info = probe(encode_mp4(_ramp(t=6), fps=12, output_fps=output_fps))
+    assert info.pix_fmt == "yuv420p"
+    assert (info.color_range, info.color_space, info.color_primaries, info.color_transfer) == (
+        "tv",
+        "bt709",
+        "bt709",
+        "bt709",
+    )
+
+
+_COLOURS = [(200, 40, 40), (30, 160, 60), (40, 60, 200), (128, 128, 128)]
+
+
+def _patches(t: int = 6, h: int = 64, w: int = 32 * len(_COLOURS)) -> np.ndarray:
+    frames = np.empty((t, h, w, 3), np.uint8)
+    for k, colour in enumerate(_COLOURS):
+        frames[:, :, 32 * k : 32 * (k + 1)] = colour
+    return frames
+
+
+def _patch_means(frames: np.ndarray) -> np.ndarray:
+    """The mean colour of each patch's interior (away from chroma subsampling at the edges), per frame."""
+    return np.stack([frames[:, 8:-8, 32 * k + 8 : 32 * k + 24].mean((1, 2)) for k in range(len(_COLOURS))], 1)
+
+
+def _decode_bt709(data: bytes, h: int, w: int) -> np.ndarray:
+    """The raw yuv420p planes turned to RGB with the BT.709 limited-range matrix, as a browser does."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in.mp4"
+        path.write_bytes(data)
+        cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-",
+        ]
+        raw = np.frombuffer(subprocess.run(cmd, capture_output=True, check=True).stdout, np.uint8)
+    planes = raw.reshape(-1, h * w * 3 // 2).astype(np.float64)
+    y = planes[:, : h * w].reshape(-1, h, w)
+    cb, cr = (
+        planes[:, h * w * (4 + i) // 4 : h * w * (5 + i) // 4].reshape(-1, h // 2, w // 2) for i in (0, 1)
+    )
+    cb, cr = (c.repeat(2, 1).repeat(2, 2) for c in (cb, cr))
+    y, cb, cr = (y - 16) / 219, (cb - 128) / 224, (cr - 128) / 224
+    kr, kb = 0.2126, 0.0722
+    r, b = y + 2 * (1 - kr) * cr, y + 2 * (1 - kb) * cb
+    g = (y - kr * r - kb * b) / (1 - kr - kb)
+    return np.clip(np.stack([r, g, b], -1) * 255, 0, 255)
+
+
+@pytest.mark.parametrize(("fps", "output_fps"), [(24, None), (12, 24)])
+def test_saturated_colours_survive_encoding(fps: float, output_fps: float | None) -> None:
+    frames = _patches()
+    data = encode_mp4(frames, fps=fps, output_fps=output_fps)
+    expected = np.array(_COLOURS, float)
+    as_browsers_decode = _patch_means(_decode_bt709(data, *frames.shape[1:3]))
+    assert np.abs(as_browsers_decode - expected).max() < 4
+    decoded = read_frames(data)  # ffmpeg reads the tags and converts with the same matrix
+    assert np.abs(_patch_means(decoded.astype(float)) - expected).max() < 4
 
 
 def test_odd_sizes_are_cropped_to_even_not_stretched() -> None:
@@ -52,3 +127,22 @@ def test_empty_input_is_refused() -> None:
 
 def test_poster_is_a_jpeg() -> None:
     assert poster_jpeg(_ramp()[0])[:3] == b"\xff\xd8\xff"
+
+
+def test_probe_reports_untagged_and_partly_tagged_streams() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "plain.mp4"  # ffmpeg's defaults: BT.601 and no colour tags
+        writer = imageio_ffmpeg.write_frames(str(path), (64, 48), fps=24, macro_block_size=1)
+        writer.send(None)
+        writer.send(_ramp(t=1)[0])
+        writer.close()
+        info = probe(path)
+    assert (info.pix_fmt, info.width, info.height) == ("yuv420p", 64, 48)
+    assert (info.color_range, info.color_space, info.color_primaries, info.color_transfer) == (None,) * 4
+    assert _colours("tv, bt709/unknown/unknown, progressive") == ("tv", "bt709", None, None)
+    assert _colours("10 bpc, pc, bt2020nc/bt2020/smpte2084, top coded first (swapped)") == (
+        "pc",
+        "bt2020nc",
+        "bt2020",
+        "smpte2084",
+    )
