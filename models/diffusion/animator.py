@@ -24,7 +24,6 @@ from models.diffusion import speed
 from models.diffusion.families import Family, family_from_model_index, resolve_family
 from models.diffusion.guidance import GuidanceInterval, guided_steps
 from models.diffusion.loading import load_pipeline, unavailable
-from models.diffusion.quantize import UnsupportedDevice
 from models.motion import PRESETS
 from models.postprocess import fit_to_face, match_colors
 
@@ -141,7 +140,7 @@ class DiffusionAnimator:
             self.pipe = pipe
             if self.speed.warms_up(self.device):
                 self._warm_up()
-        except (torch.OutOfMemoryError, UnsupportedDevice) as e:
+        except torch.OutOfMemoryError as e:
             self.pipe = None
             raise unavailable(self.model, e, family=self.family) from e
 

@@ -33,12 +33,15 @@ from typing import Any
 
 import torch
 
+from models.base import AnimatorUnavailable
+
 QUANT_SCHEMES = ("fp8-dynamic", "fp8-weight", "int8-weight")
 FP8_MIN_CAPABILITY = (8, 9)  # Ada / Hopper and newer: float8 tensor cores
 
 
-class UnsupportedDevice(RuntimeError):
-    """The device cannot run the scheme (fp8 matmuls without float8 tensor cores)."""
+class UnsupportedDevice(AnimatorUnavailable):
+    """The device cannot run the scheme (fp8 matmuls without float8 tensor cores): the animator cannot be
+    set up as configured, so a worker with it exits at start."""
 
 
 def check_scheme(name: str) -> None:
