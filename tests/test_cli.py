@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, inspect
 from app import cli
 from app.core.config import Settings, get_settings
 from models.video import probe
-from tests.fixtures.hub_server import StandInHub, hub_env
+from tests.fixtures.hub_server import SVD_CONFIGS, SVD_INDEX, StandInHub, hub_env
 
 
 @pytest.fixture
@@ -167,22 +167,6 @@ def test_webhooks_get_their_own_threads_worker() -> None:
 # ---- fetch-model, against the stand-in Hub (tests/fixtures/hub_server.py) ----------------------------------
 # A repo laid out like stabilityai/stable-video-diffusion-img2vid-xt-1-1: plain and fp16 weights per
 # component, a single-file checkpoint and docs at the root. fetch-model reads names only, so bytes will do.
-SVD_INDEX = {
-    "_class_name": "StableVideoDiffusionPipeline",
-    "feature_extractor": ["transformers", "CLIPImageProcessor"],
-    "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
-    "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-    "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
-    "vae": ["diffusers", "AutoencoderKLTemporalDecoder"],
-}
-SVD_CONFIGS = [
-    "feature_extractor/preprocessor_config.json",
-    "image_encoder/config.json",
-    "model_index.json",
-    "scheduler/scheduler_config.json",
-    "unet/config.json",
-    "vae/config.json",
-]
 SVD_WEIGHTS = [
     "image_encoder/model.safetensors",
     "unet/diffusion_pytorch_model.safetensors",

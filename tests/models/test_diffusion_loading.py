@@ -20,7 +20,7 @@ import torch
 from models.base import AnimatorUnavailable
 from models.diffusion.families import FAMILIES
 from models.diffusion.loading import load_pipeline, pipeline_files, resolve_variant, unavailable
-from tests.fixtures.hub_server import StandInHub, hub_env
+from tests.fixtures.hub_server import SVD_CONFIGS, SVD_INDEX, StandInHub, hub_env
 from tests.fixtures.tiny_pipelines import build_tiny_ltx, build_tiny_svd, build_tiny_wan
 
 SVD_HUB_ID = FAMILIES["svd"].hub_id
@@ -162,22 +162,6 @@ SVD_REPO = [  # stabilityai/stable-video-diffusion-img2vid-xt-1-1's layout
     "vae/config.json",
     "vae/diffusion_pytorch_model.fp16.safetensors",
     "vae/diffusion_pytorch_model.safetensors",
-]
-SVD_INDEX = {
-    "_class_name": "StableVideoDiffusionPipeline",
-    "feature_extractor": ["transformers", "CLIPImageProcessor"],
-    "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
-    "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-    "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
-    "vae": ["diffusers", "AutoencoderKLTemporalDecoder"],
-}
-SVD_CONFIGS = [
-    "feature_extractor/preprocessor_config.json",
-    "image_encoder/config.json",
-    "model_index.json",
-    "scheduler/scheduler_config.json",
-    "unet/config.json",
-    "vae/config.json",
 ]
 
 
