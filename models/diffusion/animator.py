@@ -21,7 +21,7 @@ from PIL import Image
 
 from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage, no_progress
 from models.diffusion import speed
-from models.diffusion.families import Family, family_from_model_index, resolve_family
+from models.diffusion.families import AUTO, Family, family_from_model_index, resolve_family
 from models.diffusion.guidance import GuidanceInterval, guided_steps
 from models.diffusion.loading import load_pipeline, unavailable
 from models.motion import PRESETS
@@ -85,7 +85,7 @@ class DiffusionAnimator:
         device: str = "auto",
         *,
         revision: str | None = None,
-        variant: str | None = "auto",
+        variant: str | None = AUTO,
         color_match: float = 1.0,
         **speed_options: Any,
     ) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 FOLDER_DEFAULTS_FILE = "vivify.json"
+AUTO = "auto"  # "decide from the family and the device": a value of several loading and speed options
 
 # SVD-XT 1.1's published scheduler_config.json (EulerDiscreteScheduler), for pipelines built here
 # without a download: the tiny test models and the real-size benchmark.

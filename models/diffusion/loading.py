@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.base import AnimatorUnavailable
-from models.diffusion.families import FAMILIES, Family, family_from_model_index
+from models.diffusion.families import AUTO, FAMILIES, Family, family_from_model_index
 
 if TYPE_CHECKING:
     import torch
 
-AUTO = "auto"
 OOM_ADVICE = (
     'set cpu_offload "model" or quantize "fp8-weight" in VIVIFY_ANIMATOR_OPTIONS, or use a larger GPU'
 )

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from models.diffusion.families import AUTO
 from models.diffusion.quantize import check_scheme, quantize_denoiser
 
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
 COMPILE_MODES = ("auto", "off", "blocks", "full")
 OFFLOAD_MODES = ("off", "model", "sequential")
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-AUTO = "auto"
 
 # Peak memory of SVD's temporal VAE decoder per decoded frame-pixel, at 2-byte dtypes. Measured as the
 # peak resident memory of the real-size decoder (block_out_channels 128/256/512/512) on a CPU in fp32:
