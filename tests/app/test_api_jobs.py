@@ -234,11 +234,13 @@ def test_events_follow_progress_until_canceled(
     t.start()
     r = client.get(f"/api/v1/jobs/{job_id}/events")
     t.join()
-    states = [(e["status"], e["stage"], e["progress"]) for e in _events(r.text)]
+    events = _events(r.text)
+    states = [(e["status"], e["stage"], e["progress"]) for e in events]
     assert states[0] == ("queued", "queued", 0.0)
     assert ("running", "animating", 0.5) in states
     assert states[-1][0] == "canceled"
-    assert len(states) == len(set(states))  # no repeats without a change
+    # An event is sent only when the job changed; the ETA may tick between the states shown.
+    assert all(a != b for a, b in zip(events, events[1:]))
 
 
 def test_quota_counts_submissions(client: TestClient, small_portrait_jpeg: bytes) -> None:
