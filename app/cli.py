@@ -31,12 +31,12 @@ WEBHOOK_QUEUE = "webhooks"
 
 def default_queues(settings: Settings, maintenance: bool = True) -> str:
     """The queues a worker of the configured animator consumes: the shared `animate` queue, the
-    animator's own queue (app.queue.queue_for, when the web tier routes by animator) and, unless
+    animator's own queue (app.core.queue.queue_for, when the web tier routes by animator) and, unless
     told otherwise, the maintenance queue of the periodic tasks."""
-    import app.queue
+    import app.core.queue
 
-    queues = [app.queue.DEFAULT_QUEUE]
-    queue_for = getattr(app.queue, "queue_for", None)
+    queues = [app.core.queue.DEFAULT_QUEUE]
+    queue_for = getattr(app.core.queue, "queue_for", None)
     if queue_for is not None:
         queues.append(queue_for(settings.animator, settings.model or None))
     if maintenance:
@@ -89,7 +89,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     # Trust X-Forwarded-For only from configured proxies (never by default).
     proxies = ",".join(settings.trusted_proxies)
     uvicorn.run(
-        "app.main:create_app",
+        "app.web.main:create_app",
         factory=True,
         host=host,
         port=port,

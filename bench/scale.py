@@ -141,7 +141,7 @@ class Stack:
     def rows(self, ids: list[str]) -> dict[str, Any]:
         from sqlalchemy import select
 
-        from app.tables import Job
+        from app.core.tables import Job
 
         with self.engine.connect() as conn:
             result = conn.execute(
@@ -160,7 +160,7 @@ class Stack:
     def distinct_workers(self) -> int:
         from sqlalchemy import func, select
 
-        from app.tables import Job
+        from app.core.tables import Job
 
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count(func.distinct(Job.worker)))).scalar() or 0)
@@ -168,7 +168,7 @@ class Stack:
     def run_mean(self, queue: str) -> float | None:
         from sqlalchemy.orm import Session
 
-        from app import jobs
+        from app.core import jobs
 
         with Session(self.engine) as session:
             return jobs.recent_run_seconds(session, queue)
@@ -206,7 +206,7 @@ def run_one(n: int, args: argparse.Namespace, photo: bytes) -> dict[str, Any]:
                 folder / "redis.log",
             )
         )
-        web_cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+        web_cmd = [sys.executable, "-m", "uvicorn", "app.web.main:create_app", "--factory"]
         web_cmd += ["--host", "127.0.0.1", "--port", str(stack.web_port), "--log-level", "warning"]
         stack_ctx.enter_context(process(web_cmd, env, folder / "web.log"))
         client = stack_ctx.enter_context(

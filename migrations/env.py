@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 
 from app.core.config import get_settings
-from app.tables import Base
+from app.core.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -92,13 +92,13 @@ def test_the_worker_command_is_one_solo_process_on_the_animate_queue() -> None:
 
 
 def test_a_worker_consumes_the_shared_queue_its_animators_queue_and_maintenance() -> None:
-    import app.queue
+    import app.core.queue
 
     settings = Settings(_env_file=None, animator="portrait")
     queues = cli.default_queues(settings).split(",")
     assert queues[0] == "animate" and queues[-1] == "maintenance"
-    if hasattr(app.queue, "queue_for"):  # per-animator routing of the web tier
-        assert app.queue.queue_for("portrait", None) in queues
+    if hasattr(app.core.queue, "queue_for"):  # per-animator routing of the web tier
+        assert app.core.queue.queue_for("portrait", None) in queues
     assert "maintenance" not in cli.default_queues(settings, maintenance=False).split(",")
 
 

@@ -5,7 +5,7 @@ Nothing heavy is imported here; the animator loads in the worker process (worker
 at start in a solo-pool worker (LoadAnimator below): one that cannot set it up exits before any job.
 
 Queues: one per animator and model (`animate.portrait`, `animate.diffusion.<model>`, see
-app.queue.queue_for); a worker consumes the one of the animator it loads. `webhooks` and
+app.core.queue.queue_for); a worker consumes the one of the animator it loads. `webhooks` and
 `maintenance` are short tasks for a separate light consumer (threads pool), so an event never waits
 behind a render.
 """
@@ -21,7 +21,7 @@ from celery import Celery, bootsteps, signals
 from kombu import Exchange, Queue
 
 from app.core.config import Settings, get_settings
-from app.queue import ANIMATE_TASK, DEFAULT_QUEUE, WEBHOOK_QUEUE, WEBHOOK_TASK, celery_config, queue_for
+from app.core.queue import ANIMATE_TASK, DEFAULT_QUEUE, WEBHOOK_QUEUE, WEBHOOK_TASK, celery_config, queue_for
 
 RECONCILE_TASK = "vivify.reconcile"
 PURGE_TASK = "vivify.purge_expired"

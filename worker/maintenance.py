@@ -14,12 +14,12 @@ from datetime import datetime
 
 from sqlalchemy import delete
 
-from app import jobs
+from app.core import jobs
 from app.core.config import Settings, get_settings
-from app.queue import ANIMATE_TASK
-from app.storage import ObjectStore, get_store
-from app.tables import JobStatus, Submission, utcnow
-from app.visitors import ALLOWANCE_WINDOW
+from app.core.queue import ANIMATE_TASK
+from app.core.storage import ObjectStore, get_store
+from app.core.tables import JobStatus, Submission, utcnow
+from app.core.visitors import ALLOWANCE_WINDOW
 from worker.celery_app import PURGE_TASK, RECONCILE_TASK, app
 from worker.tasks import Sessions, default_sessions
 

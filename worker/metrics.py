@@ -16,7 +16,7 @@ import sys
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from sqlalchemy.orm import Session
 
-from app.tables import Job
+from app.core.tables import Job
 
 log = logging.getLogger(__name__)
 

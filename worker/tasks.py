@@ -24,13 +24,13 @@ from PIL import Image
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from app import jobs
+from app.core import jobs
 from app.core.config import Settings, get_settings
 from app.core.db import session_factory
 from app.core.logging import job_context
-from app.queue import ANIMATE_TASK
-from app.storage import ObjectStore, StorageUnavailable, get_store, poster_key, video_key
-from app.tables import Job, JobStatus
+from app.core.queue import ANIMATE_TASK
+from app.core.storage import ObjectStore, StorageUnavailable, get_store, poster_key, video_key
+from app.core.tables import Job, JobStatus
 from models.base import AnimationError, AnimationRequest, Animator, Canceled, Stage
 from worker import metrics, model_cache
 from worker.celery_app import app

@@ -2,7 +2,7 @@
 
 The animate task only *enqueues* an event (`JobEvents`): a `vivify.webhook` message on the
 `webhooks` queue carrying the URL, the event and the public Job JSON as it was at that moment. A
-separate, light consumer (threads pool) delivers it, signed per Standard Webhooks (app/webhooks.py),
+separate, light consumer (threads pool) delivers it, signed per Standard Webhooks (app/core/webhooks.py),
 retrying 5xx/429/network errors with exponential backoff through Celery (no sleeping worker) a
 bounded number of times. So a slow or dead receiver never delays an animation, and a delivery failure
 never fails the job.
@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 from celery import Celery, Task
 
-from app import webhooks
+from app.core import webhooks
 from app.core.config import Settings, get_settings
-from app.queue import WEBHOOK_QUEUE, WEBHOOK_TASK
-from app.schemas import job_out
-from app.tables import Job
+from app.core.queue import WEBHOOK_QUEUE, WEBHOOK_TASK
+from app.core.schemas import job_out
+from app.core.tables import Job
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)

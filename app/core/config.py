@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     animator: str = "portrait"
     model: str | None = None
     # More animators a job may ask for (form field `animator`), comma-separated, e.g. "portrait,diffusion";
-    # each is served by workers on its own queue (app.queue.queue_for). `model` belongs to `animator`.
+    # each is served by workers on its own queue (app.core.queue.queue_for). `model` belongs to `animator`.
     extra_animators: Annotated[list[str], NoDecode] = []
     device: str = "auto"
     # Extra keyword arguments for the animator, as JSON: speed settings of the diffusion animator

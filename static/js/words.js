@@ -1,4 +1,4 @@
-// What the page says about a job. app/api/routes/pages.py says the same for the no-JavaScript pages.
+// What the page says about a job. app/web/routes/pages.py says the same for the no-JavaScript pages.
 export const FINAL = new Set(["succeeded", "failed", "canceled"]);
 
 const STAGES = {

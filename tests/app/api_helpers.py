@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app import jobs
+from app.core import jobs
 from app.core.config import Settings
-from app.storage import poster_key, video_key
+from app.core.storage import poster_key, video_key
 from models.video import encode_mp4, poster_jpeg
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 import migrations
 from app.core.config import Settings
-from app.main import create_app
+from app.web.main import create_app
 from tests.app.api_helpers import jpeg, make_settings
 
 

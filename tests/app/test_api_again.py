@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 import migrations
 from app.core.config import Settings
-from app.main import create_app
-from app.storage import photo_key
-from app.tables import Job, utcnow
+from app.core.storage import photo_key
+from app.core.tables import Job, utcnow
+from app.web.main import create_app
 from tests.app.api_helpers import broker_messages, finish_job, make_settings, post_job
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 import migrations
-from app.main import create_app
+from app.web.main import create_app
 from tests.app.api_helpers import make_settings, post_job
 
 

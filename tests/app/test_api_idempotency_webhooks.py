@@ -9,12 +9,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import migrations
-from app.api import submit
 from app.core.config import Settings
-from app.main import create_app
-from app.queue import PRIORITY_LONG, PRIORITY_PREVIEW
-from app.tables import Job
-from app.visitors import Visitor
+from app.core.queue import PRIORITY_LONG, PRIORITY_PREVIEW
+from app.core.tables import Job
+from app.core.visitors import Visitor
+from app.web import submit
+from app.web.main import create_app
 from tests.app.api_helpers import broker_messages, make_settings
 
 
@@ -109,7 +109,7 @@ def test_a_racing_duplicate_is_rolled_back_and_names_the_first_job(
     photos_after = sorted(p.name for p in Path(settings.resolved_storage_url[7:]).rglob("*") if p.is_file())
     assert photos_after == photos_before  # the loser's photo is gone
     with app.state.sessions() as s3:
-        from app.visitors import allowance
+        from app.core.visitors import allowance
 
         assert allowance(s3, settings, visitor).used == 1
 

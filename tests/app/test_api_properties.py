@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import migrations
-from app.api.errors import ApiError
-from app.api.forms import MAX_SEED, clean_motion, parse_seed
-from app.main import create_app
+from app.web.errors import ApiError
+from app.web.forms import MAX_SEED, clean_motion, parse_seed
+from app.web.main import create_app
 from tests.app.api_helpers import make_settings
 
 _DIR = Path(tempfile.mkdtemp(prefix="vivify-props-"))

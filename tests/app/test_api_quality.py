@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import migrations
-from app.main import create_app
+from app.web.main import create_app
 from tests.app.api_helpers import jpeg, make_settings, post_job
 
 

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 
 import migrations
-from app.main import create_app
-from app.storage import S3Store, photo_key, video_key
+from app.core.storage import S3Store, photo_key, video_key
+from app.web.main import create_app
 from tests.app.api_helpers import finish_job, make_settings, post_job
 
 

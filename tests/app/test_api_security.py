@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import migrations
-from app.main import create_app
-from app.visitors import COOKIE_NAME, client_ip, read_visitor_cookie, sign_visitor_id
+from app.core.visitors import COOKIE_NAME, client_ip, read_visitor_cookie, sign_visitor_id
+from app.web.main import create_app
 from tests.app.api_helpers import make_settings, post_job
 
 

@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 
 import migrations
-from app.main import create_app
+from app.web.main import create_app
 from tests.app.api_helpers import make_settings
 
 LIMIT = 1024 * 1024  # 1 MiB upload limit for this test

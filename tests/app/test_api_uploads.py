@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.core.config import Settings
-from app.main import create_app
-from app.storage import photo_key
+from app.core.storage import photo_key
+from app.web.main import create_app
 from tests.app.api_helpers import jpeg, make_settings, png, post_job
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from kombu import Connection, Exchange, Queue
 
-import app.broker_fs  # noqa: F401  registers vivifyfs://
+import app.core.broker_fs  # noqa: F401  registers vivifyfs://
 from app.core.config import Settings
-from app.queue import celery_config
+from app.core.queue import celery_config
 
 
 def _connection(folder: Path) -> Connection:

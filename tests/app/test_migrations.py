@@ -1,4 +1,4 @@
-"""Alembic creates exactly the tables app/tables.py describes, and running it twice changes nothing."""
+"""Alembic creates exactly the tables app/core/tables.py describes, and running it twice changes nothing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 import migrations
-from app.tables import Base
+from app.core.tables import Base
 
 
 def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
 def test_create_app_migrates_on_start_when_told(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from app.main import create_app
+    from app.web.main import create_app
     from tests.app.api_helpers import make_settings
 
     s = make_settings(tmp_path, migrate_on_start=True)

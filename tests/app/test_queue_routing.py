@@ -9,7 +9,7 @@ from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
 import migrations
-from app.queue import (
+from app.core.queue import (
     PRIORITY_LONG,
     PRIORITY_PREVIEW,
     celery_config,
@@ -91,7 +91,7 @@ def test_migration_0002_keeps_rows_and_goes_back(tmp_path: Path) -> None:
 
 
 def test_metrics_count_queued_jobs_per_queue(client, app, small_portrait_jpeg: bytes) -> None:  # type: ignore[no-untyped-def]
-    from app.tables import Job
+    from app.core.tables import Job
     from tests.app.api_helpers import post_job
 
     ids = [post_job(client, small_portrait_jpeg).json()["id"] for _ in range(2)]

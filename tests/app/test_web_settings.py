@@ -27,7 +27,7 @@ def test_the_web_tier_never_imports_torch_or_the_worker() -> None:
     import sys
 
     code = (
-        "import sys; from app.main import create_app; "
+        "import sys; from app.web.main import create_app; "
         "bad = [m for m in ('torch', 'diffusers', 'transformers', 'worker') if m in sys.modules]; "
         "assert not bad, bad"
     )

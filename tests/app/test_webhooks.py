@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from app.webhooks import WebhookRefused, check_url, deliver, parse_events, sign, verify
+from app.core.webhooks import WebhookRefused, check_url, deliver, parse_events, sign, verify
 from tests.fixtures.webhook_receiver import WebhookReceiver, answers
 
 SECRET = b"s3cret"

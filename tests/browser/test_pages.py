@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.core.config import Settings
-from app.main import create_app
+from app.web.main import create_app
 from tests.browser.conftest import ROOT
 
 TEMPLATES = sorted((ROOT / "templates").glob("*.html"))
@@ -200,7 +200,7 @@ def test_animate_again_is_refused_cross_site_and_for_another_visitor(client: Tes
 def test_stage_text_reads_like_a_person(
     status: str, stage: str, detail: str, progress: float, expected: str
 ) -> None:
-    from app.api.routes.pages import stage_text
+    from app.web.routes.pages import stage_text
 
     job = {"status": status, "stage": stage, "stage_detail": detail, "progress": progress}
     assert stage_text(job) == expected

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from e2e_stack import Service, free_port, wait_final, wait_for
 
-from app import webhooks
 from app.client import VivifyClient
+from app.core import webhooks
 from app.core.config import Settings
 from models.video import probe
 from tests.fixtures.webhook_receiver import Delivery, WebhookReceiver

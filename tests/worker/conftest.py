@@ -13,8 +13,8 @@ from PIL import Image
 
 import migrations
 from app.core.config import Settings
-from app.storage import LocalStore, photo_key
-from app.tables import Job, new_job_id, utcnow
+from app.core.storage import LocalStore, photo_key
+from app.core.tables import Job, new_job_id, utcnow
 from models.base import AnimatorUnavailable
 from models.push_in import PushInAnimator
 from worker.tasks import Sessions, default_sessions

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import jobs
-from app.storage import LocalStore, StorageUnavailable, poster_key, video_key
-from app.tables import Job
+from app.core import jobs
+from app.core.storage import LocalStore, StorageUnavailable, poster_key, video_key
+from app.core.tables import Job
 from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage
 from models.push_in import PushInAnimator
 from models.video import probe

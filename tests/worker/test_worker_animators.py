@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.storage import LocalStore, photo_key, video_key
+from app.core.storage import LocalStore, photo_key, video_key
 from models.video import probe
 from worker import model_cache
 from worker.tasks import animate_job

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.core.config import Settings
-from app.queue import ANIMATE_TASK, WEBHOOK_TASK
+from app.core.queue import ANIMATE_TASK, WEBHOOK_TASK
 from models.base import AnimationRequest
 from models.registry import create_animator
 from worker.celery_app import PURGE_TASK, RECONCILE_TASK, make_celery, reconcile_every_s

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from app.storage import LocalStore, StorageUnavailable, poster_key, video_key
-from app.tables import Job, Submission, utcnow
+from app.core.storage import LocalStore, StorageUnavailable, poster_key, video_key
+from app.core.tables import Job, Submission, utcnow
 from worker.maintenance import max_attempts, purge_expired, reconcile
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import worker.tasks as tasks
-from app.storage import LocalStore, StorageUnavailable
+from app.core.storage import LocalStore, StorageUnavailable
 from worker import model_cache
 
 

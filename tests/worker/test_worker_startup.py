@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from app.core.config import Settings
-from app.queue import ANIMATE_TASK, enqueue_job, make_producer, queue_for
-from app.tables import Job
+from app.core.queue import ANIMATE_TASK, enqueue_job, make_producer, queue_for
+from app.core.tables import Job
 from tests.worker.conftest import Gated, MakeJob
 from worker.celery_app import EXIT_ANIMATOR_UNAVAILABLE
 

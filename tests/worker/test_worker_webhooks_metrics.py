@@ -12,8 +12,8 @@ from celery.exceptions import Retry
 from prometheus_client import generate_latest
 
 from app.core.config import Settings
-from app.queue import WEBHOOK_QUEUE, WEBHOOK_TASK
-from app.tables import Job
+from app.core.queue import WEBHOOK_QUEUE, WEBHOOK_TASK
+from app.core.tables import Job
 from models.push_in import PushInAnimator
 from tests.fixtures.webhook_receiver import WebhookReceiver, answers
 from worker import metrics
@@ -123,7 +123,7 @@ def webhook_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
 def test_delivery_is_signed_and_a_5xx_is_retried_through_celery(
     webhook_settings: Settings, receiver_factory
 ) -> None:
-    from app.webhooks import verify
+    from app.core.webhooks import verify
 
     rx = receiver_factory([503])
     payload = {"id": "job-1", "status": "running"}

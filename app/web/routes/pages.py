@@ -20,9 +20,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from app import jobs
-from app.api import submit
-from app.api.deps import (
+from app.core import jobs
+from app.core.config import Settings
+from app.core.schemas import as_utc, job_out
+from app.core.tables import Job
+from app.core.visitors import COOKIE_NAME, Visitor, allowance, cookie_kwargs, sign_visitor_id
+from app.web import submit
+from app.web.deps import (
     JobMakerDep,
     MetricsDep,
     SessionDep,
@@ -31,12 +35,8 @@ from app.api.deps import (
     VisitorDep,
     rate_limited,
 )
-from app.api.errors import ApiError
-from app.api.forms import read_upload_form
-from app.core.config import Settings
-from app.schemas import as_utc, job_out
-from app.tables import Job
-from app.visitors import COOKIE_NAME, Visitor, allowance, cookie_kwargs, sign_visitor_id
+from app.web.errors import ApiError
+from app.web.forms import read_upload_form
 from models.motion import PRESETS, understood_words
 
 ROOT = Path(__file__).resolve().parents[3]

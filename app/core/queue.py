@@ -64,7 +64,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     broker = settings.resolved_broker_url
     transport: dict[str, Any] = {}
     if broker.startswith("filesystem://"):
-        import app.broker_fs  # noqa: F401  registers the vivifyfs:// transport (atomic writes)
+        import app.core.broker_fs  # noqa: F401  registers the vivifyfs:// transport (atomic writes)
 
         broker = "vivifyfs://"
         folder = settings.broker_folder

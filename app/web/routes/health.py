@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from app.api.deps import MetricsDep, SettingsDep
 from app.core.config import Settings
-from app.queue import celery_config
-from app.schemas import HealthOut, ReadyOut
+from app.core.queue import celery_config
+from app.core.schemas import HealthOut, ReadyOut
+from app.web.deps import MetricsDep, SettingsDep
 
 log = logging.getLogger("vivify.health")
 router = APIRouter(tags=["health"])

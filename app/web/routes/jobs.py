@@ -17,9 +17,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app import jobs, webhooks
-from app.api import submit
-from app.api.deps import (
+from app.core import jobs, webhooks
+from app.core.queue import enqueue_webhook
+from app.core.schemas import API, ErrorOut, JobList, JobOut, QuotaOut, as_utc, job_out
+from app.core.storage import ObjectStore, poster_key, video_key
+from app.core.tables import Job, JobStatus
+from app.core.visitors import allowance
+from app.web import submit
+from app.web.deps import (
     JobMakerDep,
     MetricsDep,
     OwnedJobDep,
@@ -30,13 +35,8 @@ from app.api.deps import (
     StoreDep,
     VisitorDep,
 )
-from app.api.errors import ApiError
-from app.api.forms import read_upload_form
-from app.queue import enqueue_webhook
-from app.schemas import API, ErrorOut, JobList, JobOut, QuotaOut, as_utc, job_out
-from app.storage import ObjectStore, poster_key, video_key
-from app.tables import Job, JobStatus
-from app.visitors import allowance
+from app.web.errors import ApiError
+from app.web.forms import read_upload_form
 
 log = logging.getLogger("vivify.api.jobs")
 router = APIRouter(prefix=API, tags=["jobs"])

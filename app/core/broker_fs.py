@@ -10,7 +10,7 @@ and records a binding in process memory before writing it, so a publish racing a
 queue and the message goes to the dead-letter queue. Here tables are rewritten atomically under a
 lock, and a lookup also sees the bindings this process has declared.
 
-Registered as the `vivifyfs://` transport; `filesystem://` in settings maps to it (app/queue.py).
+Registered as the `vivifyfs://` transport; `filesystem://` in settings maps to it (app/core/queue.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 
-TRANSPORT_ALIASES.setdefault("vivifyfs", "app.broker_fs:Transport")
+TRANSPORT_ALIASES.setdefault("vivifyfs", "app.core.broker_fs:Transport")
 
 
 class Channel(filesystem.Channel):

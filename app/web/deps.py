@@ -13,15 +13,11 @@ from celery import Celery
 from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import jobs
-from app.api import submit
-from app.api.errors import ApiError, not_found
-from app.api.ratelimit import RateLimiter
+from app.core import jobs
 from app.core.config import Settings
-from app.metrics import Metrics
-from app.storage import ObjectStore
-from app.tables import Job
-from app.visitors import (
+from app.core.storage import ObjectStore
+from app.core.tables import Job
+from app.core.visitors import (
     COOKIE_NAME,
     Visitor,
     client_ip,
@@ -31,6 +27,10 @@ from app.visitors import (
     read_visitor_cookie,
     sign_visitor_id,
 )
+from app.web import submit
+from app.web.errors import ApiError, not_found
+from app.web.metrics import Metrics
+from app.web.ratelimit import RateLimiter
 
 
 def get_settings_dep(request: Request) -> Settings:

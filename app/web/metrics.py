@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.tables import Job, JobStatus
+from app.core.tables import Job, JobStatus
 
 log = logging.getLogger("vivify.metrics")
 

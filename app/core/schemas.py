@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from app import jobs
-from app.tables import Job, JobStatus
+from app.core import jobs
+from app.core.tables import Job, JobStatus
 
 API = "/api/v1"
 

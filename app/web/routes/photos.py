@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from app.api import submit
-from app.api.deps import MetricsDep, RateLimited, SettingsDep
-from app.api.errors import ApiError
-from app.api.forms import MAX_MOTION_CHARS, read_upload_form
-from app.api.routes.jobs import UPLOAD_BODY, _errors
-from app.schemas import API, ErrorBody, MotionPreset, MotionsOut, PhotoCheckOut, PhotoOut
+from app.core.schemas import API, ErrorBody, MotionPreset, MotionsOut, PhotoCheckOut, PhotoOut
+from app.web import submit
+from app.web.deps import MetricsDep, RateLimited, SettingsDep
+from app.web.errors import ApiError
+from app.web.forms import MAX_MOTION_CHARS, read_upload_form
+from app.web.routes.jobs import UPLOAD_BODY, _errors
 from models.motion import PRESETS, understood_words
 
 router = APIRouter(prefix=API, tags=["photos"])

@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import Message
 
-from app.api.errors import ApiError
 from app.core.config import Settings
+from app.web.errors import ApiError
 from models.motion import MotionError, parse_motion
 
 FORM_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and the small text fields

@@ -1,4 +1,4 @@
-"""SQLAlchemy table models. They never leave the app: the API answers with app.schemas models."""
+"""SQLAlchemy table models. They never leave the app: the API answers with app.core.schemas models."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The web application: `uvicorn app.main:create_app --factory`.
+"""The web application: `uvicorn app.web.main:create_app --factory`.
 
 Everything the app uses (engine, object store, broker producer, metrics, rate limiter) is built here
 from one Settings object and kept on `app.state`, so an app never depends on process globals.
@@ -16,20 +16,20 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 
-from app.api.errors import install_error_handlers
-from app.api.ratelimit import RateLimiter
-from app.api.routes import health, jobs, pages, photos
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine
-from app.metrics import Metrics, MetricsMiddleware
-from app.queue import make_producer
-from app.security import SecurityMiddleware
-from app.storage import make_store
+from app.core.queue import make_producer
+from app.core.storage import make_store
+from app.web.errors import install_error_handlers
+from app.web.metrics import Metrics, MetricsMiddleware
+from app.web.ratelimit import RateLimiter
+from app.web.routes import health, jobs, pages, photos
+from app.web.security import SecurityMiddleware
 from models.quality import warm_up
 
 log = logging.getLogger("vivify.web")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STATIC_DIR = ROOT / "static"
 TEMPLATES_DIR = ROOT / "templates"
 

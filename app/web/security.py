@@ -105,7 +105,7 @@ class SecurityMiddleware:
             await send(message)
 
         if is_cross_site(scope["method"], req_headers):
-            from app.api.errors import error_response
+            from app.web.errors import error_response
 
             response = error_response(403, "cross_site", "Cross-site requests cannot change anything here.")
             await response(scope, receive, send_with_headers)

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.tables import Submission, utcnow
+from app.core.tables import Submission, utcnow
 
 COOKIE_NAME = "vivify_visitor"
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
@@ -124,7 +124,7 @@ class Allowance:
     def retry_after_s(self, now: datetime | None = None) -> int:
         if self.resets_at is None:
             return 60
-        from app.schemas import as_utc
+        from app.core.schemas import as_utc
 
         delta = (as_utc(self.resets_at) - (now or utcnow())).total_seconds()
         return max(1, int(delta) + 1)

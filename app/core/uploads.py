@@ -1,6 +1,6 @@
 """Uploaded photos: reject what is not a still JPEG/PNG/WebP photo, normalise the rest.
 
-Everything here works on bytes already counted against the size limit (see app.api.routes.jobs).
+Everything here works on bytes already counted against the size limit (see app.web.routes.jobs).
 The format is decided by content, never by file name or Content-Type; the pixel count is checked from
 the header before any pixel is decoded; the stored photo is a fresh upright sRGB JPEG with no metadata.
 """

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.storage import StorageUnavailable
+from app.core.storage import StorageUnavailable
 
 log = logging.getLogger("vivify.api")
 

@@ -13,17 +13,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import jobs, webhooks
-from app.api.errors import ApiError
-from app.api.forms import UploadForm, clean_motion, parse_seed
+from app.core import jobs, webhooks
 from app.core.config import Settings
-from app.metrics import Metrics
-from app.queue import enqueue_job, priority_for, queue_for
-from app.schemas import as_utc
-from app.storage import ObjectStore, photo_key
-from app.tables import Job, JobStatus, new_job_id, utcnow
-from app.uploads import Photo, PhotoRejected, read_photo
-from app.visitors import Allowance, Visitor, allowance, record_submission
+from app.core.queue import enqueue_job, priority_for, queue_for
+from app.core.schemas import as_utc
+from app.core.storage import ObjectStore, photo_key
+from app.core.tables import Job, JobStatus, new_job_id, utcnow
+from app.core.uploads import Photo, PhotoRejected, read_photo
+from app.core.visitors import Allowance, Visitor, allowance, record_submission
+from app.web.errors import ApiError
+from app.web.forms import UploadForm, clean_motion, parse_seed
+from app.web.metrics import Metrics
 from models.quality import check_photo
 
 log = logging.getLogger("vivify.submit")
@@ -353,7 +353,7 @@ async def check_again(
 
 @dataclass(frozen=True)
 class JobMaker:
-    """What creating a job needs, gathered once per request (app.api.deps.JobMakerDep)."""
+    """What creating a job needs, gathered once per request (app.web.deps.JobMakerDep)."""
 
     session: Session
     settings: Settings

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from app.storage import ObjectStore, photo_key, poster_key, video_key
-from app.tables import FINAL_STATUSES, Job, JobStatus, utcnow
+from app.core.storage import ObjectStore, photo_key, poster_key, video_key
+from app.core.tables import FINAL_STATUSES, Job, JobStatus, utcnow
 
 _Q, _R = JobStatus.QUEUED.value, JobStatus.RUNNING.value
 _FINAL = [s.value for s in FINAL_STATUSES]
