@@ -200,7 +200,7 @@ def test_animate_again_is_refused_cross_site_and_for_another_visitor(client: Tes
 def test_stage_text_reads_like_a_person(
     status: str, stage: str, detail: str, progress: float, expected: str
 ) -> None:
-    from app.web.routes.pages import stage_text
+    from app.web.rendering import stage_text
 
     job = {"status": status, "stage": stage, "stage_detail": detail, "progress": progress}
     assert stage_text(job) == expected
