@@ -27,7 +27,6 @@ from app.web.rendering import error_page, index_page, job_page_response, not_fou
 router = APIRouter(include_in_schema=False)
 
 
-
 @router.get("/", response_class=HTMLResponse)
 def index(
     request: Request, session: SessionDep, settings: SettingsDep, visitor: VisitorDep, deleted: int = 0
