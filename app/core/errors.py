@@ -8,7 +8,9 @@ from __future__ import annotations
 import enum
 
 
-class ErrorCode(enum.StrEnum):
+class ErrorCode(str, enum.Enum):
+    """str-valued, so a code compares equal to its text and serialises as it."""
+
     # The request itself (HTTP-level refusals).
     BAD_REQUEST = "bad_request"
     UNAUTHORIZED = "unauthorized"
