@@ -29,7 +29,8 @@ TRANSPORT_ALIASES.setdefault("vivifyfs", "app.core.broker_fs:Transport")
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu's filesystem Channel names the argument `payload`, its base class `message`; callers use ours.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = os.path.join(self.data_folder_out, f"partial-{uuid.uuid4().hex}.tmp")
@@ -42,7 +43,7 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise filesystem.ChannelError(f"Cannot add message to {self.data_folder_out!r}") from exc
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:  # never blocks: timeout unused
         suffix = f".{queue}.msg"
         for name in sorted(os.listdir(self.data_folder_in)):
             if not name.endswith(suffix) or name.partition(".")[2] != suffix[1:]:

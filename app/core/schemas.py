@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -105,6 +105,10 @@ class ReadyOut(BaseModel):
     checks: dict[str, str] = Field(description="database, storage, broker: 'ok' or what failed.")
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; every time the app stores is UTC."""
     if value is None:
