@@ -1,4 +1,4 @@
-"""Faults on the production path (issue 5): real Redis, Postgres, S3 server and worker processes.
+"""Faults on the production path: real Redis, Postgres, S3 server and worker processes.
 
 The worker runs `faulty.Faulty`, where the job's seed picks the behaviour: ...1 is slow
 (so a job can be caught mid-run), ...2 runs out of GPU memory, anything else is the plain push-in.
