@@ -1,7 +1,8 @@
-"""Rendering the HTML pages: what they say, the template globals, content-hashed static URLs.
+"""Rendering the HTML pages: the template globals, content-hashed static URLs.
 
-The pages render the same Job JSON the API answers with, so the server and static/js agree on what a
-job looks like. The routes that use this live in app/web/routes/pages.py.
+The pages render the same Job JSON the API answers with, and take their words from app.web.catalogue,
+the same catalogue static/js/words.js reads from the page, so both say the same thing. The routes that
+use this live in app/web/routes/pages.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from app.core.config import Settings
 from app.core.schemas import as_utc, job_out
 from app.core.tables import Job
 from app.core.visitors import COOKIE_NAME, Visitor, allowance, cookie_kwargs, sign_visitor_id
+from app.web.catalogue import DEFAULT_ERROR, ERRORS, FINAL, PHRASES, STAGES, STATUS, catalogue_json, fill
 from app.web.deps import (
     SessionDep,
 )
@@ -31,79 +33,8 @@ from models.motion import PRESETS, understood_words
 ROOT = Path(__file__).resolve().parents[2]
 templates = Jinja2Templates(directory=ROOT / "templates")
 
-FINAL = ("succeeded", "failed", "canceled")
 HISTORY_LIMIT = 12
 _STEPS = re.compile(r"\d+/\d+")
-
-
-# --- What the page says. static/js/words.js says the same in the browser. -----------------------------
-
-_STAGES = {
-    "queued": "Waiting in line",
-    "analyzing": "Reading the photo",
-    "animating": "Animating",
-    "decoding": "Developing the frames",
-    "postprocessing": "Polishing the frames",
-    "encoding": "Encoding the video",
-    "storing": "Saving your clip",
-    "done": "Done",
-}
-
-_JPEG_TIP = "Most phone and camera photos are JPEG; a screenshot of the photo works too."
-_HELP = {
-    "unsupported_type": ("That file is not a photo we can use.", _JPEG_TIP),
-    "unsupported_media_type": ("That file is not a photo we can use.", _JPEG_TIP),
-    "unreadable_image": (
-        "We could not read that photo.",
-        "It may be damaged or incomplete: save it again, or choose another photo.",
-    ),
-    "empty_file": ("That file is empty.", "Choose the photo again once it has finished downloading."),
-    "missing_photo": ("Choose a photo first.", "Use “Choose a photo” at the top of the form."),
-    "file_too_large": ("That photo is too large.", "Choose a smaller copy; a phone photo or a scan is fine."),
-    "too_large": ("That photo is too large.", "Choose a smaller copy; a phone photo or a scan is fine."),
-    "too_many_pixels": ("That photo has too many pixels.", "Choose a smaller copy; a phone photo is fine."),
-    "photo_too_small": ("That photo is too small.", "Choose a larger copy: 512 pixels or more looks best."),
-    "no_face": (
-        "We could not find a face.",
-        "Try a photo where the face is larger, well lit and looking towards the camera.",
-    ),
-    "face_too_small": (
-        "The face is too small in this photo.",
-        "Crop the photo around the face, or choose one taken closer.",
-    ),
-    "consent_required": (
-        "Please confirm you have the right to animate this photo.",
-        "Tick the box above the button, then try again.",
-    ),
-    "unknown_motion": (
-        "We did not understand the motion.",
-        "Pick one of the motions, or use the listed words.",
-    ),
-    "invalid_motion": (
-        "We did not understand the motion.",
-        "Pick one of the motions, or use the listed words.",
-    ),
-    "quota_exceeded": (
-        "You have used today's free animations.",
-        "Come back tomorrow to animate more photos.",
-    ),
-    "rate_limited": ("Too many requests in a short time.", "Wait a few seconds, then try again."),
-    "canceled": (
-        "You canceled this animation.",
-        "Choose a photo and a motion to start again whenever you like.",
-    ),
-    "timeout": ("This animation took too long and was stopped.", "Try again; a smaller photo is quicker."),
-    "storage_unavailable": ("Our storage is busy right now.", "Try again in a minute."),
-    "photo_gone": (
-        "The photo of this animation is no longer stored.",
-        "Upload the photo again to animate it with another motion.",
-    ),
-    "invalid_seed": ("That seed is not a number we can use.", "Leave it empty, or use a whole number."),
-}
-_DEFAULT_HELP = (
-    "Something went wrong on our side.",
-    "Try again in a minute; if it keeps failing, try another photo.",
-)
 
 
 def duration_text(seconds: float) -> str:
@@ -117,15 +48,17 @@ def duration_text(seconds: float) -> str:
 def stage_text(job: dict[str, Any]) -> str:
     status = job["status"]
     if status == "queued":
-        return _STAGES["queued"]
+        return STAGES["queued"]
     if status in FINAL:
-        return {"succeeded": "Done", "canceled": "Canceled", "failed": "It did not work"}[status]
+        return STATUS["final_stage"][status]
     if job["stage"] == "queued":
-        return "Starting"
-    base = _STAGES.get(job["stage"], "Working")
+        return PHRASES["starting"]
+    base = STAGES.get(job["stage"], PHRASES["working"])
     # A step count such as "12/25" reads well after the stage; other details are for logs, not people.
     detail = job.get("stage_detail") or ""
-    return f"{base} {detail}" if _STEPS.fullmatch(detail) else f"{base} — {round(job['progress'] * 100)}%"
+    if _STEPS.fullmatch(detail):
+        return fill(PHRASES["stage_steps"], stage=base, steps=detail)
+    return fill(PHRASES["stage_percent"], stage=base, percent=round(job["progress"] * 100))
 
 
 def wait_text(job: dict[str, Any]) -> str:
@@ -135,35 +68,34 @@ def wait_text(job: dict[str, Any]) -> str:
     position = job.get("queue_position")
     if job["status"] == "queued" and position:
         ahead = position - 1
-        parts.append(
-            "Next in line" if ahead == 0 else f"{ahead} {'photo' if ahead == 1 else 'photos'} ahead of yours"
-        )
+        if ahead == 0:
+            parts.append(PHRASES["next_in_line"])
+        else:
+            parts.append(fill(PHRASES["one_ahead" if ahead == 1 else "many_ahead"], count=ahead))
     if job.get("eta_s") is not None:
-        parts.append(f"about {duration_text(job['eta_s'])} left")
+        parts.append(fill(PHRASES["time_left"], duration=duration_text(job["eta_s"])))
     return " · ".join(parts)
 
 
 def job_title(job: dict[str, Any] | None) -> str:
-    titles = {
-        "queued": "Your photo is in line",
-        "running": "Bringing your photo to life",
-        "succeeded": "Here it is",
-        "failed": "We could not animate this photo",
-        "canceled": "Canceled",
-    }
-    return titles.get(job["status"], "Your animation") if job else "Your animation"
+    if not job:
+        return STATUS["default_title"]
+    return STATUS["titles"].get(job["status"], STATUS["default_title"])
 
 
 def status_label(job: dict[str, Any]) -> str:
     if job["status"] == "running":
-        return f"Animating · {round(job['progress'] * 100)}%"
-    labels = {"queued": "In line", "succeeded": "Ready", "failed": "Failed", "canceled": "Canceled"}
-    return labels.get(job["status"], job["status"])
+        return fill(STATUS["running_label"], percent=round(job["progress"] * 100))
+    return STATUS["labels"].get(job["status"], job["status"])
+
+
+def is_final(job: dict[str, Any] | None) -> bool:
+    return job is not None and job["status"] in FINAL
 
 
 def motion_label(motion: str | None) -> str:
     if not motion:
-        return "Gentle life"
+        return PHRASES["default_motion"]
     text = motion.replace("-", " ").replace("_", " ")
     return text[:1].upper() + text[1:]
 
@@ -181,14 +113,16 @@ def expires_text(job: dict[str, Any]) -> str:
     expires = _as_dt(job["expires_at"])
     left = (expires - datetime.now(timezone.utc)).total_seconds()
     if left <= 0:
-        return "Your photo and this clip are being deleted."
+        return PHRASES["expiring"]
     when = expires.strftime("on %d %b at %H:%M UTC")
-    return f"Your photo and this clip are deleted automatically {when} (in {duration_text(left)})."
+    return fill(PHRASES["expires"], when=when, duration=duration_text(left))
 
 
 def help_for(code: str | None, message: str = "") -> dict[str, str]:
-    title, next_step = _HELP.get(code or "", _DEFAULT_HELP)
-    return {"title": title, "message": message if message != title else "", "next": next_step}
+    """What went wrong and what to do next; the server's own message only where it adds something."""
+    words = ERRORS.get(code or "", DEFAULT_ERROR)
+    title = words["title"]
+    return {"title": title, "message": message if message != title else "", "next": words["next"]}
 
 
 def error_help(job: dict[str, Any]) -> dict[str, str] | None:
@@ -219,10 +153,12 @@ templates.env.globals.update(
     wait_text=wait_text,
     job_title=job_title,
     status_label=status_label,
+    is_final=is_final,
     motion_label=motion_label,
     short_time=short_time,
     expires_text=expires_text,
     error_help=error_help,
+    catalogue_json=catalogue_json,
 )
 
 
@@ -236,10 +172,14 @@ def _retention_text(settings: Settings) -> str:
 
 def _quota_text(remaining: int, limit: int, resets_at: datetime | None) -> str:
     if remaining > 0:
-        noun = "photo" if limit == 1 else "photos"
-        return f"You can animate {remaining} of {limit} free {noun} today."
-    when = f" More at {_as_dt(resets_at).strftime('%H:%M UTC')}." if resets_at else " More tomorrow."
-    return f"You have used all {limit} free animations for today.{when}"
+        count = fill(PHRASES["quota_count"], remaining=remaining, limit=limit)
+        return fill(PHRASES["quota_left_one" if limit == 1 else "quota_left_many"], count=count)
+    used = fill(PHRASES["quota_used"], count=fill(PHRASES["quota_used_count"], limit=limit))
+    if resets_at:
+        more = fill(PHRASES["quota_more_at"], when=_as_dt(resets_at).strftime("at %H:%M UTC"))
+    else:
+        more = PHRASES["quota_more_tomorrow"]
+    return f"{used} {more}"
 
 
 def _motions() -> list[dict[str, str]]:

@@ -3,6 +3,7 @@
 import { History } from "./history.js";
 import { JobView } from "./job.js";
 import { UploadForm } from "./upload.js";
+import { phrase } from "./words.js";
 
 document.documentElement.classList.add("js");
 
@@ -24,7 +25,7 @@ if (view) {
     if (upload) {
       start.hidden = false;
       if (location.pathname !== "/") window.history.pushState({}, "", "/");
-      upload.showError({ title: "Deleted.", message: "Your photo and the clip are gone from our servers.", next: "" });
+      upload.showError({ title: phrase("deleted_title"), message: phrase("deleted_message"), next: "" });
       document.getElementById("form-error").classList.replace("notice-error", "notice-ok");
     } else {
       location.assign("/?deleted=1");

@@ -1,6 +1,6 @@
 // The upload form: pick or drop a photo, preview it, check it, choose a motion, consent, send.
 import { api, ApiError } from "./api.js";
-import { clockText, errorHelp } from "./words.js";
+import { clockText, errorHelp, phrase, phraseParts } from "./words.js";
 
 export class UploadForm extends EventTarget {
   constructor(section) {
@@ -158,7 +158,7 @@ export class UploadForm extends EventTarget {
 
   async submit() {
     if (!this.file) {
-      return this.showError({ title: "Choose a photo first.", message: "", next: "Use “Choose a photo”, or drag one onto the box." }, this.$("photo"));
+      return this.showError(errorHelp("missing_photo", ""), this.$("photo"));
     }
     if (!this.$("consent").checked) {
       return this.showError(errorHelp("consent_required", ""), this.$("consent"));
@@ -198,14 +198,14 @@ export class UploadForm extends EventTarget {
     const q = this.quota;
     const el = this.$("quota");
     el.replaceChildren();
-    const strong = document.createElement("strong");
+    const count = document.createElement("strong");
     if (q.remaining > 0) {
-      strong.textContent = `${q.remaining} of ${q.limit}`;
-      el.append("You can animate ", strong, ` free ${q.limit === 1 ? "photo" : "photos"} today.`);
+      count.textContent = phrase("quota_count", { remaining: q.remaining, limit: q.limit });
+      el.append(...phraseParts(q.limit === 1 ? "quota_left_one" : "quota_left_many", { count }));
     } else {
-      strong.textContent = `all ${q.limit}`;
-      const when = q.resets_at ? ` More ${clockText(q.resets_at)}.` : " More tomorrow.";
-      el.append("You have used ", strong, ` free animations for today.${when}`);
+      count.textContent = phrase("quota_used_count", { limit: q.limit });
+      const more = q.resets_at ? phrase("quota_more_at", { when: clockText(q.resets_at) }) : phrase("quota_more_tomorrow");
+      el.append(...phraseParts("quota_used", { count }), ` ${more}`);
     }
     this.$("submit").disabled = q.remaining <= 0;
   }

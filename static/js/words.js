@@ -1,33 +1,50 @@
-// What the page says about a job. app/web/routes/pages.py says the same for the no-JavaScript pages.
-export const FINAL = new Set(["succeeded", "failed", "canceled"]);
+// What the page says about a job, in the browser. The words themselves come from the catalogue the server
+// renders into every page (<script type="application/json" id="words">, from app/web/catalogue.py), the
+// same words the no-JavaScript pages use; this file only puts them together.
+const island = document.getElementById("words");
+if (!island) throw new Error("the page has no #words catalogue");
+export const WORDS = JSON.parse(island.textContent);
 
-const STAGES = {
-  queued: "Waiting in line",
-  analyzing: "Reading the photo",
-  animating: "Animating",
-  decoding: "Developing the frames",
-  postprocessing: "Polishing the frames",
-  encoding: "Encoding the video",
-  storing: "Saving your clip",
-  done: "Done",
-};
+const { stages: STAGES, status: STATUS, phrases: PHRASES } = WORDS;
+export const FINAL = new Set(STATUS.final);
+
+// table[key] only for the catalogue's own entries: a code such as "constructor" must not find Object's.
+const own = (table, key) => (Object.hasOwn(table, key) ? table[key] : undefined);
+
+// "{name}" placeholders filled from `values`, as app.web.catalogue.fill does on the server.
+export function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (_, name) => String(values[name]));
+}
+
+export function phrase(name, values = {}) {
+  return fill(PHRASES[name], values);
+}
+
+// A phrase as strings and nodes for Element.append, so a value can be an element such as <strong>.
+export function phraseParts(name, values) {
+  return PHRASES[name]
+    .split(/(\{\w+\})/)
+    .filter(Boolean)
+    .map((part) => {
+      const match = /^\{(\w+)\}$/.exec(part);
+      return match && Object.hasOwn(values, match[1]) ? values[match[1]] : part;
+    });
+}
 
 export function stageText(job) {
   if (job.status === "queued") return STAGES.queued;
-  if (job.status === "succeeded") return "Done";
-  if (job.status === "canceled") return "Canceled";
-  if (job.status === "failed") return "It did not work";
-  const base = STAGES[job.stage] || "Working";
-  if (job.stage === "queued") return "Starting";
-  const pct = Math.round((job.progress || 0) * 100);
+  if (FINAL.has(job.status)) return own(STATUS.final_stage, job.status);
+  if (job.stage === "queued") return PHRASES.starting;
+  const stage = own(STAGES, job.stage) || PHRASES.working;
+  const percent = Math.round((job.progress || 0) * 100);
   // A step count such as "12/25" reads well after the stage; other details are for logs, not people.
   const steps = /^\d+\/\d+$/.test(job.stage_detail || "") ? job.stage_detail : "";
-  return steps ? `${base} ${steps}` : `${base} — ${pct}%`;
+  return steps ? phrase("stage_steps", { stage, steps }) : phrase("stage_percent", { stage, percent });
 }
 
 function ordinalLine(n) {
-  if (n === 1) return "Next in line";
-  return `${n - 1} ${n - 1 === 1 ? "photo" : "photos"} ahead of yours`;
+  if (n === 1) return PHRASES.next_in_line;
+  return phrase(n - 1 === 1 ? "one_ahead" : "many_ahead", { count: n - 1 });
 }
 
 export function durationText(seconds) {
@@ -41,28 +58,22 @@ export function waitText(job) {
   if (FINAL.has(job.status)) return "";
   const parts = [];
   if (job.status === "queued" && job.queue_position) parts.push(ordinalLine(job.queue_position));
-  if (job.eta_s != null) parts.push(`about ${durationText(job.eta_s)} left`);
+  if (job.eta_s != null) parts.push(phrase("time_left", { duration: durationText(job.eta_s) }));
   return parts.join(" · ");
 }
 
 export function jobTitle(job) {
-  if (!job) return "Your animation";
-  return {
-    queued: "Your photo is in line",
-    running: "Bringing your photo to life",
-    succeeded: "Here it is",
-    failed: "We could not animate this photo",
-    canceled: "Canceled",
-  }[job.status] || "Your animation";
+  if (!job) return STATUS.default_title;
+  return own(STATUS.titles, job.status) || STATUS.default_title;
 }
 
 export function statusLabel(job) {
-  if (job.status === "running") return `Animating · ${Math.round((job.progress || 0) * 100)}%`;
-  return { queued: "In line", succeeded: "Ready", failed: "Failed", canceled: "Canceled" }[job.status] || job.status;
+  if (job.status === "running") return fill(STATUS.running_label, { percent: Math.round((job.progress || 0) * 100) });
+  return own(STATUS.labels, job.status) || job.status;
 }
 
 export function motionLabel(motion) {
-  if (!motion) return "Gentle life";
+  if (!motion) return PHRASES.default_motion;
   const text = motion.replace(/[-_]/g, " ");
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
@@ -85,40 +96,13 @@ export function clockText(iso) {
 export function expiresText(job) {
   if (!job.expires_at) return "";
   const left = (new Date(job.expires_at).getTime() - Date.now()) / 1000;
-  const when = clockText(job.expires_at);
-  return left > 0
-    ? `Your photo and this clip are deleted automatically ${when} (in ${durationText(left)}).`
-    : "Your photo and this clip are being deleted.";
+  if (left <= 0) return PHRASES.expiring;
+  return phrase("expires", { when: clockText(job.expires_at), duration: durationText(left) });
 }
 
 // What went wrong, in plain words, and what to do next. `code` comes from the API's error body.
-const HELP = {
-  unsupported_type: ["That file is not a photo we can use.", "Most phone and camera photos are JPEG; a screenshot of the photo works too."],
-  unsupported_media_type: ["That file is not a photo we can use.", "Most phone and camera photos are JPEG; a screenshot of the photo works too."],
-  unreadable_image: ["We could not read that photo.", "It may be damaged or incomplete: save it again, or choose another photo."],
-  empty_file: ["That file is empty.", "Choose the photo again; if it was still downloading, wait until it has finished."],
-  too_large: ["That photo is too large.", "Choose a smaller copy — a phone photo or a scan of a print is fine."],
-  too_many_pixels: ["That photo has too many pixels.", "Choose a smaller copy — a phone photo or a scan of a print is fine."],
-  photo_too_small: ["That photo is too small.", "Choose a larger copy: 512 pixels or more on each side looks best."],
-  no_face: ["We could not find a face.", "Try a photo where the face is larger, well lit and looking towards the camera."],
-  face_too_small: ["The face is too small in this photo.", "Crop the photo around the face, or choose one taken closer."],
-  consent_required: ["Please confirm you have the right to animate this photo.", "Tick the box above the button, then try again."],
-  quota_exceeded: ["You have used today's free animations.", "Come back tomorrow to animate more photos."],
-  over_quota: ["You have used today's free animations.", "Come back tomorrow to animate more photos."],
-  rate_limited: ["Too many requests in a short time.", "Wait a few seconds, then try again."],
-  offline: ["We could not reach Vivify.", "Check your connection and try again."],
-  canceled: ["You canceled this animation.", "Choose a photo and a motion to start again whenever you like."],
-  timeout: ["This animation took too long and was stopped.", "Try again; a smaller photo is quicker."],
-  storage_unavailable: ["Our storage is busy right now.", "Try again in a minute."],
-  photo_gone: ["The photo of this animation is no longer stored.", "Upload the photo again to animate it with another motion."],
-  invalid_seed: ["That seed is not a number we can use.", "Leave it empty, or use a whole number."],
-};
-
 export function errorHelp(code, message) {
-  const [title, next] = HELP[code] || [
-    "Something went wrong on our side.",
-    "Try again in a minute; if it keeps failing, try another photo.",
-  ];
+  const { title, next } = own(WORDS.errors, code) || WORDS.default_error;
   // The server's message is specific (sizes, formats); show it unless it only repeats the title.
   const detail = message && message !== title ? message : "";
   return { title, message: detail, next };

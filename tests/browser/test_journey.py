@@ -2,9 +2,9 @@
 
 Upload a real portrait, read the photo check, choose a motion, watch the progress move, play the clip,
 download it, animate again (in the same tab, then from the reloaded job page with another motion),
-delete it; then the error path with a file that is not a photo, and the plain-HTML path with
-JavaScript switched off. VIVIFY_SCREENSHOTS=1 also writes docs/screenshot-*.png
-at desktop (1280 px) and phone (390 px) widths.
+delete it; then the error paths (a file that is not a photo, a motion it does not understand, both in
+the catalogue's words), and the plain-HTML path with JavaScript switched off. VIVIFY_SCREENSHOTS=1
+also writes docs/screenshot-*.png at desktop (1280 px) and phone (390 px) widths.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from app.web.catalogue import DEFAULT_ERROR, ERRORS
 from tests.browser.conftest import ROOT, make_driver
 
 pytestmark = pytest.mark.browser
@@ -332,12 +333,35 @@ def test_not_a_photo_explains_what_to_do(server: str, driver, not_a_photo: Path)
     shoot(driver, "5-error")
 
 
+def test_an_unknown_motion_is_explained_with_the_catalogues_words(  # type: ignore[no-untyped-def]
+    server: str, driver, portrait: Path
+) -> None:
+    """words.js reads the page's catalogue: the API's unknown_motion gets its own words, not the catch-all."""
+    driver.get(server + "/")
+    # main.js marks <html> once it runs: these words come from the script, not the server's form page.
+    wait(driver).until(lambda d: d.execute_script("return document.documentElement.classList.contains('js')"))
+    driver.find_element(By.ID, "photo").send_keys(str(portrait))
+    wait(driver, 20).until(lambda d: d.find_element(By.ID, "check-score-text").text.endswith("/100"))
+    driver.find_element(By.ID, "motion-text").send_keys("do a backflip")
+    driver.find_element(By.ID, "consent").click()
+    driver.find_element(By.ID, "submit").click()
+    wait(driver, 15).until(lambda d: visible(d, "form-error"))
+    text = driver.find_element(By.ID, "form-error").text
+    unknown = ERRORS["unknown_motion"]
+    assert unknown["title"] in text and unknown["next"] in text, text
+    assert DEFAULT_ERROR["title"] not in text and "Something went wrong" not in text, text
+    assert driver.current_url.rstrip("/") == server  # refused in place: no job, no page load
+    # The refused POST logs its 422 (as may earlier tests' refusals); anything else is a script error.
+    assert [e for e in browser_errors(driver) if "Failed to load resource" not in e] == []
+
+
 def test_works_without_javascript(server: str, portrait: Path) -> None:
     """The form posts, redirects to the job page, which refreshes itself until the clip is there."""
     browser = make_driver(javascript=False)
     try:
         browser.get(server + "/")
-        assert browser.execute_script is not None
+        # Scripts really are off: main.js, which marks <html> with the "js" class first thing, never ran.
+        assert "js" not in (browser.find_element(By.TAG_NAME, "html").get_attribute("class") or "").split()
         browser.find_element(By.ID, "photo").send_keys(str(portrait))
         browser.find_element(By.CSS_SELECTOR, "input[name=motion][value=nod]").click()
         browser.find_element(By.ID, "consent").click()
