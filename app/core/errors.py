@@ -1,6 +1,9 @@
-"""Every error code a visitor or an API client can meet: in an API error body or in a failed job.
+"""Every error code a visitor or an API client can meet (in an API error body or in a failed job), and
+the domain errors that carry them.
 
 The codes are part of the API contract; the words shown for each live in the web tier's catalogue.
+The errors say what kind of refusal it is, never how it is answered: the web tier maps each kind to an
+HTTP status in one place (app.web.errors), so core and the worker stay free of HTTP.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class ErrorCode(str, enum.Enum):
     TOO_MANY_FIELDS = "too_many_fields"
     FIELD_TOO_LARGE = "field_too_large"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    CROSS_SITE = "cross_site"
+    ERROR = "error"  # an HTTP status no other code names
     # The photo.
     MISSING_PHOTO = "missing_photo"
     FILE_TOO_LARGE = "file_too_large"
@@ -55,6 +60,7 @@ class ErrorCode(str, enum.Enum):
     # Our side.
     STORAGE_UNAVAILABLE = "storage_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
+    INTERNAL = "internal"  # a 500: nothing about the cause is told
     # A failed job (job.error.code), set by the worker.
     TIMEOUT = "timeout"
     OUT_OF_MEMORY = "out_of_memory"
@@ -65,3 +71,54 @@ class ErrorCode(str, enum.Enum):
     INVALID_REQUEST = "invalid_request"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
+    WORKER_LOST = "worker_lost"
+    FAILED = "failed"  # a failed job that carries no code of its own
+
+
+class Refused(Exception):
+    """The service will not (or cannot now) do what was asked. Raise one of the kinds below.
+
+    `code` is the stable ErrorCode, `message` the words for people, `retry_after_s` when trying again
+    makes sense (a limit that resets, a dependency that is down).
+    """
+
+    def __init__(self, code: ErrorCode, message: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.code = ErrorCode(code)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code.value!r}, {self.message!r})"
+
+
+class Malformed(Refused):
+    """The request or the file cannot be read at all (a broken form, an empty or truncated image)."""
+
+
+class Invalid(Refused):
+    """A value was read but is not acceptable (no consent, an unknown motion, a photo too small)."""
+
+
+class NotFound(Refused):
+    """No such job, not the visitor's (the same answer, so ids cannot be probed), or its file is gone."""
+
+
+class Conflict(Refused):
+    """The job's state does not allow it: already final, not ready yet, its photo no longer stored."""
+
+
+class TooLarge(Refused):
+    """Over a size limit: the upload, a form field, the pixel count."""
+
+
+class Unsupported(Refused):
+    """A kind of content the service does not take (GIF, HEIC, not an image, not a form)."""
+
+
+class Throttled(Refused):
+    """A limit is spent: the daily allowance or the request rate. `retry_after_s` says when it resets."""
+
+
+class Unavailable(Refused):
+    """Something the service depends on cannot be reached right now (database, object store)."""

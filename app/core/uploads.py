@@ -1,8 +1,9 @@
 """Uploaded photos: reject what is not a still JPEG/PNG/WebP photo, normalise the rest.
 
-Everything here works on bytes already counted against the size limit (see app.web.routes.jobs).
+Everything here works on bytes already counted against the size limit (see app.web.forms).
 The format is decided by content, never by file name or Content-Type; the pixel count is checked from
 the header before any pixel is decoded; the stored photo is a fresh upright sRGB JPEG with no metadata.
+A photo the service will not take raises the domain error of its kind (app.core.errors).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
+from app.core.errors import ErrorCode, Invalid, Malformed, Refused, TooLarge, Unsupported
+
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif")
 JPEG_QUALITY = 92
@@ -21,16 +24,6 @@ JPEG_QUALITY = 92
 MAX_STORED_SIDE = 2048
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half a photo
-
-
-class PhotoRejected(Exception):
-    """A photo the service will not take. `status` is the HTTP status, `code` the stable error code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -57,16 +50,16 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def _unsupported(what: str) -> PhotoRejected:
-    return PhotoRejected(
-        415, "unsupported_type", f"{what} is not supported; upload a JPEG, PNG or WebP photo."
+def _unsupported(what: str) -> Unsupported:
+    return Unsupported(
+        ErrorCode.UNSUPPORTED_TYPE, f"{what} is not supported; upload a JPEG, PNG or WebP photo."
     )
 
 
 def open_photo(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
-    """Open and fully decode an upload, or raise PhotoRejected (400/413/415/422)."""
+    """Open and fully decode an upload, or raise Malformed, TooLarge, Unsupported or Invalid."""
     if not data:
-        raise PhotoRejected(400, "empty_file", "The uploaded file is empty.")
+        raise Malformed(ErrorCode.EMPTY_FILE, "The uploaded file is empty.")
     fmt = sniff_format(data[:32])
     if fmt == "GIF":
         raise _unsupported("GIF")
@@ -81,26 +74,24 @@ def open_photo(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
             img = Image.open(io.BytesIO(data), formats=[fmt])
             width, height = img.size
             if width * height > max_pixels:
-                raise PhotoRejected(
-                    413,
-                    "too_many_pixels",
+                raise TooLarge(
+                    ErrorCode.TOO_MANY_PIXELS,
                     f"The photo is {width}×{height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels.",
                 )
             if getattr(img, "is_animated", False) or getattr(img, "n_frames", 1) > 1:
                 raise _unsupported("An animated image")
             img.load()
-    except PhotoRejected:
+    except Refused:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PhotoRejected(413, "too_many_pixels", "The photo has too many pixels.") from None
+        raise TooLarge(ErrorCode.TOO_MANY_PIXELS, "The photo has too many pixels.") from None
     except Exception as exc:  # Pillow's decoders raise many types on hostile input; all mean "unreadable"
-        raise PhotoRejected(
-            400, "unreadable_image", f"The photo could not be read ({type(exc).__name__}); is it complete?"
+        raise Malformed(
+            ErrorCode.UNREADABLE_IMAGE, f"The photo could not be read ({type(exc).__name__}); is it complete?"
         ) from None
     if min(width, height) < min_side:
-        raise PhotoRejected(
-            422,
-            "photo_too_small",
+        raise Invalid(
+            ErrorCode.PHOTO_TOO_SMALL,
             f"The photo is {width}×{height} pixels; each side needs {min_side} or more.",
         )
     return img
@@ -157,6 +148,6 @@ def read_photo(data: bytes, *, max_pixels: int, min_side: int) -> Photo:
     try:
         return normalise(img)
     except Exception as exc:  # e.g. malformed EXIF or ICC data that only fails while converting
-        raise PhotoRejected(
-            400, "unreadable_image", f"The photo could not be decoded ({type(exc).__name__})."
+        raise Malformed(
+            ErrorCode.UNREADABLE_IMAGE, f"The photo could not be decoded ({type(exc).__name__})."
         ) from None

@@ -13,8 +13,9 @@ from celery import Celery
 from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core import jobs
 from app.core.config import Settings
+from app.core.errors import ErrorCode, Throttled
+from app.core.service import JobService
 from app.core.storage import ObjectStore
 from app.core.tables import Job
 from app.core.visitors import (
@@ -27,8 +28,6 @@ from app.core.visitors import (
     read_visitor_cookie,
     sign_visitor_id,
 )
-from app.web import submit
-from app.web.errors import ApiError, not_found
 from app.web.metrics import Metrics
 from app.web.ratelimit import RateLimiter
 
@@ -90,36 +89,30 @@ def rate_limited(request: Request, visitor: VisitorDep) -> None:
     limiter: RateLimiter = request.app.state.rate_limiter
     wait = limiter.hit(f"v:{visitor.id}", f"ip:{visitor.ip_hash}")
     if wait is not None:
-        raise ApiError(
-            429, "rate_limited", f"Too many requests; try again in {wait} s.", {"Retry-After": str(wait)}
-        )
+        message = f"Too many requests; try again in {wait} s."
+        raise Throttled(ErrorCode.RATE_LIMITED, message, retry_after_s=wait)
 
 
 RateLimited = Depends(rate_limited)
 
 
-def owned_job(job_id: str, session: SessionDep, visitor: VisitorDep) -> Job:
-    """The visitor's job, or 404 (the same answer for unknown ids and other visitors' jobs)."""
-    if not job_id or len(job_id) > 64:
-        raise not_found()
-    job = jobs.get_job(session, job_id, visitor_id=visitor.id)
-    if job is None:
-        raise not_found()
-    return job
-
-
-OwnedJobDep = Annotated[Job, Depends(owned_job)]
-
-
-def get_job_maker(
+def get_service(
     session: SessionDep,
     settings: SettingsDep,
     store: StoreDep,
     producer: ProducerDep,
     metrics: MetricsDep,
     visitor: VisitorDep,
-) -> submit.JobMaker:
-    return submit.JobMaker(session, settings, store, producer, metrics, visitor)
+) -> JobService:
+    return JobService(session, settings, store, producer, metrics, visitor)
 
 
-JobMakerDep = Annotated[submit.JobMaker, Depends(get_job_maker)]
+ServiceDep = Annotated[JobService, Depends(get_service)]
+
+
+def owned_job(job_id: str, service: ServiceDep) -> Job:
+    """The visitor's job; NotFound (404) for unknown ids and other visitors' jobs alike."""
+    return service.owned(job_id)
+
+
+OwnedJobDep = Annotated[Job, Depends(owned_job)]

@@ -3,13 +3,11 @@
 FastAPI's Form/File parameters would spool the whole body to disk before any check runs, so the
 upload endpoints read the multipart body themselves: a declared Content-Length over the limit is
 refused before a byte is read, and a body that turns out larger is cut off as soon as it passes it.
+Only the reading is here: the values are checked by the job service (app.core.service).
 """
 
 from __future__ import annotations
 
-import re
-import secrets
-import unicodedata
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -19,14 +17,12 @@ from starlette.formparsers import MultiPartException
 from starlette.types import Message
 
 from app.core.config import Settings
-from app.web.errors import ApiError
-from models.motion import MotionError, parse_motion
+from app.core.errors import ErrorCode, Invalid, Malformed, TooLarge, Unsupported
+from app.core.service import JobRequest
 
 FORM_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and the small text fields
 MAX_FIELD_BYTES = 16 * 1024
 MAX_FIELDS = 12
-MAX_SEED = 2**31 - 1
-MAX_MOTION_CHARS = 200
 TRUE_WORDS = frozenset({"true", "on", "1", "yes"})  # "on" is what an HTML checkbox sends
 
 
@@ -45,10 +41,27 @@ class UploadForm:
     webhook_events_filter: str | None = None  # "start,progress,completed" (repeated fields are joined)
     animator: str | None = None
 
+    @property
+    def page_motion(self) -> str | None:
+        """The page's choice: a non-blank free-text motion wins over the preset radio."""
+        return (self.motion_text or "").strip() or self.motion
 
-def too_large(settings: Settings) -> ApiError:
+    def job_request(self, motion: str | None) -> JobRequest:
+        """The values for the job service, with the motion the caller picked (`motion` or page_motion)."""
+        return JobRequest(
+            photo=self.photo,
+            consent=self.consent,
+            motion=motion,
+            seed=self.seed,
+            animator=self.animator,
+            webhook=self.webhook,
+            webhook_events=self.webhook_events_filter,
+        )
+
+
+def too_large(settings: Settings) -> TooLarge:
     mb = settings.max_upload_bytes / (1024 * 1024)
-    return ApiError(413, "file_too_large", f"The photo is larger than the {mb:.0f} MB limit.")
+    return TooLarge(ErrorCode.FILE_TOO_LARGE, f"The photo is larger than the {mb:.0f} MB limit.")
 
 
 def _first_text(form, name: str) -> str | None:  # type: ignore[no-untyped-def]
@@ -57,7 +70,7 @@ def _first_text(form, name: str) -> str | None:  # type: ignore[no-untyped-def]
         return None
     value = values[0]
     if not isinstance(value, str):
-        raise ApiError(422, "invalid_field", f"The field {name!r} must be text, not a file.")
+        raise Invalid(ErrorCode.INVALID_FIELD, f"The field {name!r} must be text, not a file.")
     return value
 
 
@@ -66,22 +79,23 @@ def _all_text(form, name: str) -> str | None:  # type: ignore[no-untyped-def]
     if not values:
         return None
     if not all(isinstance(v, str) for v in values):
-        raise ApiError(422, "invalid_field", f"The field {name!r} must be text, not a file.")
+        raise Invalid(ErrorCode.INVALID_FIELD, f"The field {name!r} must be text, not a file.")
     return ",".join(values)
 
 
 async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
-    """Parse a multipart upload under the byte limit, or raise ApiError (400/413/415/422)."""
+    """Parse a multipart upload under the byte limit, or raise Malformed, TooLarge, Unsupported or
+    Invalid."""
     body_limit = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ApiError(400, "bad_request", "Invalid Content-Length header.")
+            raise Malformed(ErrorCode.BAD_REQUEST, "Invalid Content-Length header.")
         if int(declared) > body_limit:
             raise too_large(settings)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        raise ApiError(415, "unsupported_media_type", "Send the photo as multipart/form-data.")
+        raise Unsupported(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the photo as multipart/form-data.")
 
     received = 0
 
@@ -102,14 +116,14 @@ async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
     except (HTTPException, MultiPartException) as exc:
         detail = str(getattr(exc, "detail", None) or getattr(exc, "message", "") or exc)
         if "maximum size" in detail:
-            raise ApiError(413, "field_too_large", "A form field is too long.") from None
+            raise TooLarge(ErrorCode.FIELD_TOO_LARGE, "A form field is too long.") from None
         if "Too many" in detail:
-            raise ApiError(422, "too_many_fields", detail) from None
-        raise ApiError(400, "malformed_form", f"The form could not be read: {detail}") from None
+            raise Invalid(ErrorCode.TOO_MANY_FIELDS, detail) from None
+        raise Malformed(ErrorCode.MALFORMED_FORM, f"The form could not be read: {detail}") from None
     try:
         uploads = [v for v in form.getlist("photo") if isinstance(v, UploadFile)]
         if not uploads:
-            raise ApiError(422, "missing_photo", "Attach a photo in the field 'photo'.")
+            raise Invalid(ErrorCode.MISSING_PHOTO, "Attach a photo in the field 'photo'.")
         data = await uploads[0].read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
             raise too_large(settings)
@@ -125,30 +139,3 @@ async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
         )
     finally:
         await form.close()
-
-
-def parse_seed(raw: str | None) -> int:
-    """A seed from 0 to 2³¹-1; a random one when the field is missing or blank."""
-    text = (raw or "").strip()
-    if not text:
-        return secrets.randbelow(MAX_SEED + 1)
-    if not re.fullmatch(r"\d{1,10}", text) or int(text) > MAX_SEED:
-        raise ApiError(422, "invalid_seed", f"The seed must be a whole number from 0 to {MAX_SEED}.")
-    return int(text)
-
-
-def clean_motion(raw: str | None) -> str | None:
-    """Motion text checked by the animators' own parser, so an unknown word is a 422 now, not a
-    failed job later. None means the default motion."""
-    text = " ".join((raw or "").split())  # newlines and tabs from a textarea become spaces
-    if not text:
-        return None
-    if len(text) > MAX_MOTION_CHARS:
-        raise ApiError(422, "invalid_motion", f"The motion text is limited to {MAX_MOTION_CHARS} characters.")
-    if any(unicodedata.category(ch).startswith("C") for ch in text):
-        raise ApiError(422, "invalid_motion", "The motion text contains control characters.")
-    try:
-        parse_motion(text)
-    except MotionError as exc:
-        raise ApiError(422, "unknown_motion", str(exc)) from None
-    return text

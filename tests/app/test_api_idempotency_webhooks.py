@@ -9,11 +9,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import migrations
+from app.core import service
 from app.core.config import Settings
 from app.core.queue import PRIORITY_LONG, PRIORITY_PREVIEW
 from app.core.tables import Job
 from app.core.visitors import Visitor
-from app.web import submit
 from app.web.main import create_app
 from tests.app.api_helpers import broker_messages, make_settings
 
@@ -87,7 +87,7 @@ def test_a_racing_duplicate_is_rolled_back_and_names_the_first_job(
 ) -> None:
     """Two submits that both passed the lookup: the unique index lets one commit; the other's photo
     and allowance go, and it answers with the first job."""
-    checked = submit.analyse_photo(small_portrait_jpeg, settings)
+    checked = service.analyse_photo(small_portrait_jpeg, settings)
     visitor = Visitor(id="v-race", ip="127.0.0.1", ip_hash="h", is_new=False)
     args = dict(
         settings=settings,
@@ -101,10 +101,10 @@ def test_a_racing_duplicate_is_rolled_back_and_names_the_first_job(
         idempotency_key="race",
     )
     with app.state.sessions() as s1:
-        first = submit.create_job(session=s1, **args)
+        first = service.create_job(session=s1, **args)
     photos_before = sorted(p.name for p in Path(settings.resolved_storage_url[7:]).rglob("*") if p.is_file())
-    with app.state.sessions() as s2, pytest.raises(submit.DuplicateSubmit) as dup:
-        submit.create_job(session=s2, **args)
+    with app.state.sessions() as s2, pytest.raises(service.DuplicateSubmit) as dup:
+        service.create_job(session=s2, **args)
     assert dup.value.job.id == first.id
     photos_after = sorted(p.name for p in Path(settings.resolved_storage_url[7:]).rglob("*") if p.is_file())
     assert photos_after == photos_before  # the loser's photo is gone

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import migrations
-from app.web.errors import ApiError
-from app.web.forms import MAX_SEED, clean_motion, parse_seed
+from app.core.errors import Invalid
+from app.core.service import MAX_SEED, clean_motion, parse_seed
+from app.web.errors import http_error
 from app.web.main import create_app
 from tests.app.api_helpers import make_settings
 
@@ -32,8 +33,8 @@ def test_parse_seed_accepts_exactly_small_whole_numbers(raw: str | None) -> None
     text = (raw or "").strip()
     try:
         seed = parse_seed(raw)
-    except ApiError as exc:
-        assert exc.status == 422 and exc.code == "invalid_seed"
+    except Invalid as exc:
+        assert http_error(exc).status == 422 and exc.code == "invalid_seed"
         assert text and not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= MAX_SEED)
         return
     assert 0 <= seed <= MAX_SEED
@@ -45,8 +46,8 @@ def test_parse_seed_accepts_exactly_small_whole_numbers(raw: str | None) -> None
 def test_clean_motion_answers_text_or_a_422(raw: str | None) -> None:
     try:
         out = clean_motion(raw)
-    except ApiError as exc:
-        assert exc.status == 422 and exc.code in ("invalid_motion", "unknown_motion")
+    except Invalid as exc:
+        assert http_error(exc).status == 422 and exc.code in ("invalid_motion", "unknown_motion")
         return
     assert out is None or (0 < len(out) <= 200 and out == " ".join(out.split()))
 

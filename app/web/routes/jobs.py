@@ -3,47 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.core import jobs, webhooks
-from app.core.queue import enqueue_webhook
-from app.core.schemas import API, ErrorOut, JobList, JobOut, QuotaOut, as_utc, job_out
-from app.core.storage import ObjectStore, poster_key, video_key
+from app.core.errors import ErrorCode, NotFound, Refused
+from app.core.schemas import API, ErrorOut, JobList, JobOut, QuotaOut, job_out
+from app.core.service import JobService, clean_idempotency_key
 from app.core.tables import Job, JobStatus
-from app.core.visitors import allowance
-from app.web import submit
-from app.web.deps import (
-    JobMakerDep,
-    MetricsDep,
-    OwnedJobDep,
-    ProducerDep,
-    RateLimited,
-    SessionDep,
-    SettingsDep,
-    StoreDep,
-    VisitorDep,
-)
-from app.web.errors import ApiError
+from app.web.deps import MetricsDep, OwnedJobDep, RateLimited, ServiceDep, SessionDep, SettingsDep
+from app.web.errors import rejected
 from app.web.forms import read_upload_form
 
-log = logging.getLogger("vivify.api.jobs")
 router = APIRouter(prefix=API, tags=["jobs"])
 
 EVENTS_POLL_S = 0.5
 EVENTS_MAX_S = 30 * 60  # a stream ends after this; EventSource reconnects by itself
-LIST_LIMIT = 50
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -113,32 +96,23 @@ async def create_job(
     response: Response,
     settings: SettingsDep,
     session: SessionDep,
-    maker: JobMakerDep,
+    service: ServiceDep,
     metrics: MetricsDep,
-    visitor: VisitorDep,
     idempotency_key: Annotated[
         str | None, Header(description="Any unique string per intended job (a UUID), at most 128 chars.")
     ] = None,
 ) -> JobOut:
     try:
-        key = submit.clean_idempotency_key(idempotency_key)
+        key = clean_idempotency_key(idempotency_key)
         form = await read_upload_form(request, settings)
-        # A retry is answered before any check that could now refuse it (allowance spent meanwhile).
-        existing = await run_in_threadpool(submit.find_idempotent, session, visitor, key)
-        if existing is not None:
-            return _replayed(response, session, existing)
-        accepted = await submit.check_submission(
-            form, form.motion, session=session, settings=settings, visitor=visitor
-        )
-    except ApiError as exc:
-        metrics.uploads_rejected.labels(exc.code).inc()
-        raise
-    try:
-        job = await maker.create(accepted, idempotency_key=key)
-    except submit.DuplicateSubmit as dup:  # a concurrent retry committed first
-        return _replayed(response, session, dup.job)
-    response.headers["Location"] = f"{API}/jobs/{job.id}"
-    return job_out(session, job)
+        created = await service.create(form.job_request(form.motion), idempotency_key=key)
+    except Refused as exc:
+        raise rejected(metrics, exc) from exc
+    response.headers["Location"] = f"{API}/jobs/{created.job.id}"
+    if created.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return job_out(session, created.job)
 
 
 AGAIN_BODY = {
@@ -181,23 +155,15 @@ async def animate_again(
     request: Request,
     response: Response,
     job: OwnedJobDep,
-    settings: SettingsDep,
     session: SessionDep,
-    store: StoreDep,
-    maker: JobMakerDep,
+    service: ServiceDep,
     metrics: MetricsDep,
-    visitor: VisitorDep,
 ) -> JobOut:
+    form = await request.form(max_files=0, max_fields=8)
     try:
-        form = await request.form(max_files=0, max_fields=8)
-        motion, seed = _text(form.get("motion")), _text(form.get("seed"))
-        accepted = await submit.check_again(
-            job, motion, seed, session=session, settings=settings, store=store, visitor=visitor
-        )
-        new = await maker.create(accepted)
-    except ApiError as exc:
-        metrics.uploads_rejected.labels(exc.code).inc()
-        raise
+        new = await service.again(job, _text(form.get("motion")), _text(form.get("seed")))
+    except Refused as exc:
+        raise rejected(metrics, exc) from exc
     response.headers["Location"] = f"{API}/jobs/{new.id}"
     return job_out(session, new)
 
@@ -206,19 +172,9 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _replayed(response: Response, session: Session, job: Job) -> JobOut:
-    response.status_code = 200
-    response.headers["Location"] = f"{API}/jobs/{job.id}"
-    response.headers["Idempotent-Replayed"] = "true"
-    return job_out(session, job)
-
-
 @router.get("/jobs", response_model=JobList, summary="The visitor's jobs, newest first")
-def list_jobs(session: SessionDep, visitor: VisitorDep) -> JobList:
-    rows = session.scalars(
-        select(Job).where(Job.visitor_id == visitor.id).order_by(Job.created_at.desc()).limit(LIST_LIMIT)
-    ).all()
-    return JobList(jobs=[job_out(session, job) for job in rows])
+def list_jobs(session: SessionDep, service: ServiceDep) -> JobList:
+    return JobList(jobs=[job_out(session, job) for job in service.recent()])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=_errors(404))
@@ -269,20 +225,19 @@ async def job_events(request: Request, job: OwnedJobDep) -> Response:
 
 
 def _media(
-    job: Job, store: ObjectStore, ttl_s: int, kind: str, download: bool
+    job: Job, service: JobService, kind: Literal["video", "poster"], download: bool
 ) -> RedirectResponse | FileResponse:
-    if job.status != JobStatus.SUCCEEDED.value:
-        raise ApiError(409, "not_ready", f"The job is {job.status}; the {kind} exists once it has succeeded.")
+    key = service.media_key(job, kind)
     is_video = kind == "video"
-    key = (job.video_key or video_key(job.id)) if is_video else (job.poster_key or poster_key(job.id))
     filename = f"vivify-{job.id}.{'mp4' if is_video else 'jpg'}"
-    url = store.presigned_url(key, ttl_s, filename=filename if download else None)
+    ttl_s = service.settings.presigned_url_ttl_s
+    url = service.store.presigned_url(key, ttl_s, filename=filename if download else None)
     if url is not None:
         # Handed only to the job's owner, valid for minutes; never logged.
         return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
-    path = store.local_path(key)
+    path = service.store.local_path(key)
     if path is None:
-        raise ApiError(404, "gone", f"The {kind} is no longer stored.")
+        raise NotFound(ErrorCode.GONE, f"The {kind} is no longer stored.")
     return FileResponse(
         path,
         media_type="video/mp4" if is_video else "image/jpeg",
@@ -303,16 +258,16 @@ MEDIA_RESPONSES = {
 
 @router.get("/jobs/{job_id}/video", responses=MEDIA_RESPONSES, response_model=None)
 def get_video(
-    job: OwnedJobDep, store: StoreDep, settings: SettingsDep, download: Download = False
+    job: OwnedJobDep, service: ServiceDep, download: Download = False
 ) -> RedirectResponse | FileResponse:
-    return _media(job, store, settings.presigned_url_ttl_s, "video", download)
+    return _media(job, service, "video", download)
 
 
 @router.get("/jobs/{job_id}/poster", responses=MEDIA_RESPONSES, response_model=None)
 def get_poster(
-    job: OwnedJobDep, store: StoreDep, settings: SettingsDep, download: Download = False
+    job: OwnedJobDep, service: ServiceDep, download: Download = False
 ) -> RedirectResponse | FileResponse:
-    return _media(job, store, settings.presigned_url_ttl_s, "poster", download)
+    return _media(job, service, "poster", download)
 
 
 @router.post(
@@ -323,25 +278,8 @@ def get_poster(
     responses=_errors(403, 404, 409, 429),
     summary="Cancel a queued or running job",
 )
-def cancel_job(job: OwnedJobDep, session: SessionDep, producer: ProducerDep) -> JobOut:
-    if JobStatus(job.status).is_final:
-        raise ApiError(409, "already_final", f"The job already {job.status}.")
-    was_queued = job.status == JobStatus.QUEUED.value
-    if not jobs.request_cancel(session, job):
-        session.refresh(job)
-        if JobStatus(job.status).is_final:
-            raise ApiError(409, "already_final", f"The job already {job.status}.")
-    session.refresh(job)
-    out = job_out(session, job)
-    # A queued job ends here, so no worker will announce it: send its `completed` event now.
-    # (A running one is announced by its worker when it stops.)
-    wanted = job.webhook_events or webhooks.parse_events(None)
-    if was_queued and out.status == "canceled" and job.webhook_url and "completed" in wanted:
-        try:
-            enqueue_webhook(job.webhook_url, "completed", out.model_dump(mode="json"), celery=producer)
-        except Exception as exc:  # the cancel stands whatever happens to the event
-            log.warning("job %s: completed webhook not enqueued (%s)", job.id, type(exc).__name__)
-    return out
+def cancel_job(job: OwnedJobDep, session: SessionDep, service: ServiceDep) -> JobOut:
+    return job_out(session, service.cancel(job))
 
 
 @router.delete(
@@ -351,13 +289,11 @@ def cancel_job(job: OwnedJobDep, session: SessionDep, producer: ProducerDep) -> 
     responses=_errors(403, 404, 429, 503),
     summary="Delete the photo, clip and poster now",
 )
-def delete_job(job: OwnedJobDep, session: SessionDep, store: StoreDep) -> Response:
-    jobs.delete_job(session, store, job)  # StorageUnavailable → 503, and a retry finishes the job
+def delete_job(job: OwnedJobDep, service: ServiceDep) -> Response:
+    service.delete(job)  # StorageUnavailable → 503, and a retry finishes the job
     return Response(status_code=204)
 
 
 @router.get("/quota", response_model=QuotaOut, summary="The visitor's free allowance left today")
-def get_quota(session: SessionDep, settings: SettingsDep, visitor: VisitorDep) -> QuotaOut:
-    left = allowance(session, settings, visitor)
-    used = min(left.used, left.limit)
-    return QuotaOut(limit=left.limit, used=used, remaining=left.remaining, resets_at=as_utc(left.resets_at))
+def get_quota(service: ServiceDep) -> QuotaOut:
+    return service.quota()

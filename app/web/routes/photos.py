@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 
+from app.core.errors import Refused
 from app.core.schemas import API, ErrorBody, MotionPreset, MotionsOut, PhotoCheckOut, PhotoOut
-from app.web import submit
+from app.core.service import MAX_MOTION_CHARS, check_photo
 from app.web.deps import MetricsDep, RateLimited, SettingsDep
-from app.web.errors import ApiError
-from app.web.forms import MAX_MOTION_CHARS, read_upload_form
+from app.web.errors import rejected
+from app.web.forms import read_upload_form
 from app.web.routes.jobs import UPLOAD_BODY, _errors
 from models.motion import PRESETS, understood_words
 
@@ -44,11 +44,9 @@ PHOTO_ONLY_BODY = {
 async def photo_check(request: Request, settings: SettingsDep, metrics: MetricsDep) -> PhotoCheckOut:
     try:
         form = await read_upload_form(request, settings)
-        checked = await run_in_threadpool(submit.analyse_photo, form.photo, settings)
-    except ApiError as exc:
-        metrics.uploads_rejected.labels(exc.code).inc()
-        raise
-    problem = submit.photo_problem(checked, settings)
+        checked, problem = await check_photo(form.photo, settings)
+    except Refused as exc:
+        raise rejected(metrics, exc) from exc
     return PhotoCheckOut(
         ok=problem is None,
         photo=PhotoOut(
@@ -57,7 +55,7 @@ async def photo_check(request: Request, settings: SettingsDep, metrics: MetricsD
             bytes=checked.size_bytes,
             quality=checked.quality,
         ),
-        problem=ErrorBody(code=problem.code, message=problem.message) if problem else None,
+        problem=ErrorBody(code=problem.code.value, message=problem.message) if problem else None,
     )
 
 
