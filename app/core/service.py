@@ -468,8 +468,7 @@ class JobService:
 
     def recent(self, limit: int = LIST_LIMIT) -> list[Job]:
         """The visitor's jobs, newest first."""
-        query = select(Job).where(Job.visitor_id == self.visitor.id).order_by(Job.created_at.desc())
-        return list(self.session.scalars(query.limit(limit)))
+        return visitor_jobs(self.session, self.visitor.id, limit)
 
     def quota(self) -> QuotaOut:
         left = allowance(self.session, self.settings, self.visitor)
@@ -576,3 +575,9 @@ class JobService:
 
 def _already_final(job: Job) -> Conflict:
     return Conflict(ErrorCode.ALREADY_FINAL, f"The job already {job.status}.")
+
+
+def visitor_jobs(session: Session, visitor_id: str, limit: int = LIST_LIMIT) -> list[Job]:
+    """A visitor's jobs, newest first: the API's list and the pages' history both read this."""
+    query = select(Job).where(Job.visitor_id == visitor_id).order_by(Job.created_at.desc())
+    return list(session.scalars(query.limit(limit)))

@@ -17,10 +17,10 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 
 from app.core.config import Settings
 from app.core.schemas import as_utc, job_out
+from app.core.service import visitor_jobs
 from app.core.tables import Job
 from app.core.visitors import COOKIE_NAME, Visitor, allowance, cookie_kwargs, sign_visitor_id
 from app.web.catalogue import DEFAULT_ERROR, ERRORS, FINAL, PHRASES, STAGES, STATUS, catalogue_json, fill
@@ -190,10 +190,7 @@ def _motions() -> list[dict[str, str]]:
 
 
 def _job_dicts(session: SessionDep, visitor: Visitor, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(Job).where(Job.visitor_id == visitor.id).order_by(Job.created_at.desc()).limit(limit)
-    ).all()
-    return [_job_dict(session, job) for job in rows]
+    return [_job_dict(session, job) for job in visitor_jobs(session, visitor.id, limit)]
 
 
 def _job_dict(session: SessionDep, job: Job) -> dict[str, Any]:

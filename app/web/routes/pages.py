@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.core.errors import Conflict, NotFound, Refused
 from app.core.tables import Job
+from app.web.catalogue import PHRASES
 from app.web.deps import (
     MetricsDep,
     ServiceDep,
@@ -48,11 +49,7 @@ def index(
 ) -> Response:
     notice = None
     if deleted:
-        notice = {
-            "title": "Deleted.",
-            "message": "Your photo and the clip are gone from our servers.",
-            "next": "",
-        }
+        notice = {"title": PHRASES["deleted_title"], "message": PHRASES["deleted_message"], "next": ""}
     return index_page(request, session, settings, visitor, error=notice)
 
 
