@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,8 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from app import cli
+from app.cli import main
+from app.cli.commands import build_parser
+from app.cli.supervisor import WorkerSupervisor, events_worker_command, worker_command
 from app.core.config import Settings, get_settings
+from app.core.queue import queue_for, worker_queues
 from models.video import probe
 from tests.fixtures.hub_server import SVD_CONFIGS, SVD_INDEX, StandInHub, hub_env
 
@@ -34,7 +38,7 @@ def test_animate_writes_a_clip_and_prints_stage_times(env: Path, portrait, capsy
     small.thumbnail((96, 96))
     small.save(photo)
     out = env / "clip.mp4"
-    rc = cli.main(
+    rc = main(
         ["animate", str(photo), "-o", str(out), "--animator", "push-in", "--size", "64x80", "--seed", "3"]
     )
     assert rc == 0
@@ -49,14 +53,14 @@ def test_animate_frames_option_sets_the_clip_length(env: Path, portrait) -> None
     photo = env / "me.jpg"
     portrait.resize((64, 64)).save(photo)
     out = env / "clip.mp4"
-    assert cli.main(["animate", str(photo), "-o", str(out), "--animator", "push-in", "--frames", "72"]) == 0
+    assert main(["animate", str(photo), "-o", str(out), "--animator", "push-in", "--frames", "72"]) == 0
     assert probe(out).frame_count == 72
 
 
 def test_animate_refuses_an_unreadable_photo(env: Path, capsys) -> None:
     bad = env / "not-a-photo.jpg"
     bad.write_text("<html>hello</html>")
-    assert cli.main(["animate", str(bad), "-o", str(env / "x.mp4"), "--animator", "push-in"]) == 2
+    assert main(["animate", str(bad), "-o", str(env / "x.mp4"), "--animator", "push-in"]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert not (env / "x.mp4").exists()
 
@@ -64,12 +68,12 @@ def test_animate_refuses_an_unreadable_photo(env: Path, capsys) -> None:
 @pytest.mark.parametrize("size", ["abc", "10x10", "64"])
 def test_a_bad_size_is_a_usage_error(size: str) -> None:
     with pytest.raises(SystemExit) as exc:
-        cli.build_parser().parse_args(["animate", "p.jpg", "-o", "c.mp4", "--size", size])
+        build_parser().parse_args(["animate", "p.jpg", "-o", "c.mp4", "--size", size])
     assert exc.value.code == 2
 
 
 def test_migrate_creates_the_tables(env: Path) -> None:
-    assert cli.main(["migrate"]) == 0
+    assert main(["migrate"]) == 0
     engine = create_engine(f"sqlite:///{env / 'var' / 'vivify.db'}")
     assert {"jobs", "submissions"} <= set(inspect(engine).get_table_names())
 
@@ -77,29 +81,38 @@ def test_migrate_creates_the_tables(env: Path) -> None:
 def test_production_with_the_default_secret_refuses_to_start(env: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("VIVIFY_ENV", "production")
     monkeypatch.delenv("VIVIFY_SECRET_KEY", raising=False)
-    assert cli.main(["migrate"]) == 2
+    assert main(["migrate"]) == 2
     assert "VIVIFY_SECRET_KEY" in capsys.readouterr().err
 
 
 def test_the_worker_command_is_one_solo_process_on_the_animate_queue() -> None:
     settings = Settings(_env_file=None)
-    cmd = cli.worker_command(settings, beat=True, hostname="gpu0@host")
+    cmd = worker_command(settings, beat=True, hostname="gpu0@host")
     assert cmd[:6] == [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"]
     assert "--pool=solo" in cmd and "--concurrency=1" in cmd
     assert cmd[cmd.index("-Q") + 1].split(",")[0] == "animate"
     assert "-B" in cmd and cmd[cmd.index("-n") + 1] == "gpu0@host"
-    assert "-B" not in cli.worker_command(settings)
+    assert "-B" not in worker_command(settings)
 
 
 def test_a_worker_consumes_the_shared_queue_its_animators_queue_and_maintenance() -> None:
-    import app.core.queue
-
     settings = Settings(_env_file=None, animator="portrait")
-    queues = cli.default_queues(settings).split(",")
-    assert queues[0] == "animate" and queues[-1] == "maintenance"
-    if hasattr(app.core.queue, "queue_for"):  # per-animator routing of the web tier
-        assert app.core.queue.queue_for("portrait", None) in queues
-    assert "maintenance" not in cli.default_queues(settings, maintenance=False).split(",")
+    cmd = worker_command(settings)
+    queues = cmd[cmd.index("-Q") + 1].split(",")
+    assert queues == ["animate", queue_for("portrait", None), "maintenance"]
+    assert "maintenance" not in worker_queues(settings, maintenance=False)
+
+
+def test_worker_without_maintenance_takes_only_the_animate_queues(env: Path, monkeypatch) -> None:
+    """`vivify worker --no-maintenance` (the GPU workers of docker-compose.yml) hands Celery exactly the
+    animate queues of its animator."""
+    execs: list[list[str]] = []
+    monkeypatch.setattr(os, "execv", lambda path, cmd: execs.append(cmd))  # the worker would replace us
+    monkeypatch.setenv("VIVIFY_ANIMATOR", "push-in")
+    get_settings.cache_clear()
+    assert main(["worker", "--no-maintenance"]) == 0
+    [cmd] = execs
+    assert cmd[cmd.index("-Q") + 1] == "animate,animate.push-in"
 
 
 def test_the_console_script_is_installed_and_lists_every_command() -> None:
@@ -114,7 +127,7 @@ def test_the_embedded_worker_is_restarted_if_it_dies_and_stopped_on_exit(tmp_pat
 
     marker = tmp_path / "starts"
     script = f"open({str(marker)!r}, 'a').write('x'); import time, sys; time.sleep(0.3); sys.exit(3)"
-    supervisor = cli.WorkerSupervisor([sys.executable, "-c", script], stop_timeout_s=5)
+    supervisor = WorkerSupervisor([sys.executable, "-c", script], stop_timeout_s=5)
     supervisor.start()
     try:
         deadline = time.monotonic() + 15
@@ -124,7 +137,7 @@ def test_the_embedded_worker_is_restarted_if_it_dies_and_stopped_on_exit(tmp_pat
     finally:
         supervisor.stop()
 
-    sleeper = cli.WorkerSupervisor([sys.executable, "-c", "import time; time.sleep(60)"], stop_timeout_s=5)
+    sleeper = WorkerSupervisor([sys.executable, "-c", "import time; time.sleep(60)"], stop_timeout_s=5)
     sleeper.start()
     t0 = time.monotonic()
     sleeper.stop()
@@ -134,7 +147,7 @@ def test_the_embedded_worker_is_restarted_if_it_dies_and_stopped_on_exit(tmp_pat
 def test_animate_with_a_server_refuses_options_that_only_apply_locally(env: Path, portrait, capsys) -> None:
     photo = env / "p.jpg"
     portrait.save(photo)
-    assert cli.main(["animate", str(photo), "--server", "http://127.0.0.1:9", "--steps", "4"]) == 2
+    assert main(["animate", str(photo), "--server", "http://127.0.0.1:9", "--steps", "4"]) == 2
     assert "--steps only apply without --server" in capsys.readouterr().err
 
 
@@ -144,23 +157,23 @@ def test_animate_with_an_unreachable_server_says_so(env: Path, portrait, capsys)
     from tests.e2e.e2e_stack import free_port
 
     server = f"http://127.0.0.1:{free_port()}"
-    assert cli.main(["animate", str(photo), "--server", server, "-o", str(env / "c.mp4")]) == 1
+    assert main(["animate", str(photo), "--server", server, "-o", str(env / "c.mp4")]) == 1
     assert f"cannot reach {server}" in capsys.readouterr().err
     assert not (env / "c.mp4").exists()
 
 
 def test_webhook_secret_prints_the_standard_webhooks_key(env: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("VIVIFY_WEBHOOK_SECRET", "whsec_QUJD")
-    cli.get_settings.cache_clear()
+    get_settings.cache_clear()
     try:
-        assert cli.main(["webhook-secret"]) == 0
+        assert main(["webhook-secret"]) == 0
     finally:
-        cli.get_settings.cache_clear()
+        get_settings.cache_clear()
     assert capsys.readouterr().out.strip() == "whsec_QUJD"
 
 
 def test_webhooks_get_their_own_threads_worker() -> None:
-    cmd = cli.events_worker_command(Settings(_env_file=None), hostname="events@h")
+    cmd = events_worker_command(Settings(_env_file=None), hostname="events@h")
     assert cmd[cmd.index("-Q") + 1] == "webhooks" and "--pool=threads" in cmd and "-B" not in cmd
 
 
@@ -274,11 +287,14 @@ def test_fetch_model_of_a_gated_repo_needs_its_licence_accepted_and_hf_token(
 
 
 def test_fetch_model_of_a_local_folder_has_nothing_to_fetch(env: Path, capsys) -> None:
-    assert cli.main(["fetch-model", str(env)]) == 0
+    assert main(["fetch-model", str(env)]) == 0
     assert "local folder: nothing to fetch" in capsys.readouterr().out
 
 
 def test_the_cli_imports_neither_torch_nor_the_hub_library() -> None:
-    code = "import sys, app.cli; print(sorted({'torch', 'diffusers', 'huggingface_hub'} & set(sys.modules)))"
+    code = (
+        "import sys, app.cli, app.cli.client; "
+        "print(sorted({'torch', 'diffusers', 'huggingface_hub'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

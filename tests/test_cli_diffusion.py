@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app import cli
+from app.cli import main
 from app.core.config import get_settings
 from models.diffusion import DiffusionAnimator
 from models.video import probe
@@ -36,7 +36,7 @@ def test_one_shot_animate_never_warms_up(
     photo, out = env / "me.png", env / "clip.mp4"
     portrait.save(photo)
     args = ["animate", str(photo), "-o", str(out), "--model", str(folder), "--size", "128x64"]
-    assert cli.main([*args, "--frames", "8", "--steps", "1", "--seed", "2"]) == 0
+    assert main([*args, "--frames", "8", "--steps", "1", "--seed", "2"]) == 0
     assert warmed == []
     info = probe(out)
     assert (info.width, info.height, info.fps) == (128, 64, 24.0)

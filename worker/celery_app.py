@@ -21,11 +21,8 @@ from celery import Celery, bootsteps, signals
 from kombu import Exchange, Queue
 
 from app.core.config import Settings, get_settings
-from app.core.queue import ANIMATE_TASK, DEFAULT_QUEUE, WEBHOOK_QUEUE, WEBHOOK_TASK, celery_config, queue_for
+from app.core.queue import TASK_QUEUES, TaskName, animate_queue, celery_config, worker_queues
 
-RECONCILE_TASK = "vivify.reconcile"
-PURGE_TASK = "vivify.purge_expired"
-MAINTENANCE_QUEUE = "maintenance"
 PURGE_EVERY_S = 600.0
 # Exit status of a worker whose animator cannot be set up: os.EX_CONFIG, since the causes are mostly
 # settings (model, token, offline cache); tells it apart from a crash (1) or Celery's own exits.
@@ -37,11 +34,6 @@ log = logging.getLogger(__name__)
 def reconcile_every_s(settings: Settings) -> float:
     """Check at least three times per staleness window, at most once a minute."""
     return max(1.0, min(60.0, settings.stale_job_after_s / 3))
-
-
-def animate_queue(settings: Settings) -> str:
-    """The queue of the animator this worker's settings load."""
-    return queue_for(settings.animator, settings.model)
 
 
 def animator_time_limit_s(settings: Settings) -> float | None:
@@ -57,14 +49,10 @@ def animator_time_limit_s(settings: Settings) -> float | None:
         return None
 
 
-def worker_queues(settings: Settings) -> tuple[str, ...]:
-    # DEFAULT_QUEUE: where jobs went before one queue per animator; workers still drain it.
-    return tuple(dict.fromkeys((DEFAULT_QUEUE, animate_queue(settings), MAINTENANCE_QUEUE, WEBHOOK_QUEUE)))
-
-
 def make_celery(settings: Settings) -> Celery:
     celery = Celery("vivify", include=["worker.tasks", "worker.maintenance", "worker.webhooks"])
-    queues = worker_queues(settings)
+    # Every queue a worker of these settings may be told to consume (`-Q` picks among them).
+    queues = worker_queues(settings, webhooks=True)
     celery.conf.update(celery_config(settings))
     # Consumer-side limits; the task enforces the same pair itself (worker/tasks.py), as the solo pool
     # enforces none.
@@ -77,20 +65,18 @@ def make_celery(settings: Settings) -> Celery:
         task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in queues],
         task_create_missing_queues=True,
         task_routes={
-            ANIMATE_TASK: {"queue": animate_queue(settings)},
-            WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
-            RECONCILE_TASK: {"queue": MAINTENANCE_QUEUE},
-            PURGE_TASK: {"queue": MAINTENANCE_QUEUE},
+            TaskName.ANIMATE.value: {"queue": animate_queue(settings)},
+            **{task.value: {"queue": queue.value} for task, queue in TASK_QUEUES.items()},
         },
         # Short maintenance tasks must not pile up behind each other if no worker consumes them for a while.
         beat_schedule={
             "reconcile-stale-jobs": {
-                "task": RECONCILE_TASK,
+                "task": TaskName.RECONCILE.value,
                 "schedule": reconcile_every_s(settings),
                 "options": {"expires": reconcile_every_s(settings)},
             },
             "purge-expired-jobs": {
-                "task": PURGE_TASK,
+                "task": TaskName.PURGE_EXPIRED.value,
                 "schedule": PURGE_EVERY_S,
                 "options": {"expires": PURGE_EVERY_S},
             },

@@ -16,11 +16,12 @@ from sqlalchemy import delete
 
 from app.core import jobs
 from app.core.config import Settings, get_settings
-from app.core.queue import ANIMATE_TASK
+from app.core.errors import ErrorCode
+from app.core.queue import TaskName
 from app.core.storage import ObjectStore, get_store
 from app.core.tables import JobStatus, Submission, utcnow
 from app.core.visitors import ALLOWANCE_WINDOW
-from worker.celery_app import PURGE_TASK, RECONCILE_TASK, app
+from worker.celery_app import app
 from worker.tasks import Sessions, default_sessions
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def max_attempts(settings: Settings) -> int:
 
 
 def _send(job_id: str, queue: str) -> None:
-    app.send_task(ANIMATE_TASK, args=[job_id], queue=queue)
+    app.send_task(TaskName.ANIMATE.value, args=[job_id], queue=queue)
 
 
 def reconcile(settings: Settings, sessions: Sessions, enqueue: Enqueue = _send) -> dict[str, int]:
@@ -45,11 +46,11 @@ def reconcile(settings: Settings, sessions: Sessions, enqueue: Enqueue = _send) 
             for j in jobs.stale_jobs(session, settings.stale_job_after_s)
         ]
         for job_id, status, attempts, queue in stale:
-            if status == JobStatus.RUNNING.value and attempts >= max_attempts(settings):
+            if status == JobStatus.RUNNING and attempts >= max_attempts(settings):
                 if jobs.fail(
                     session,
                     job_id,
-                    "worker_lost",
+                    ErrorCode.WORKER_LOST.value,
                     f"The worker running this job stopped responding ({attempts} tries); please try again.",
                 ):
                     counts["failed"] += 1
@@ -89,13 +90,13 @@ def purge_expired(
     return counts
 
 
-@app.task(name=RECONCILE_TASK, ignore_result=True)
+@app.task(name=TaskName.RECONCILE.value, ignore_result=True)
 def reconcile_task() -> dict[str, int]:
     settings = get_settings()
     return reconcile(settings, default_sessions(settings))
 
 
-@app.task(name=PURGE_TASK, ignore_result=True)
+@app.task(name=TaskName.PURGE_EXPIRED.value, ignore_result=True)
 def purge_expired_task() -> dict[str, int]:
     settings = get_settings()
     return purge_expired(settings, default_sessions(settings), get_store())

@@ -16,7 +16,7 @@ import sys
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from sqlalchemy.orm import Session
 
-from app.core.tables import Job
+from app.core.tables import FINAL_STATUSES, Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +98,11 @@ def _seconds(later: object, earlier: object) -> float | None:
 def record_job(session: Session, job_id: str) -> None:
     """Count a job that this worker brought to a final status (call once, after the task ended)."""
     job = session.get(Job, job_id)
-    if job is None or job.status in ("queued", "running"):
+    if job is None or job.status not in FINAL_STATUSES:
         return
     queue = job.queue
     JOBS.labels(queue, job.status).inc()
-    if job.status == "failed":
+    if job.status == JobStatus.FAILED:
         FAILURES.labels(queue, job.error_code or "failed").inc()
     wait = _seconds(job.started_at, job.created_at)
     if wait is not None:

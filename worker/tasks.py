@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
@@ -27,11 +28,12 @@ from sqlalchemy.orm import Session
 from app.core import jobs
 from app.core.config import Settings, get_settings
 from app.core.db import session_factory
+from app.core.errors import ErrorCode
 from app.core.logging import job_context
-from app.core.queue import ANIMATE_TASK
+from app.core.queue import TaskName
 from app.core.storage import ObjectStore, StorageUnavailable, get_store, poster_key, video_key
-from app.core.tables import Job, JobStatus
-from models.base import AnimationError, AnimationRequest, Animator, Canceled, Stage
+from app.core.tables import FINAL_STATUSES, Job, JobStatus
+from models.base import AnimationError, AnimationRequest, Animator, Canceled, Clip, Stage
 from worker import metrics, model_cache
 from worker.celery_app import app
 from worker.webhooks import JobEvents
@@ -51,16 +53,112 @@ class RetryableAnimationError(Exception):
         return f"{self.code}: {self.message}"
 
 
-# Only these are worth another try: the store or the database was briefly unreachable, or the
-# animator said so.
-RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
-    RetryableAnimationError,
+class AnimatorSetupFailed(Exception):
+    """The process's animator could not be set up (raised by setup_animator only)."""
+
+    def __init__(self, animator: str) -> None:
+        super().__init__(animator)
+        self.animator = animator
+
+
+class PhotoMissing(Exception):
+    """The job's photo is no longer in the store."""
+
+
+class PhotoUnreadable(Exception):
+    """The stored photo is not an image any more (the web tier re-encoded it, so: corruption)."""
+
+
+class TimedOut(Exception):
+    """The render ran past its soft or hard time limit."""
+
+    def __init__(self, limit_s: float) -> None:
+        super().__init__(limit_s)
+        self.limit_s = limit_s
+
+
+# The store or the database was briefly unreachable: worth another try.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     StorageUnavailable,
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
     sa_exc.TimeoutError,
     sa_exc.DisconnectionError,
 )
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError (or a CPU MemoryError), recognised without importing torch."""
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or "out of memory" in str(exc).lower()
+    )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a job that raised one of `raised` (and meets `when`) ends.
+
+    `code` None: the exception's own code and message (an animator's AnimationError). `message` may
+    name the exception's attributes, as `{exc.limit_s}`. A retryable failure is raised again for Celery
+    to retry; the job fails with its code and message only once the retries are spent.
+    """
+
+    raised: tuple[type[BaseException], ...]
+    code: ErrorCode | None = None
+    message: str = ""
+    retryable: bool = False
+    when: Callable[[BaseException], bool] | None = None
+
+    def matches(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.raised) and (self.when is None or self.when(exc))
+
+    def describe(self, exc: BaseException) -> tuple[str, str]:
+        """(code, message) for the job's row."""
+        if self.code is None:
+            return getattr(exc, "code", ErrorCode.INTERNAL_ERROR.value), getattr(exc, "message", str(exc))
+        return self.code.value, self.message.format(exc=exc)
+
+
+# Every way a job can fail, by what was raised; the first row that matches decides. The steps of
+# animate_job raise these types for what they catch (a KeyError from the store is PhotoMissing, one
+# from the animator an internal error).
+FAILURES: tuple[Failure, ...] = (
+    Failure(
+        (AnimatorSetupFailed,), ErrorCode.ANIMATOR_UNAVAILABLE, "The {exc.animator} animator could not start."
+    ),
+    Failure((PhotoMissing,), ErrorCode.PHOTO_MISSING, "The uploaded photo is no longer stored."),
+    Failure((PhotoUnreadable,), ErrorCode.PHOTO_UNREADABLE, "The stored photo could not be read."),
+    Failure((TimedOut,), ErrorCode.TIMEOUT, "The animation ran past {exc.limit_s:g} s."),
+    Failure((RetryableAnimationError,), retryable=True),
+    Failure((AnimationError,)),
+    Failure(
+        TRANSIENT_ERRORS,
+        ErrorCode.UNAVAILABLE,
+        "Storage or database stayed unreachable; please try again.",
+        retryable=True,
+    ),
+    # Recognised by name and words, so it comes after every row that is matched by type.
+    Failure(
+        (Exception,),
+        ErrorCode.OUT_OF_MEMORY,
+        "The worker ran out of memory; try a smaller photo.",
+        when=is_out_of_memory,
+    ),
+    Failure((Exception,), ErrorCode.INTERNAL_ERROR, "The animation failed unexpectedly."),
+)
+
+# What the Celery task retries (autoretry_for): the retryable rows above, nothing else.
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = tuple(
+    t for f in FAILURES if f.retryable for t in f.raised
+)
+
+
+def failure_for(exc: BaseException) -> Failure:
+    """The first row of FAILURES that matches; every Exception matches one."""
+    return next(f for f in FAILURES if f.matches(exc))
+
 
 # Where each stage sits on the job's 0-1 progress bar.
 STAGE_SPAN: dict[str, tuple[float, float]] = {
@@ -112,15 +210,6 @@ class JobProgress:
             raise Canceled(f"job {self.job_id} was canceled")
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """torch.cuda.OutOfMemoryError (or a CPU MemoryError), recognised without importing torch."""
-    return (
-        isinstance(exc, MemoryError)
-        or type(exc).__name__ == "OutOfMemoryError"
-        or "out of memory" in str(exc).lower()
-    )
-
-
 @contextmanager
 def time_limits(soft_s: float, hard_s: float, on_hard: Callable[[], None]) -> Iterator[None]:
     """Soft limit: SoftTimeLimitExceeded raised in the task. Hard limit: `on_hard`, then the process exits.
@@ -167,101 +256,78 @@ def default_sessions(settings: Settings) -> Sessions:
     return sessions
 
 
-def _finish_failed(sessions: Sessions, job_id: str, code: str, message: str) -> str:
-    with sessions() as session:
-        jobs.fail(session, job_id, code, message)
-    log.info("job %s failed: %s", job_id, code)
-    return "failed"
+@dataclass(frozen=True)
+class Claimed:
+    """What the render needs from a claimed job's row, read while the claim's session was open."""
+
+    photo_key: str
+    motion: str | None
+    seed: int
+    events: JobEvents
 
 
-def animate_job(
-    job_id: str,
-    *,
-    worker: str,
-    settings: Settings | None = None,
-    store: ObjectStore | None = None,
-    sessions: Sessions | None = None,
-    animator: Animator | None = None,
-    progress_interval_s: float = 0.2,
-) -> str:
-    """Run one job to a final status. Returns what happened: succeeded, failed, canceled or skipped.
-
-    Retryable errors (store or database unreachable) propagate so the Celery task retries them.
-    `animator` defaults to the process's cached one; tests pass their own.
-    """
-    settings = settings or get_settings()
-    store = store or get_store()
-    sessions = sessions or default_sessions(settings)
-
-    # Set up before claiming, so a slow first load never looks like a stale running job.
+def setup_animator(settings: Settings) -> Animator:
+    """The process's animator, set up on first use; AnimatorSetupFailed if it cannot be."""
     try:
-        animator = animator or model_cache.get_animator(settings)
-    except Exception:
+        return model_cache.get_animator(settings)
+    except Exception as exc:
         log.exception("animator %s could not be set up", settings.animator)
-        with sessions() as session:
-            if jobs.claim(session, job_id, worker) is None:
-                return "skipped"
-        return _finish_failed(
-            sessions, job_id, "animator_unavailable", f"The {settings.animator} animator could not start."
-        )
+        raise AnimatorSetupFailed(settings.animator) from exc
+
+
+def claim(sessions: Sessions, job_id: str, worker: str, settings: Settings) -> Claimed | None:
+    """Mark the job running on this worker and send its `start` event; None if it is final or gone."""
     with sessions() as session:
         job = jobs.claim(session, job_id, worker)
         if job is None:
             log.info("job %s is final or gone: skipped", job_id)
-            return "skipped"
-        photo_key, motion, seed = job.photo_key, job.motion, job.seed
+            return None
         events = JobEvents(session, job, settings)
         events.start(session)
+        return Claimed(job.photo_key or "", job.motion, job.seed, events)
 
+
+def load_photo(store: ObjectStore, key: str) -> Image.Image:
+    """The job's photo, decoded; PhotoMissing or PhotoUnreadable if it cannot be."""
     try:
-        photo = Image.open(io.BytesIO(store.get(photo_key or "")))
+        photo = Image.open(io.BytesIO(store.get(key)))
         photo.load()
     except KeyError:
-        return _finish_failed(sessions, job_id, "photo_missing", "The uploaded photo is no longer stored.")
-    except (OSError, ValueError):  # not an image any more (the web tier re-encoded it, so: corruption)
-        return _finish_failed(sessions, job_id, "photo_unreadable", "The stored photo could not be read.")
+        raise PhotoMissing(key) from None
+    except (OSError, ValueError) as exc:
+        raise PhotoUnreadable(key) from exc
+    return photo
 
-    progress = JobProgress(sessions, job_id, min_interval_s=progress_interval_s, on_write=events.progress)
-    request = AnimationRequest(motion=motion, seed=seed, fps=24)
-    soft_s, hard_s = settings.time_limits(getattr(animator, "time_limit_s", None))
 
-    def _timed_out_hard() -> None:
-        with sessions() as session:
-            jobs.fail(session, job_id, "timeout", f"The animation ran past {hard_s:g} s.")
-
+def render(
+    animator: Animator,
+    photo: Image.Image,
+    job: Claimed,
+    progress: JobProgress,
+    settings: Settings,
+    on_hard_limit: Callable[[TimedOut], None],
+) -> Clip:
+    """Render the clip within the time limits, then report the STORING stage (a last cancel check)."""
     from models.render import render_clip
 
+    soft_s, hard_s = settings.time_limits(getattr(animator, "time_limit_s", None))
+    request = AnimationRequest(motion=job.motion, seed=job.seed, fps=24)
     try:
-        with time_limits(soft_s, hard_s, _timed_out_hard):
+        with time_limits(soft_s, hard_s, lambda: on_hard_limit(TimedOut(hard_s))):
             clip = render_clip(animator, photo, request, progress)
-    except Canceled:
-        with sessions() as session:
-            jobs.mark_canceled(session, job_id)
-        log.info("job %s canceled", job_id)
-        return "canceled"
+    except SoftTimeLimitExceeded:
+        raise TimedOut(soft_s) from None
     except AnimationError as exc:
         if exc.retryable:
             raise RetryableAnimationError(exc.code, exc.message) from exc
-        return _finish_failed(sessions, job_id, exc.code, exc.message)
-    except SoftTimeLimitExceeded:
-        return _finish_failed(sessions, job_id, "timeout", f"The animation ran past {soft_s:g} s.")
-    except RETRYABLE_ERRORS:
         raise
-    except Exception as exc:
-        if is_out_of_memory(exc):
-            model_cache.free_device_memory()
-            return _finish_failed(
-                sessions, job_id, "out_of_memory", "The worker ran out of memory; try a smaller photo."
-            )
-        log.exception("job %s: unexpected error", job_id)
-        return _finish_failed(sessions, job_id, "internal_error", "The animation failed unexpectedly.")
+    progress(Stage.STORING, 0.0, "")
+    return clip
 
-    try:
-        progress(Stage.STORING, 0.0, "")
-    except Canceled:
-        with sessions() as session:
-            jobs.mark_canceled(session, job_id)
-        return "canceled"
+
+def store_clip(store: ObjectStore, sessions: Sessions, job_id: str, clip: Clip) -> str:
+    """Write the clip and poster at the job's keys, then mark it succeeded; "skipped" if the job ended
+    meanwhile (its objects are removed again)."""
     t0 = time.perf_counter()
     vkey, pkey = video_key(job_id), poster_key(job_id)
     store.put(vkey, clip.mp4, "video/mp4")
@@ -288,11 +354,80 @@ def animate_job(
             log.info("job %s succeeded (%d bytes)", job_id, len(clip.mp4))
             return "succeeded"
         current = session.get(Job, job_id)
-        if current is None or current.status != "succeeded":
+        if current is None or current.status != JobStatus.SUCCEEDED:
             # Deleted or ended while we rendered: do not leave a clip behind for it.
             store.delete(vkey)
             store.delete(pkey)
     return "skipped"
+
+
+def record_failure(
+    sessions: Sessions, job_id: str, exc: BaseException, *, retries_spent: bool = False
+) -> str:
+    """End the job as FAILURES says for `exc`. A retryable failure is raised again, for Celery to retry,
+    until its retries are spent."""
+    failure = failure_for(exc)
+    if failure.retryable and not retries_spent:
+        raise exc
+    if failure.code is ErrorCode.OUT_OF_MEMORY:
+        model_cache.free_device_memory()  # so the next job gets the memory this one held
+    elif failure.code is ErrorCode.INTERNAL_ERROR:
+        log.error("job %s: unexpected error", job_id, exc_info=exc)
+    code, message = failure.describe(exc)
+    with sessions() as session:
+        jobs.fail(session, job_id, code, message)
+    log.info("job %s failed: %s", job_id, code)
+    return "failed"
+
+
+def animate_job(
+    job_id: str,
+    *,
+    worker: str,
+    settings: Settings | None = None,
+    store: ObjectStore | None = None,
+    sessions: Sessions | None = None,
+    animator: Animator | None = None,
+    progress_interval_s: float = 0.2,
+) -> str:
+    """Run one job to a final status: claim, load, render, store. Returns what happened: succeeded,
+    failed, canceled or skipped.
+
+    Retryable errors (store or database unreachable) propagate so the Celery task retries them.
+    `animator` defaults to the process's cached one; tests pass their own.
+    """
+    settings = settings or get_settings()
+    store = store or get_store()
+    sessions = sessions or default_sessions(settings)
+
+    # Set up before claiming, so a slow first load never looks like a stale running job.
+    try:
+        animator = animator or setup_animator(settings)
+    except AnimatorSetupFailed as exc:
+        with sessions() as session:
+            if jobs.claim(session, job_id, worker) is None:
+                return "skipped"
+        return record_failure(sessions, job_id, exc)
+
+    job = claim(sessions, job_id, worker, settings)
+    if job is None:
+        return "skipped"
+    progress = JobProgress(sessions, job_id, min_interval_s=progress_interval_s, on_write=job.events.progress)
+
+    def on_hard_limit(exc: TimedOut) -> None:  # from the watchdog thread, just before the process exits
+        record_failure(sessions, job_id, exc)
+
+    try:
+        photo = load_photo(store, job.photo_key)
+        clip = render(animator, photo, job, progress, settings, on_hard_limit)
+    except Canceled:
+        with sessions() as session:
+            jobs.mark_canceled(session, job_id)
+        log.info("job %s canceled", job_id)
+        return "canceled"
+    except Exception as exc:
+        return record_failure(sessions, job_id, exc)
+    return store_clip(store, sessions, job_id, clip)
 
 
 class AnimateTask(Task):
@@ -301,13 +436,8 @@ class AnimateTask(Task):
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if not isinstance(exc, RETRYABLE_ERRORS) or not args:
             return
-        if isinstance(exc, RetryableAnimationError):
-            code, message = exc.code, exc.message
-        else:
-            code, message = "unavailable", "Storage or database stayed unreachable; please try again."
         try:
-            with default_sessions(get_settings())() as session:
-                jobs.fail(session, args[0], code, message)
+            record_failure(default_sessions(get_settings()), args[0], exc, retries_spent=True)
         except Exception:  # still unreachable: the reconciler fails it later
             log.warning("could not mark job %s failed after retries", args[0])
             return
@@ -321,7 +451,7 @@ def job_ended(job_id: str, settings: Settings | None = None, sessions: Sessions 
     try:
         with (sessions or default_sessions(settings))() as session:
             job = session.get(Job, job_id)
-            if job is None or not JobStatus(job.status).is_final:
+            if job is None or job.status not in FINAL_STATUSES:
                 return
             metrics.record_job(session, job_id)
             JobEvents(session, job, settings).completed(session)
@@ -330,7 +460,7 @@ def job_ended(job_id: str, settings: Settings | None = None, sessions: Sessions 
 
 
 @app.task(
-    name=ANIMATE_TASK,
+    name=TaskName.ANIMATE.value,
     bind=True,
     base=AnimateTask,
     acks_late=True,

@@ -22,7 +22,7 @@ from celery import Celery, Task
 
 from app.core import webhooks
 from app.core.config import Settings, get_settings
-from app.core.queue import WEBHOOK_QUEUE, WEBHOOK_TASK
+from app.core.queue import QueueName, TaskName
 from app.core.schemas import job_out
 from app.core.tables import Job
 from worker.celery_app import app
@@ -30,6 +30,11 @@ from worker.celery_app import app
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_MAX_S = 300
+
+
+def retry_delay_s(retries: int) -> int:
+    """Seconds before the next attempt after `retries` retries: 1, 2, 4, ... up to RETRY_BACKOFF_MAX_S."""
+    return min(RETRY_BACKOFF_MAX_S, 2**retries)
 
 
 class JobEvents:
@@ -87,19 +92,16 @@ class JobEvents:
             payload = job_out(session, job).model_dump(mode="json")
             msg_id = "msg_" + secrets.token_urlsafe(12)
             self.celery.send_task(
-                WEBHOOK_TASK, args=[self.url, event, payload, msg_id], queue=WEBHOOK_QUEUE, ignore_result=True
+                TaskName.WEBHOOK.value,
+                args=[self.url, event, payload, msg_id],
+                queue=QueueName.WEBHOOKS.value,
+                ignore_result=True,
             )
         except Exception as exc:  # the job goes on whatever happens to its webhook
             log.warning("job %s: %s webhook not enqueued (%s)", self.job_id, event, type(exc).__name__)
 
 
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code >= 500 or exc.response.status_code == 429
-    return isinstance(exc, httpx.TransportError)
-
-
-@app.task(name=WEBHOOK_TASK, bind=True, acks_late=True, ignore_result=True, max_retries=None)
+@app.task(name=TaskName.WEBHOOK.value, bind=True, acks_late=True, ignore_result=True, max_retries=None)
 def send_webhook(self: Task, url: str, event: str, payload: dict[str, Any], msg_id: str) -> str:
     """Deliver one event; returns delivered, refused, rejected or gave_up (never raises but Retry)."""
     settings = get_settings()
@@ -116,12 +118,11 @@ def send_webhook(self: Task, url: str, event: str, payload: dict[str, Any], msg_
             event,
             payload,
             settings.webhook_signing_key,
-            attempts=1,
             timeout_s=settings.webhook_timeout_s,
             msg_id=msg_id,
         )
     except (httpx.HTTPError, OSError) as exc:
-        if not _retryable(exc):
+        if not webhooks.is_retryable(exc):
             log.warning("job %s: %s webhook rejected (%s)", job_id, event, exc)
             return "rejected"
         if self.request.retries + 1 >= settings.webhook_attempts:
@@ -129,7 +130,6 @@ def send_webhook(self: Task, url: str, event: str, payload: dict[str, Any], msg_
                 "job %s: %s webhook gave up after %d attempts", job_id, event, self.request.retries + 1
             )
             return "gave_up"
-        countdown = min(RETRY_BACKOFF_MAX_S, 2**self.request.retries)
-        raise self.retry(countdown=countdown, exc=exc) from None
+        raise self.retry(countdown=retry_delay_s(self.request.retries), exc=exc) from None
     log.info("job %s: %s webhook delivered", job_id, event)
     return "delivered"

@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from app.core.storage import ObjectStore, photo_key, poster_key, video_key
 from app.core.tables import FINAL_STATUSES, Job, JobStatus, utcnow
 
-_Q, _R = JobStatus.QUEUED.value, JobStatus.RUNNING.value
-_FINAL = [s.value for s in FINAL_STATUSES]
+_Q, _R = JobStatus.QUEUED, JobStatus.RUNNING
 
 
 def get_job(session: Session, job_id: str, visitor_id: str | None = None) -> Job | None:
@@ -27,7 +26,7 @@ def get_job(session: Session, job_id: str, visitor_id: str | None = None) -> Job
     return job
 
 
-def _transition(session: Session, job_id: str, allowed: list[str], **values: Any) -> bool:
+def _transition(session: Session, job_id: str, allowed: list[JobStatus], **values: Any) -> bool:
     result = session.execute(update(Job).where(Job.id == job_id, Job.status.in_(allowed)).values(**values))
     session.commit()
     return result.rowcount == 1
@@ -90,7 +89,7 @@ def succeed(
         session,
         job_id,
         [_R],
-        status=JobStatus.SUCCEEDED.value,
+        status=JobStatus.SUCCEEDED,
         stage="done",
         stage_detail="",
         progress=1.0,
@@ -107,7 +106,7 @@ def fail(session: Session, job_id: str, code: str, message: str) -> bool:
         session,
         job_id,
         [_Q, _R],
-        status=JobStatus.FAILED.value,
+        status=JobStatus.FAILED,
         error_code=code,
         error_message=message[:2000],
         finished_at=utcnow(),
@@ -116,7 +115,7 @@ def fail(session: Session, job_id: str, code: str, message: str) -> bool:
 
 def mark_canceled(session: Session, job_id: str) -> bool:
     return _transition(
-        session, job_id, [_Q, _R], status=JobStatus.CANCELED.value, stage="canceled", finished_at=utcnow()
+        session, job_id, [_Q, _R], status=JobStatus.CANCELED, stage="canceled", finished_at=utcnow()
     )
 
 
@@ -141,7 +140,7 @@ def recent_run_seconds(session: Session, queue: str, limit: int = 20) -> float |
     """Mean run time (start → finish) of the last successful jobs on a queue."""
     rows = session.execute(
         select(Job.started_at, Job.finished_at)
-        .where(Job.status == JobStatus.SUCCEEDED.value, Job.queue == queue, Job.started_at.is_not(None))
+        .where(Job.status == JobStatus.SUCCEEDED, Job.queue == queue, Job.started_at.is_not(None))
         .order_by(Job.finished_at.desc())
         .limit(limit)
     ).all()
@@ -161,7 +160,7 @@ def active_workers(session: Session, queue: str, within_s: int = 120) -> int:
 
 def eta_seconds(session: Session, job: Job, default_run_s: float = 20.0) -> float | None:
     """Seconds until the clip is ready, from recent run times; None when final."""
-    if job.status in _FINAL:
+    if job.status in FINAL_STATUSES:
         return None
     run_s = recent_run_seconds(session, job.queue) or default_run_s
     if job.status == _R:

@@ -1,10 +1,13 @@
-"""The producer side of the job queue. The web tier enqueues by task name and never imports worker/.
+"""The queue contract shared by the web tier, the worker and the CLI: queue names, task names, which
+queues a worker consumes, and the producer side. The web tier enqueues by task name and never imports
+worker/.
 
 `celery_config()` is shared with worker/celery_app.py so producer and consumer always agree.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import re
 from typing import Any
@@ -13,10 +16,35 @@ from celery import Celery
 
 from app.core.config import Settings, get_settings
 
-ANIMATE_TASK = "vivify.animate"
-DEFAULT_QUEUE = "animate"
-WEBHOOK_TASK = "vivify.webhook"
-WEBHOOK_QUEUE = "webhooks"
+
+class QueueName(str, enum.Enum):
+    """The fixed queues. Each animator (and model) also has its own, built by queue_for()."""
+
+    # Where jobs went before one queue per animator; every animate worker still drains it.
+    ANIMATE = "animate"
+    MAINTENANCE = "maintenance"  # beat's periodic tasks
+    WEBHOOKS = "webhooks"  # event deliveries, for a light threads-pool consumer
+
+    def __str__(self) -> str:  # the name itself in f-strings, as enum.StrEnum does (Python 3.11+)
+        return self.value
+
+
+class TaskName(str, enum.Enum):
+    ANIMATE = "vivify.animate"
+    WEBHOOK = "vivify.webhook"
+    RECONCILE = "vivify.reconcile"
+    PURGE_EXPIRED = "vivify.purge_expired"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The queue of every task but ANIMATE, whose queue depends on the animator (animate_queue).
+TASK_QUEUES: dict[TaskName, QueueName] = {
+    TaskName.WEBHOOK: QueueName.WEBHOOKS,
+    TaskName.RECONCILE: QueueName.MAINTENANCE,
+    TaskName.PURGE_EXPIRED: QueueName.MAINTENANCE,
+}
 
 # Celery message priorities. On Redis, kombu keeps one list per priority step and a worker pops the
 # lowest number first, so 0 is served first (the opposite of RabbitMQ). It is approximate: a worker
@@ -44,11 +72,32 @@ def queue_for(animator: str, model: str | None = None) -> str:
     queue of the animator it asks for, so a job only ever reaches a worker that can run it.
     For a plug-in (`package.module:Class`) the class name is used.
     """
-    queue = f"{DEFAULT_QUEUE}.{_slug(animator.rsplit(':', 1)[-1], 24)}"
+    queue = f"{QueueName.ANIMATE.value}.{_slug(animator.rsplit(':', 1)[-1], 24)}"
     if model:
         # The last path part of a hub id or folder: "stabilityai/stable-video-diffusion-img2vid-xt".
         queue += "." + _slug(model.rstrip("/").rsplit("/", 1)[-1], QUEUE_NAME_MAX - len(queue) - 1)
     return queue
+
+
+def animate_queue(settings: Settings) -> str:
+    """The queue of the animator (and model) these settings load."""
+    return queue_for(settings.animator, settings.model or None)
+
+
+def worker_queues(
+    settings: Settings, *, animate: bool = True, maintenance: bool = True, webhooks: bool = False
+) -> tuple[str, ...]:
+    """The queues a worker consumes, in the order it reads them: the shared `animate` queue and the
+    queue of the animator these settings load, maintenance unless left to another worker, webhooks when
+    asked. The one answer for `vivify worker`, `vivify up` and the worker's Celery app."""
+    queues: list[str] = []
+    if animate:
+        queues += [QueueName.ANIMATE.value, animate_queue(settings)]
+    if maintenance:
+        queues.append(QueueName.MAINTENANCE.value)
+    if webhooks:
+        queues.append(QueueName.WEBHOOKS.value)
+    return tuple(dict.fromkeys(queues))
 
 
 def priority_for(animator: str) -> int:
@@ -92,7 +141,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "accept_content": ["json"],
-        "task_default_queue": DEFAULT_QUEUE,
+        "task_default_queue": QueueName.ANIMATE.value,
         # The job row is the source of truth; no result backend.
         "task_ignore_result": True,
         "result_backend": None,
@@ -122,11 +171,16 @@ def enqueue_webhook(url: str, event: str, payload: dict[str, Any], celery: Celer
     import secrets
 
     msg_id = "msg_" + secrets.token_urlsafe(12)
-    (celery or producer()).send_task(WEBHOOK_TASK, args=[url, event, payload, msg_id], queue=WEBHOOK_QUEUE)
+    (celery or producer()).send_task(
+        TaskName.WEBHOOK.value, args=[url, event, payload, msg_id], queue=QueueName.WEBHOOKS.value
+    )
 
 
 def enqueue_job(
-    job_id: str, queue: str = DEFAULT_QUEUE, celery: Celery | None = None, priority: int | None = None
+    job_id: str,
+    queue: str = QueueName.ANIMATE.value,
+    celery: Celery | None = None,
+    priority: int | None = None,
 ) -> None:
     """Send a job id to the workers. Call only after the job row is committed.
 
@@ -136,4 +190,4 @@ def enqueue_job(
     options: dict[str, Any] = {"queue": queue}
     if priority is not None:
         options["priority"] = priority
-    (celery or producer()).send_task(ANIMATE_TASK, args=[job_id], **options)
+    (celery or producer()).send_task(TaskName.ANIMATE.value, args=[job_id], **options)

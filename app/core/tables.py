@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Enum, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -27,12 +27,25 @@ class JobStatus(str, enum.Enum):
     FAILED = "failed"
     CANCELED = "canceled"
 
+    def __str__(self) -> str:  # "queued" in messages and templates, as enum.StrEnum does (Python 3.11+)
+        return self.value
+
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATUSES
 
 
 FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+# Job.status: stored by value in the VARCHAR(16) the migrations created (no database enum type, no
+# CHECK constraint), read back as a JobStatus.
+_STATUS_TYPE = Enum(
+    JobStatus,
+    native_enum=False,
+    create_constraint=False,
+    length=16,
+    values_callable=lambda statuses: [s.value for s in statuses],
+)
 
 
 class Base(DeclarativeBase):
@@ -44,7 +57,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
     visitor_id: Mapped[str] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value, index=True)
+    status: Mapped[JobStatus] = mapped_column(_STATUS_TYPE, default=JobStatus.QUEUED, index=True)
     stage: Mapped[str] = mapped_column(String(32), default="queued")
     stage_detail: Mapped[str] = mapped_column(String(64), default="")
     progress: Mapped[float] = mapped_column(Float, default=0.0)

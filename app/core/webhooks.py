@@ -1,5 +1,8 @@
 """Webhooks for integrators, in the manner of Replicate and the Standard Webhooks spec.
 
+One call of deliver() is one attempt; retries belong to the delivery task (worker/webhooks.py),
+which re-queues the event through Celery with backoff instead of sleeping in the worker.
+
 Each delivery carries `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256
 of "id.timestamp.body">`. Deliveries go to public addresses only unless a setting allows private ones,
 since a webhook URL is otherwise a way to make our servers call into our own network (SSRF).
@@ -19,7 +22,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 EVENTS = ("start", "progress", "completed")
 
@@ -76,7 +78,8 @@ def verify(secret: bytes, headers: dict[str, str], body: bytes, tolerance_s: int
     return any(hmac.compare_digest(expected, s) for s in headers.get("webhook-signature", "").split())
 
 
-def _retryable(exc: BaseException) -> bool:
+def is_retryable(exc: BaseException) -> bool:
+    """Worth another attempt: a 5xx, a 429 or a network error. Any other 4xx is the receiver's answer."""
     if isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code >= 500 or exc.response.status_code == 429
     return isinstance(exc, httpx.TransportError)
@@ -88,36 +91,25 @@ def deliver(
     payload: dict[str, Any],
     secret: bytes,
     *,
-    attempts: int = 5,
     timeout_s: float = 5.0,
-    backoff_s: float = 1.0,
     msg_id: str | None = None,
 ) -> int:
-    """POST one signed event; retried with exponential backoff on 5xx, 429 and network errors.
+    """POST one signed event, once; returns the receiver's status. Raises httpx.HTTPStatusError for a
+    4xx/5xx answer and httpx.TransportError when it cannot be reached (see is_retryable).
 
-    `msg_id`: the event's webhook-id; pass the same one when retrying from outside (Celery) so the
-    receiver sees one event."""
+    `msg_id`: the event's webhook-id; the caller passes the same one on every attempt so the receiver
+    sees one event."""
     body = json.dumps({"type": event, "data": payload}, separators=(",", ":"), default=str).encode()
     msg_id = msg_id or "msg_" + secrets.token_urlsafe(12)
-
-    @retry(
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential(multiplier=backoff_s, max=60),
-        retry=retry_if_exception(_retryable),
-        reraise=True,
-    )
-    def _post() -> int:
-        ts = int(time.time())  # fresh timestamp per attempt, same id: receivers can de-duplicate
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(ts),
-            "webhook-signature": sign(secret, msg_id, ts, body),
-            "user-agent": "vivify-webhooks/1",
-        }
-        # follow_redirects=False: a redirect must not lead the request somewhere check_url refused.
-        response = httpx.post(url, content=body, headers=headers, timeout=timeout_s, follow_redirects=False)
-        response.raise_for_status()
-        return response.status_code
-
-    return _post()
+    ts = int(time.time())  # fresh per attempt, same id: receivers can de-duplicate
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(secret, msg_id, ts, body),
+        "user-agent": "vivify-webhooks/1",
+    }
+    # follow_redirects=False: a redirect must not lead the request somewhere check_url refused.
+    response = httpx.post(url, content=body, headers=headers, timeout=timeout_s, follow_redirects=False)
+    response.raise_for_status()
+    return response.status_code

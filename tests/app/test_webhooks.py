@@ -6,7 +6,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from app.core.webhooks import WebhookRefused, check_url, deliver, parse_events, sign, verify
+from app.core.webhooks import (
+    WebhookRefused,
+    check_url,
+    deliver,
+    is_retryable,
+    parse_events,
+    sign,
+    verify,
+)
 from tests.fixtures.webhook_receiver import WebhookReceiver, answers
 
 SECRET = b"s3cret"
@@ -14,32 +22,42 @@ SECRET = b"s3cret"
 
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver(answers([503, 503]))
+    r = WebhookReceiver(answers([503]))
     yield r
     r.close()
 
 
-def test_delivery_is_signed_and_retried_until_accepted(receiver: WebhookReceiver) -> None:
-    status = deliver(receiver.url, "completed", {"id": "job1", "status": "succeeded"}, SECRET, backoff_s=0.01)
-    assert status == 204
-    assert len(receiver.deliveries) == 3  # two 503s, then success
-    ids = {d.headers["webhook-id"] for d in receiver.deliveries}
-    assert len(ids) == 1  # same message id on every retry
+def test_delivery_is_signed_and_one_attempt_per_call(receiver: WebhookReceiver) -> None:
+    """deliver() never retries by itself (the Celery task does): a 503 is raised after one POST, as
+    retryable, and the next call with the same id is the retry the receiver can de-duplicate."""
+    payload = {"id": "job1", "status": "succeeded"}
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        deliver(receiver.url, "completed", payload, SECRET, msg_id="msg_1")
+    assert is_retryable(refused.value) and len(receiver.deliveries) == 1
+    assert deliver(receiver.url, "completed", payload, SECRET, msg_id="msg_1") == 204
+    assert [d.headers["webhook-id"] for d in receiver.deliveries] == ["msg_1", "msg_1"]
     headers, body = receiver.deliveries[-1].headers, receiver.deliveries[-1].body
     assert verify(SECRET, headers, body)
     assert not verify(b"other", headers, body)
     assert not verify(SECRET, headers, body + b" ")
-    assert json.loads(body) == {"type": "completed", "data": {"id": "job1", "status": "succeeded"}}
+    assert json.loads(body) == {"type": "completed", "data": payload}
 
 
-def test_client_errors_are_not_retried() -> None:
-    r = WebhookReceiver(answers([], then=404))
+def test_client_errors_are_not_retryable_and_network_errors_are() -> None:
+    r = WebhookReceiver(answers([429], then=404))
     try:
-        with pytest.raises(httpx.HTTPStatusError):
-            deliver(r.url, "start", {}, SECRET, backoff_s=0.01)
-        assert len(r.deliveries) == 1
+        with pytest.raises(httpx.HTTPStatusError) as too_many:
+            deliver(r.url, "start", {}, SECRET)
+        with pytest.raises(httpx.HTTPStatusError) as not_found:
+            deliver(r.url, "start", {}, SECRET)
+        assert is_retryable(too_many.value) and not is_retryable(not_found.value)
+        assert len(r.deliveries) == 2
     finally:
         r.close()
+    with pytest.raises(httpx.TransportError) as unreachable:
+        deliver(r.url, "start", {}, SECRET, timeout_s=2)  # the receiver is closed now
+    assert is_retryable(unreachable.value)
+    assert not is_retryable(ValueError("not an HTTP failure"))
 
 
 def test_private_and_loopback_addresses_are_refused_unless_allowed() -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from e2e_stack import Service, free_port, wait_final, wait_for
 
-from app.client import VivifyClient
+from app.cli.client import VivifyClient
 from app.core import webhooks
 from app.core.config import Settings
 from models.video import probe

@@ -308,3 +308,49 @@ def test_the_hard_time_limit_fails_the_job_and_ends_a_stuck_process(tmp_path) ->
     assert result.returncode == 70, result.stderr
     assert marker.read_text() == "timeout"
     assert time.monotonic() - t0 < 15
+
+
+def test_one_table_decides_every_failure() -> None:
+    """FAILURES, first match wins: the steps' own errors, the animator's, the transient ones (retried,
+    even when their words mention memory) and, last, out of memory before any other error."""
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.exc import OperationalError
+
+    from worker.tasks import (
+        RETRYABLE_ERRORS,
+        AnimatorSetupFailed,
+        PhotoMissing,
+        RetryableAnimationError,
+        TimedOut,
+        failure_for,
+    )
+
+    def outcome(exc: BaseException) -> tuple[str, str, bool]:
+        failure = failure_for(exc)
+        return (*failure.describe(exc), failure.retryable)
+
+    assert outcome(AnimatorSetupFailed("diffusion")) == (
+        "animator_unavailable",
+        "The diffusion animator could not start.",
+        False,
+    )
+    assert outcome(PhotoMissing("jobs/x/photo.jpg"))[:2] == (
+        "photo_missing",
+        "The uploaded photo is no longer stored.",
+    )
+    assert outcome(TimedOut(1.5)) == ("timeout", "The animation ran past 1.5 s.", False)
+    assert outcome(AnimationError("no_face", "No face {x}.")) == ("no_face", "No face {x}.", False)
+    assert outcome(RetryableAnimationError("model_download", "Later.")) == ("model_download", "Later.", True)
+    db_down = OperationalError("SELECT 1", {}, Exception("out of memory"))
+    assert outcome(db_down)[0] == "unavailable" and outcome(db_down)[2]
+    assert outcome(FakeCudaOOM("CUDA error"))[0] == "out_of_memory"
+    assert outcome(KeyError("secret")) == ("internal_error", "The animation failed unexpectedly.", False)
+    assert set(RETRYABLE_ERRORS) == {
+        RetryableAnimationError,
+        StorageUnavailable,
+        OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        sa_exc.DisconnectionError,
+    }
+    assert AnimationError not in RETRYABLE_ERRORS and Exception not in RETRYABLE_ERRORS

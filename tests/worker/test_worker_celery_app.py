@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from app.core.config import Settings
-from app.core.queue import ANIMATE_TASK, WEBHOOK_TASK
+from app.core.queue import QueueName, TaskName, worker_queues
 from models.base import AnimationRequest
 from models.registry import create_animator
-from worker.celery_app import PURGE_TASK, RECONCILE_TASK, make_celery, reconcile_every_s
+from worker.celery_app import make_celery, reconcile_every_s
 
 
 @pytest.fixture
@@ -47,19 +47,28 @@ def test_each_queue_has_its_own_exchange_so_no_message_is_copied(celery) -> None
     assert set(queues) == {"animate", "animate.portrait", "maintenance", "webhooks"}
     assert all(q.exchange.name == q.routing_key == name for name, q in queues.items())
     routes = celery.conf.task_routes
-    assert routes[ANIMATE_TASK]["queue"] == "animate.portrait"
-    assert routes[WEBHOOK_TASK]["queue"] == "webhooks"
-    assert routes[RECONCILE_TASK]["queue"] == routes[PURGE_TASK]["queue"] == "maintenance"
+    assert routes[TaskName.ANIMATE]["queue"] == "animate.portrait"
+    assert routes[TaskName.WEBHOOK]["queue"] == "webhooks"
+    assert routes[TaskName.RECONCILE]["queue"] == routes[TaskName.PURGE_EXPIRED]["queue"] == "maintenance"
 
 
 def test_a_worker_routes_to_the_queue_of_its_animator_and_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
     s = Settings(_env_file=None, data_dir=tmp_path, animator="diffusion", model="org/svd-xt")
-    assert make_celery(s).conf.task_routes[ANIMATE_TASK]["queue"] == "animate.diffusion.svd-xt"
+    assert make_celery(s).conf.task_routes[TaskName.ANIMATE]["queue"] == "animate.diffusion.svd-xt"
+
+
+def test_the_app_declares_the_queues_the_cli_starts_its_workers_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = Settings(_env_file=None, data_dir=tmp_path, animator="diffusion", model="org/svd-xt")
+    declared = [q.name for q in make_celery(s).conf.task_queues]
+    assert declared == list(worker_queues(s, webhooks=True))
+    assert declared == ["animate", "animate.diffusion.svd-xt", QueueName.MAINTENANCE, QueueName.WEBHOOKS]
+    assert worker_queues(s, maintenance=False) == ("animate", "animate.diffusion.svd-xt")
+    assert worker_queues(s, animate=False, maintenance=False, webhooks=True) == ("webhooks",)
 
 
 def test_beat_reconciles_every_minute_and_purges_every_ten(celery) -> None:  # type: ignore[no-untyped-def]
     schedule = {entry["task"]: entry["schedule"] for entry in celery.conf.beat_schedule.values()}
-    assert schedule == {RECONCILE_TASK: 60.0, PURGE_TASK: 600.0}
+    assert schedule == {TaskName.RECONCILE: 60.0, TaskName.PURGE_EXPIRED: 600.0}
 
 
 def test_reconcile_checks_several_times_per_staleness_window() -> None:

@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 
 from app.core.config import Settings
-from app.core.queue import ANIMATE_TASK, enqueue_job, make_producer, queue_for
+from app.core.queue import TaskName, enqueue_job, make_producer, queue_for
 from app.core.tables import Job
 from tests.worker.conftest import Gated, MakeJob
 from worker.celery_app import EXIT_ANIMATOR_UNAVAILABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 EXIT_WITHIN_S = 30.0  # a failing worker exits in ~5 s here (imports); generous for a loaded machine
-TAKEN = f"{ANIMATE_TASK}["  # Celery logs "Task vivify.animate[<id>] received" when it takes a message
+TAKEN = f"{TaskName.ANIMATE}["  # Celery logs "Task vivify.animate[<id>] received" when it takes a message
 
 LoadJob = Callable[[str], Job | None]
 

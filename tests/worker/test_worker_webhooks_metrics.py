@@ -12,7 +12,7 @@ from celery.exceptions import Retry
 from prometheus_client import generate_latest
 
 from app.core.config import Settings
-from app.core.queue import WEBHOOK_QUEUE, WEBHOOK_TASK
+from app.core.queue import QueueName, TaskName
 from app.core.tables import Job
 from models.push_in import PushInAnimator
 from tests.fixtures.webhook_receiver import WebhookReceiver, answers
@@ -52,8 +52,8 @@ def test_a_job_sends_start_progress_and_completed_to_the_webhooks_queue(
     assert animate_job(job_id, worker="w", settings=settings, store=store, sessions=sessions,
                        animator=PushInAnimator(max_side=64), progress_interval_s=0)  # fmt: skip
     job_ended(job_id, settings, sessions)
-    assert {m["name"] for m in recorder.sent} == {WEBHOOK_TASK}
-    assert {m["queue"] for m in recorder.sent} == {WEBHOOK_QUEUE}
+    assert {m["name"] for m in recorder.sent} == {TaskName.WEBHOOK}
+    assert {m["queue"] for m in recorder.sent} == {QueueName.WEBHOOKS}
     events = recorder.events
     assert events[0] == "start" and events[-1] == "completed" and events.count("completed") == 1
     # Progress is throttled to one per webhook_progress_interval_s (2 s); this job takes about 1 s.
@@ -88,14 +88,25 @@ def test_progress_events_are_throttled(settings: Settings, sessions, make_job, r
     assert recorder.events == ["progress", "progress", "progress"]  # at 0, 2.0 and 4.5 s
 
 
-def test_a_broker_failure_never_reaches_the_job(settings: Settings, sessions, make_job) -> None:
+def test_a_broker_failure_never_reaches_the_job(
+    settings: Settings, sessions, make_job, load_job, caplog: pytest.LogCaptureFixture
+) -> None:
+    tried: list[str] = []
+
     class Down:
-        def send_task(self, *args: Any, **kwargs: Any) -> None:
+        def send_task(self, name: str, *args: Any, **kwargs: Any) -> None:
+            tried.append(name)
             raise ConnectionError("redis is down")
 
     job_id = make_job(webhook_url="http://127.0.0.1:9/h", webhook_events=["start"])
+    before = {c.key: getattr(load_job(job_id), c.key) for c in Job.__table__.columns}
     with sessions() as session:
         JobEvents(session, session.get(Job, job_id), settings, celery=Down()).start(session)  # no raise
+    assert tried == [TaskName.WEBHOOK]  # the event was really attempted, and it failed
+    after = {c.key: getattr(load_job(job_id), c.key) for c in Job.__table__.columns}
+    assert after == before  # still queued, no failure, no error recorded: the row is untouched
+    assert after["status"] == "queued" and after["error_code"] is None and after["finished_at"] is None
+    assert "start webhook not enqueued (ConnectionError)" in caplog.text
 
 
 @pytest.fixture
@@ -136,6 +147,11 @@ def test_delivery_is_signed_and_a_5xx_is_retried_through_celery(
     assert h1["webhook-id"] == h2["webhook-id"] == "msg_1" and b1 == b2
     assert verify(webhook_settings.webhook_signing_key, h2, b2)
     assert json.loads(b2) == {"type": "start", "data": payload}
+
+
+def test_retries_back_off_exponentially_up_to_a_cap() -> None:
+    assert [worker_webhooks.retry_delay_s(n) for n in range(4)] == [1, 2, 4, 8]
+    assert worker_webhooks.retry_delay_s(30) == worker_webhooks.RETRY_BACKOFF_MAX_S
 
 
 def test_delivery_gives_up_after_the_attempts_and_never_retries_a_4xx(

@@ -1,8 +1,9 @@
-"""The `vivify` command: up, web, worker, animate, fetch-model, migrate.
+"""The `vivify` command's arguments and commands: up, web, worker, animate, fetch-model, migrate,
+webhook-secret.
 
 `up` is the whole product on one machine (embedded defaults); `web` and `worker` are the two
-production processes. The CLI starts the worker as a `celery` process, so the web side of this module
-never imports worker/ or torch.
+production processes. Workers run as `celery` processes (app/cli/supervisor.py), so the CLI never
+imports worker/ or torch.
 """
 
 from __future__ import annotations
@@ -10,38 +11,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from app.cli.supervisor import WorkerSupervisor, events_worker_command, worker_command
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, logging_config
+from app.core.queue import worker_queues
 
 log = logging.getLogger("vivify")
-
-MAINTENANCE_QUEUE = "maintenance"
-WEBHOOK_QUEUE = "webhooks"
-
-
-def default_queues(settings: Settings, maintenance: bool = True) -> str:
-    """The queues a worker of the configured animator consumes: the shared `animate` queue, the
-    animator's own queue (app.core.queue.queue_for, when the web tier routes by animator) and, unless
-    told otherwise, the maintenance queue of the periodic tasks."""
-    import app.core.queue
-
-    queues = [app.core.queue.DEFAULT_QUEUE]
-    queue_for = getattr(app.core.queue, "queue_for", None)
-    if queue_for is not None:
-        queues.append(queue_for(settings.animator, settings.model or None))
-    if maintenance:
-        queues.append(MAINTENANCE_QUEUE)
-    return ",".join(dict.fromkeys(queues))
 
 
 def _migrate(settings: Settings) -> None:
@@ -51,32 +33,6 @@ def _migrate(settings: Settings) -> None:
     t0 = time.perf_counter()
     migrations.upgrade(settings.resolved_database_url)
     log.info("database migrated in %.1f s", time.perf_counter() - t0)
-
-
-def worker_command(
-    settings: Settings,
-    *,
-    queues: str | None = None,
-    concurrency: int = 1,
-    pool: str = "solo",
-    beat: bool = False,
-    hostname: str | None = None,
-) -> list[str]:
-    """The celery command line of one worker process (one per GPU: solo pool, concurrency 1)."""
-    cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"]
-    cmd += [f"--pool={pool}", f"--concurrency={concurrency}", "-Q", queues or default_queues(settings)]
-    cmd += ["--loglevel", settings.log_level.upper(), "--without-gossip", "--without-mingle"]
-    cmd += ["-n", hostname or f"vivify-{os.getpid()}@{socket.gethostname()}"]
-    if beat:
-        cmd += ["-B", "--schedule", str((settings.data_dir / "celerybeat-schedule").resolve())]
-    return cmd
-
-
-def events_worker_command(settings: Settings, hostname: str | None = None, threads: int = 4) -> list[str]:
-    """A light worker for webhook deliveries: threads, since a delivery mostly waits on the network."""
-    return worker_command(
-        settings, queues=WEBHOOK_QUEUE, pool="threads", concurrency=threads, hostname=hostname
-    )
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
@@ -99,70 +55,6 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         log_level=settings.log_level.lower(),
         log_config=logging_config(settings.log_level),  # JSON lines, in every uvicorn worker process
     )
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn: the worker gets SIGTERM if `vivify up` itself dies, so no orphan is left (Linux)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded before the fork, not in the child
-    except OSError:
-        return None
-
-    def preexec() -> None:
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-    return preexec
-
-
-class WorkerSupervisor:
-    """Runs the embedded worker as a child process, restarts it if it dies, stops it on exit."""
-
-    def __init__(
-        self, cmd: list[str], stop_timeout_s: float = 15.0, env: dict[str, str] | None = None
-    ) -> None:
-        self.cmd = cmd
-        self.env = env
-        self.stop_timeout_s = stop_timeout_s
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
-
-    def start(self) -> None:
-        self._spawn()
-        self._thread.start()
-
-    def _spawn(self) -> None:
-        log.info("starting worker: %s", shlex.join(self.cmd[1:]))
-        # Its own process group: a Ctrl-C in the terminal reaches us, and we stop the worker in order.
-        self.proc = subprocess.Popen(
-            self.cmd, start_new_session=True, preexec_fn=_die_with_parent(), env=self.env
-        )
-
-    def _watch(self) -> None:
-        backoff = 1.0
-        while not self._stopping.wait(0.5):
-            if self.proc is not None and self.proc.poll() is not None:
-                log.warning("worker exited with %s; restarting in %.0f s", self.proc.returncode, backoff)
-                if self._stopping.wait(backoff):
-                    return
-                self._spawn()
-                backoff = min(backoff * 2, 30.0)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        # SIGTERM = Celery's warm shutdown; unfinished messages go back to the queue.
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("worker did not stop in %.0f s; killing it", self.stop_timeout_s)
-            proc.kill()
-            proc.wait()
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -207,7 +99,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["VIVIFY_WORKER_METRICS_PORT"] = str(args.metrics_port)  # read by the exec'd worker
     cmd = worker_command(
         settings,
-        queues=args.queues or default_queues(settings, maintenance=not args.no_maintenance),
+        queues=args.queues or ",".join(worker_queues(settings, maintenance=not args.no_maintenance)),
         concurrency=args.concurrency,
         pool=args.pool,
         beat=args.beat,
@@ -232,7 +124,7 @@ def _animate_remote(args: argparse.Namespace, output: Path) -> int:
     """`vivify animate PHOTO --server URL`: the same clip from a running service, via its public API."""
     import httpx
 
-    from app.client import ClientError, animate_remote
+    from app.cli.client import ClientError, animate_remote
 
     local_only = [f"--{n}" for n in ("model", "steps", "frames", "size") if getattr(args, n) is not None]
     if local_only:
@@ -259,56 +151,9 @@ def cmd_animate(args: argparse.Namespace, settings: Settings) -> int:
     output: Path = args.output or Path(f"{args.photo.stem}.mp4")
     if args.server:
         return _animate_remote(args, output)
-    from PIL import Image, ImageOps
+    from app.cli.render import animate_here
 
-    from models.base import AnimationError, AnimationRequest, Stage
-    from models.registry import create_animator
-    from models.render import render_clip
-
-    name = args.animator or settings.animator
-    # The configured animator's options (VIVIFY_ANIMATOR_OPTIONS) belong to it alone.
-    options: dict[str, object] = dict(settings.animator_options) if name == settings.animator else {}
-    model = args.model or (settings.model if name == settings.animator else None)
-    if model:
-        options["model"] = model
-    if name == "diffusion":
-        # One clip: a warm-up at the family's shapes would only double the work (or run at shapes this
-        # clip does not use); the job itself chooses kernels and compiles.
-        options["warmup"] = False
-        if settings.device != "auto":
-            options["device"] = settings.device
-    try:
-        photo = ImageOps.exif_transpose(Image.open(args.photo)).convert("RGB")
-    except (OSError, ValueError) as exc:
-        print(f"cannot read {args.photo}: {exc}", file=sys.stderr)
-        return 2
-    request = AnimationRequest(
-        motion=args.motion, seed=args.seed, frames=args.frames, size=args.size, steps=args.steps
-    )
-    last: list[str] = []
-
-    def progress(stage: Stage | str, fraction: float, detail: str = "") -> None:
-        value = Stage(stage).value
-        if not last or last[-1] != value:
-            last.append(value)
-            print(f"  {value} ...", file=sys.stderr, flush=True)
-
-    t0 = time.perf_counter()
-    animator = create_animator(name, **options)
-    animator.setup()
-    setup_s = time.perf_counter() - t0
-    try:
-        clip = render_clip(animator, photo, request, progress)
-    except AnimationError as exc:
-        print(f"animation failed ({exc.code}): {exc.message}", file=sys.stderr)
-        return 1
-    output.write_bytes(clip.mp4)
-    print(f"wrote {output}: {clip.width}x{clip.height}, {clip.frame_count} frames at {clip.fps:g} fps")
-    print(f"  setup: {setup_s:.2f} s")
-    for stage, seconds in clip.stage_seconds.items():
-        print(f"  {stage}: {seconds:.2f} s")
-    print(f"  total: {time.perf_counter() - t0:.2f} s")
-    return 0
+    return animate_here(args, settings, output)
 
 
 def cmd_fetch_model(args: argparse.Namespace, settings: Settings) -> int:
@@ -466,7 +311,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     return int(args.func(args, settings) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,10 @@ from typing import Any
 
 import httpx
 
-FINAL = {"succeeded", "failed", "canceled"}
+from app.core.tables import FINAL_STATUSES, JobStatus
+
+# The API's job statuses are JobStatus values; a job in one of these changes no more.
+FINAL = frozenset(s.value for s in FINAL_STATUSES)
 
 
 class ClientError(RuntimeError):
@@ -159,7 +162,7 @@ def animate_remote(
 
         job = client.follow(job, on_update)
         bar.close()
-        if job["status"] != "succeeded":
+        if job["status"] != JobStatus.SUCCEEDED:
             err = job.get("error") or {}
             raise ClientError(0, err.get("code", job["status"]), err.get("message", f"job {job['status']}"))
         client.download(job, out)
