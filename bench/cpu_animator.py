@@ -1,4 +1,4 @@
-"""Benchmark of the CPU portrait animator (issue 4 targets).
+"""Benchmark of the CPU portrait animator against its speed and memory targets.
 
 1. Speed: a 4 s, 24 fps clip from a 768-px portrait, analysis + render + encode, pinned to ONE core
    (OpenCV and ffmpeg limited to one thread). Target: <= 15 ms per output frame.

@@ -1,10 +1,11 @@
 """GPU benchmark of the diffusion image-to-video path: stock diffusers defaults vs our optimised path.
 
-Builds each supported architecture at its real size with random weights (the configs are written out
-below; nothing is downloaded), runs the whole photo → MP4 path (`models.render.render_clip` with the
-`DiffusionAnimator` the worker uses) at production settings, and reports per stage: seconds, peak GPU
-memory, and for the denoiser its achieved TFLOP/s and model-FLOPs utilisation (MFU) against the bf16
-matmul peak measured on the same GPU in the same run. All variants run in one process; the speed-ups are
+Builds each supported architecture at its real size with random weights (the widths are written out
+below, the shapes and schedulers come from models/diffusion/families.py; nothing is downloaded), runs
+the whole photo → MP4 path (`models.render.render_clip` with the `DiffusionAnimator` the worker uses)
+at production settings, and reports per stage: seconds, peak GPU memory, and for the denoiser its
+achieved TFLOP/s and model-FLOPs utilisation (MFU) against the bf16 matmul peak measured on the same GPU
+in the same run. All variants run in one process; the speed-ups are
 printed. Denoiser FLOPs are counted exactly, without computing, by replaying the denoiser's first call
 on fake tensors (FakeTensorMode + FlopCounterMode, attention through SDPA's math path so it is counted).
 
@@ -68,8 +69,8 @@ from matplotlib import cbook  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from models.base import AnimationRequest, Stage  # noqa: E402
-from models.diffusion import FAMILIES, DiffusionAnimator  # noqa: E402
-from models.diffusion.families import SVD_SCHEDULER_CONFIG  # noqa: E402
+from models.diffusion import FAMILIES, DiffusionAnimator, SpeedSettings  # noqa: E402
+from models.diffusion.families import PRODUCTION_SHAPES, SCHEDULERS, Shape  # noqa: E402
 from models.diffusion.guidance import guided_steps, latent_batch  # noqa: E402
 from models.diffusion.quantize import UnsupportedDevice  # noqa: E402
 from models.diffusion.speed import denoisers, dtype_kwarg  # noqa: E402
@@ -84,33 +85,41 @@ TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.flo
 WARMUP_STEPS = 2
 SKIPPED = "skipped: time budget"
 # diffusers' defaults; `warmup=False` everywhere: the benchmark warms up itself, through render_clip
-STOCK = {
-    "compile": "off",
-    "channels_last": False,
-    "cudnn_benchmark": False,
-    "decode_chunk_size": None,  # the whole clip in one decode call, as the pipeline does by default
-    "warmup": False,
-}
+STOCK = SpeedSettings(
+    compile="off",
+    channels_last=False,
+    cudnn_benchmark=False,
+    decode_chunk_size=None,  # the whole clip in one decode call, as the pipeline does by default
+    warmup=False,
+)
+OPTIMISED = SpeedSettings(warmup=False)
 STOCK_DTYPES = {"stock-bf16": "bf16", "stock-fp32": "fp32"}
-VARIANTS: dict[str, dict[str, Any]] = {
+VARIANTS: dict[str, SpeedSettings] = {
     "stock-bf16": STOCK,
     "stock-fp32": STOCK,
-    "optimised": {"warmup": False},
-    "optimised+interval": {"warmup": False, "guidance_until": 0.6},
-    "optimised+fp8": {"warmup": False, "quantize": "fp8-dynamic"},
-    "fast": {"warmup": False, "guidance_until": 0.6, "quantize": "fp8-dynamic"},
-    "optimised+cache": {"warmup": False, "step_cache": "first-block:0.05"},
+    "optimised": OPTIMISED,
+    "optimised+interval": dataclasses.replace(OPTIMISED, guidance_until=0.6),
+    "optimised+fp8": dataclasses.replace(OPTIMISED, quantize="fp8-dynamic"),
+    "fast": dataclasses.replace(OPTIMISED, guidance_until=0.6, quantize="fp8-dynamic"),
+    "optimised+cache": dataclasses.replace(OPTIMISED, step_cache="first-block:0.05"),
 }
 
 
 # ---- real-size architectures (random weights) -------------------------------------------------------------
 def _words() -> Any:
-    from tests.fixtures.tiny_pipelines import WORDS, word_tokenizer
+    from models.diffusion.tiny import WORDS, word_tokenizer
 
     return word_tokenizer(WORDS)  # prompts only need valid ids; the encoder has its real vocabulary size
 
 
-def _clip_vit_h(with_projection: bool) -> Any:
+def _scheduler(family: str) -> Any:
+    import diffusers
+
+    name, config = SCHEDULERS[family]
+    return getattr(diffusers, name)(**config)
+
+
+def _clip_vit_h(with_projection: bool, shape: Shape) -> Any:
     from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
     config = CLIPVisionConfig(
@@ -118,8 +127,8 @@ def _clip_vit_h(with_projection: bool) -> Any:
         intermediate_size=5120,
         num_hidden_layers=32,
         num_attention_heads=16,
-        patch_size=14,
-        image_size=224,
+        patch_size=shape.image_patch,
+        image_size=shape.image_size,
         projection_dim=1024,
         hidden_act="gelu",
     )
@@ -147,21 +156,26 @@ def build_svd(modules: Callable[[], Any] = nullcontext) -> Any:
     """SVD-XT 1.1: ViT-H/14 image encoder, 1.5 B spatio-temporal UNet, 98 M temporal VAE."""
     from diffusers import (
         AutoencoderKLTemporalDecoder,
-        EulerDiscreteScheduler,
         StableVideoDiffusionPipeline,
         UNetSpatioTemporalConditionModel,
     )
     from transformers import CLIPImageProcessor
 
-    scheduler = EulerDiscreteScheduler(**SVD_SCHEDULER_CONFIG)
+    shape = PRODUCTION_SHAPES["svd"]
+    scheduler = _scheduler("svd")
     with modules():
-        vae = AutoencoderKLTemporalDecoder(
+        vae = AutoencoderKLTemporalDecoder(  # four blocks, three 2× steps: shape.vae_scale 8
             block_out_channels=[128, 256, 512, 512],
             layers_per_block=2,
             down_block_types=["DownEncoderBlock2D"] * 4,
-            latent_channels=4,
+            latent_channels=shape.latent_channels,
         )
-        image_encoder, unet = _clip_vit_h(True), UNetSpatioTemporalConditionModel()
+        image_encoder = _clip_vit_h(True, shape)
+        unet = UNetSpatioTemporalConditionModel(
+            in_channels=shape.denoiser_in_channels,
+            out_channels=shape.latent_channels,
+            num_frames=FAMILIES["svd"].frames,
+        )
     return StableVideoDiffusionPipeline(
         vae=vae,
         image_encoder=image_encoder,
@@ -173,25 +187,19 @@ def build_svd(modules: Callable[[], Any] = nullcontext) -> Any:
 
 def build_wan21(modules: Callable[[], Any] = nullcontext) -> Any:
     """Wan 2.1 I2V 14B 480p: UMT5-XXL, CLIP ViT-H/14, 40-layer 5120-wide DiT, Wan VAE."""
-    from diffusers import (
-        AutoencoderKLWan,
-        UniPCMultistepScheduler,
-        WanImageToVideoPipeline,
-        WanTransformer3DModel,
-    )
+    from diffusers import AutoencoderKLWan, WanImageToVideoPipeline, WanTransformer3DModel
     from transformers import CLIPImageProcessor
 
-    scheduler = UniPCMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
-    )
+    shape = PRODUCTION_SHAPES["wan2.1"]
+    scheduler = _scheduler("wan2.1")
     tokenizer = _words()
     with modules():
         transformer = WanTransformer3DModel(
-            patch_size=(1, 2, 2),
+            patch_size=shape.patch,
             num_attention_heads=40,
             attention_head_dim=128,
-            in_channels=36,
-            out_channels=16,
+            in_channels=shape.denoiser_in_channels,
+            out_channels=shape.latent_channels,
             text_dim=4096,
             freq_dim=256,
             ffn_dim=13824,
@@ -201,9 +209,10 @@ def build_wan21(modules: Callable[[], Any] = nullcontext) -> Any:
             eps=1e-6,
             image_dim=1280,
             added_kv_proj_dim=5120,
-            rope_max_seq_len=1024,
+            rope_max_seq_len=shape.rope_max_seq_len,
         )
-        text_encoder, vae, image_encoder = _t5_xxl(umt5=True), AutoencoderKLWan(), _clip_vit_h(False)
+        text_encoder, image_encoder = _t5_xxl(umt5=True), _clip_vit_h(False, shape)
+        vae = AutoencoderKLWan(z_dim=shape.latent_channels)  # 8×, 4× in time
     return WanImageToVideoPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
@@ -217,26 +226,20 @@ def build_wan21(modules: Callable[[], Any] = nullcontext) -> Any:
 
 def build_ltx(modules: Callable[[], Any] = nullcontext) -> Any:
     """LTX-Video 2B (0.9.x): T5-XXL, 28-layer DiT, 1:192-compression video VAE."""
-    from diffusers import (
-        AutoencoderKLLTXVideo,
-        FlowMatchEulerDiscreteScheduler,
-        LTXImageToVideoPipeline,
-        LTXVideoTransformer3DModel,
-    )
+    from diffusers import AutoencoderKLLTXVideo, LTXImageToVideoPipeline, LTXVideoTransformer3DModel
 
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        use_dynamic_shifting=True,
-        base_shift=0.95,
-        max_shift=2.05,
-        base_image_seq_len=1024,
-        max_image_seq_len=4096,
-    )
+    shape = PRODUCTION_SHAPES["ltx"]
+    scheduler = _scheduler("ltx")
     tokenizer = _words()
     with modules():
-        vae, text_encoder, transformer = (
-            AutoencoderKLLTXVideo(),
-            _t5_xxl(umt5=False),
-            LTXVideoTransformer3DModel(),
+        # 4×4 patches, then three 2× steps in space and time: 32×, 8× in time
+        vae = AutoencoderKLLTXVideo(latent_channels=shape.latent_channels)
+        text_encoder = _t5_xxl(umt5=False)
+        transformer = LTXVideoTransformer3DModel(
+            in_channels=shape.denoiser_in_channels,
+            out_channels=shape.latent_channels,
+            patch_size=shape.patch[1],
+            patch_size_t=shape.patch[0],
         )
     return LTXImageToVideoPipeline(
         scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer
@@ -245,36 +248,34 @@ def build_ltx(modules: Callable[[], Any] = nullcontext) -> Any:
 
 def build_cogvideox(modules: Callable[[], Any] = nullcontext) -> Any:
     """CogVideoX-5B I2V: T5-XXL, 42-layer expert DiT with learned positions, CogVideoX VAE."""
-    from diffusers import (
-        AutoencoderKLCogVideoX,
-        CogVideoXDPMScheduler,
-        CogVideoXImageToVideoPipeline,
-        CogVideoXTransformer3DModel,
-    )
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel
 
+    fam, shape = FAMILIES["cogvideox"], PRODUCTION_SHAPES["cogvideox"]
+    _, latent_h, latent_w = shape.latent_grid(fam.size, fam.frames)
     tokenizer = _words()
     with modules():
         transformer = CogVideoXTransformer3DModel(
             num_attention_heads=48,
             attention_head_dim=64,
-            in_channels=32,
-            out_channels=16,
+            in_channels=shape.denoiser_in_channels,
+            out_channels=shape.latent_channels,
             num_layers=42,
             text_embed_dim=4096,
             time_embed_dim=512,
+            sample_width=latent_w,  # learned positions for the production size and frames
+            sample_height=latent_h,
+            sample_frames=fam.frames,
+            patch_size=shape.patch[1],
+            temporal_compression_ratio=shape.vae_scale_t,
+            max_text_seq_length=shape.text_tokens,
             use_rotary_positional_embeddings=True,
             use_learned_positional_embeddings=True,
         )
-        text_encoder, vae = _t5_xxl(umt5=False), AutoencoderKLCogVideoX()
-    scheduler = CogVideoXDPMScheduler(
-        beta_schedule="scaled_linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        prediction_type="v_prediction",
-        rescale_betas_zero_snr=True,
-        snr_shift_scale=1.0,
-        timestep_spacing="trailing",
-    )
+        text_encoder = _t5_xxl(umt5=False)
+        vae = AutoencoderKLCogVideoX(
+            latent_channels=shape.latent_channels, temporal_compression_ratio=shape.vae_scale_t
+        )
+    scheduler = _scheduler("cogvideox")
     return CogVideoXImageToVideoPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
     )
@@ -305,12 +306,12 @@ def build_on(builder: Callable[..., Any], device: torch.device, dtype: torch.dty
 
 
 def build_tiny(family: str, device: torch.device, dtype: torch.dtype) -> Any:
-    """The test suite's tiny pipelines, saved and loaded back the way the worker loads a folder."""
+    """The tiny pipelines the tests also use, saved and loaded back the way the worker loads a folder."""
     from diffusers import DiffusionPipeline
 
-    from tests.fixtures import tiny_pipelines
+    from models.diffusion import tiny
 
-    builder = {"svd": tiny_pipelines.build_tiny_svd, "wan2.1": tiny_pipelines.build_tiny_wan}[family]
+    builder = {"svd": tiny.build_tiny_svd, "wan2.1": tiny.build_tiny_wan}[family]
     with tempfile.TemporaryDirectory() as tmp:
         folder = builder(Path(tmp) / family)
         return DiffusionPipeline.from_pretrained(folder, **dtype_kwarg(dtype)).to(device)
@@ -508,13 +509,13 @@ def estimate_row_s(
     prior, fam, opts = PRIORS[family], FAMILIES[family], VARIANTS[variant]
     (w, h), frames, steps = shape
     scale = w * h * frames / (fam.size[0] * fam.size[1] * fam.frames)
-    guided = guided_steps(opts.get("guidance_until", 1.0), steps)
-    compiled = device.type == "cuda" and opts.get("compile", "auto") != "off"
+    guided = guided_steps(opts.guidance_until, steps)
+    compiled = device.type == "cuda" and opts.compile != "off"
     if dtype == "fp32":
         rate, slower = FP32_RATE * peak_tflops, 3.0
     else:
         rate, slower = (MFU_COMPILED if compiled else MFU_EAGER) * peak_tflops, 1.0
-        rate *= FP8_GAIN if opts.get("quantize") == "fp8-dynamic" else 1.0
+        rate *= FP8_GAIN if opts.quantize == "fp8-dynamic" else 1.0
     step_s = prior.call_tflop * scale * (2 * guided + steps - guided) / steps / rate
     other_s = prior.other_s * scale * slower
     # a guidance interval on a batched family compiles a second graph, for the conditional-only batch
@@ -603,7 +604,7 @@ def run_variant(
     """Build, warm up and time one variant; any exception becomes the row's error."""
     size, frames, steps = shape
     result = Result(family, variant, dtype, f"{size[0]}x{size[1]}", frames, steps)
-    if VARIANTS[variant].get("step_cache") and family == "svd":
+    if VARIANTS[variant].step_cache and family == "svd":
         result.error = "n/a: the step cache needs a transformer denoiser; SVD has a UNet"
         return result
     request = AnimationRequest(seed=0, size=size, frames=frames, steps=steps, motion="look left and smile")
@@ -626,8 +627,9 @@ def run_variant(
                 getattr(pipe, name).to(torch.float32)
         result.build_s = time.perf_counter() - t_row
         log(f"{tag} built {dtype} in {result.build_s:.1f} s")
-        options = {**VARIANTS[variant], "device": str(device)}
-        animator = DiffusionAnimator.from_pipeline(pipe, family=family, **options)
+        animator = DiffusionAnimator.from_pipeline(
+            pipe, family=family, device=str(device), speed=VARIANTS[variant]
+        )
         photo = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
         t0 = time.perf_counter()
         animator.setup()
@@ -813,37 +815,37 @@ def report(paths: list[Path]) -> int:
 
 # ---- real-size configs on fake tensors ---------------------------------------------------------------------
 def denoiser_inputs(family: str) -> tuple[tuple, dict[str, Any]]:
-    """One denoiser call's inputs at the family's default size and frames, batch 1 (only shapes matter)."""
-    fam = FAMILIES[family]
-    (w, h), z = fam.size, torch.zeros
-    if family == "svd":  # latents at 1/8 size, noise and image latents on channels; one CLIP image token
-        return (z(1, fam.frames, 8, h // 8, w // 8), torch.tensor(1.0), z(1, 1, 1024), z(1, 3)), {}
-    if family == "wan2.1":  # 1/8 size, 1/4 frames (+1); 16 noise + 20 condition channels; 512 + 257 tokens
-        t = (fam.frames - 1) // 4 + 1
+    """One denoiser call's inputs at the family's default size and frames, batch 1 (only shapes matter).
+    The grids and lengths come from the family's PRODUCTION_SHAPES entry; the widths are the models'."""
+    fam, shape, z = FAMILIES[family], PRODUCTION_SHAPES[family], torch.zeros
+    t, hh, ww = shape.latent_grid(fam.size, fam.frames)
+    channels = shape.denoiser_in_channels
+    if family == "svd":  # (frames, channels, h, w) latents; one CLIP image embedding; 3 added time ids
+        return (z(1, t, channels, hh, ww), torch.tensor(1.0), z(1, 1, 1024), z(1, 3)), {}
+    if family == "wan2.1":  # (channels, frames, h, w) latents; text and CLIP image tokens
         return (), {
-            "hidden_states": z(1, 36, t, h // 8, w // 8),
+            "hidden_states": z(1, channels, t, hh, ww),
             "timestep": z(1),
-            "encoder_hidden_states": z(1, 512, 4096),
-            "encoder_hidden_states_image": z(1, 257, 1280),
+            "encoder_hidden_states": z(1, shape.text_tokens, 4096),
+            "encoder_hidden_states_image": z(1, shape.image_tokens, 1280),
         }
-    if family == "ltx":  # one 128-channel token per 32×32 pixels and 8 frames (+1); 128 text tokens
-        t, hh, ww = (fam.frames - 1) // 8 + 1, h // 32, w // 32
+    if family == "ltx":  # packed latents: one token per latent pixel (1×1×1 patches)
+        tokens = t * hh * ww
         return (), {
-            "hidden_states": z(1, t * hh * ww, 128),
-            "encoder_hidden_states": z(1, 128, 4096),
-            "timestep": z(1, t * hh * ww),
-            "encoder_attention_mask": torch.ones(1, 128),
+            "hidden_states": z(1, tokens, channels),
+            "encoder_hidden_states": z(1, shape.text_tokens, 4096),
+            "timestep": z(1, tokens),
+            "encoder_attention_mask": torch.ones(1, shape.text_tokens),
             "num_frames": t,
             "height": hh,
             "width": ww,
-            "rope_interpolation_scale": (8 / fam.fps, 32, 32),
+            "rope_interpolation_scale": (shape.vae_scale_t / fam.fps, shape.vae_scale, shape.vae_scale),
         }
-    if family == "cogvideox":  # 1/8 size in 2×2 patches, 1/4 frames (+1); 16 noise + 16 image channels
-        t = (fam.frames - 1) // 4 + 1
-        n = t * (h // 16) * (w // 16)
+    if family == "cogvideox":  # (frames, channels, h, w) latents in 2×2 patches; RoPE per patch
+        n = t * (hh // shape.patch[1]) * (ww // shape.patch[2])
         return (), {
-            "hidden_states": z(1, t, 32, h // 8, w // 8),
-            "encoder_hidden_states": z(1, 226, 4096),
+            "hidden_states": z(1, t, channels, hh, ww),
+            "encoder_hidden_states": z(1, shape.text_tokens, 4096),
             "timestep": torch.zeros(1, dtype=torch.long),
             "image_rotary_emb": (z(n, 64), z(n, 64)),
         }

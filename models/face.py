@@ -5,6 +5,8 @@
   It runs on a crop around each detected face, because its own short-range detector misses faces
   that fill little of the picture (a group photo).
 - Selfie segmentation gives a soft person/background mask.
+- `detect_face_box`: the detector alone, for callers that only need where the face is (fitting a photo
+  to a model's frame): no landmarks, no mask.
 
 mediapipe's graphs are not thread-safe, so one `FaceAnalyzer` serialises its calls with a lock.
 mediapipe is imported lazily: importing this module costs nothing.
@@ -12,6 +14,7 @@ mediapipe is imported lazily: importing this module costs nothing.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -35,6 +38,10 @@ FACE_OVAL = (
 )  # fmt: skip
 NOSE_TIP, FOREHEAD, CHIN = 1, 10, 152
 
+_log = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+
 # The forehead landmark sits farther back than the chin: a frontal face measures about -9° of pitch.
 _PITCH_BIAS = 9.0
 _ANALYSIS_MAX_SIDE = 1024  # mediapipe works at 128–256 px inside; larger inputs only cost copying
@@ -48,7 +55,7 @@ class Face:
     score: float  # detection confidence 0–1
 
     @property
-    def box(self) -> tuple[float, float, float, float]:
+    def box(self) -> Box:
         x, y = self.points[:, 0], self.points[:, 1]
         return float(x.min()), float(y.min()), float(x.max()), float(y.max())
 
@@ -177,6 +184,39 @@ class FaceAnalyzer:
                 faces.append(Face(points=_points(lm, w, h), score=self.min_confidence))
         faces.sort(key=lambda f: -f.size)
         return faces[: self.max_faces]
+
+
+_box_lock = threading.Lock()
+_box_detector = None  # one detection graph per process, built on first use
+
+
+def detect_face_box(image: Image.Image | np.ndarray) -> Box | None:
+    """The largest face's box in the image's pixels, or None: the detector alone, without the mesh and
+    the segmenter that `FaceAnalyzer` also builds.
+
+    Where mediapipe cannot be imported there is no box (a warning says why): a photo is then fitted
+    without one rather than the job failing."""
+    global _box_detector
+    rgb = _as_rgb(image)
+    h, w = rgb.shape[:2]
+    scale = min(1.0, _ANALYSIS_MAX_SIDE / max(h, w))
+    small = rgb if scale == 1.0 else _resize(rgb, scale)
+    with _box_lock:
+        if _box_detector is None:
+            try:
+                import mediapipe as mp
+            except ImportError as exc:
+                _log.warning("no face detector (%s): fitting photos without a face box", exc)
+                return None
+            # FaceAnalyzer's detector and confidence: the same faces either way
+            _box_detector = mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=0.5
+            )
+        found = _detect(_box_detector, small)
+    if not found:
+        return None
+    x, y, bw, bh = (v / scale for v in found[0][1])
+    return x, y, x + bw, y + bh
 
 
 def _detect(detector, rgb: np.ndarray) -> list[tuple[float, tuple[float, float, float, float]]]:

@@ -1,7 +1,7 @@
 """Input fitting and output post-processing shared by the animators (numpy, Pillow and OpenCV; no torch).
 
-- `fit_to_face`: bring a photo to a model's resolution around the face: crop (or pad) and scale both
-  axes by the same factor, never stretch.
+- `fit_to_face`: bring a photo to a model's resolution around the face (found by models.face): crop (or
+  pad) and scale both axes by the same factor, never stretch.
 - `match_colors`: pull the clip's colour statistics (YCbCr mean and spread, pooled over all frames) to
   the source photo's with one transform for the whole clip, so the cast goes and nothing flickers.
 - `interpolate_fps`: motion-compensated frame-rate conversion (DIS optical flow + backward warping),
@@ -10,37 +10,13 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
-_log = logging.getLogger(__name__)
-
-Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
-
-
-def detect_face_box(photo: Image.Image) -> Box | None:
-    """The largest frontal face found by OpenCV's Haar cascade, or None. Fast and dependency-free.
-
-    OpenCV 5 moved the cascade out of its main build; where it is missing (a machine with another
-    OpenCV than our pinned 4.x) there is no face box and the fit centres the photo instead."""
-    if not hasattr(cv2, "CascadeClassifier"):
-        _log.warning("OpenCV %s has no CascadeClassifier: fitting photos without a face box", cv2.__version__)
-        return None
-    gray = np.asarray(photo.convert("L"))
-    scale = min(1.0, 640 / max(gray.shape))  # detection does not need more pixels than this
-    if scale < 1.0:
-        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    min_side = max(24, min(gray.shape) // 12)
-    faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-    if len(faces) == 0:
-        return None
-    x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
-    return (x / scale, y / scale, (x + w) / scale, (y + h) / scale)
+from models.face import Box, detect_face_box
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from models.base import Animator
@@ -11,19 +12,24 @@ ANIMATORS = ("portrait", "push-in", "diffusion")
 
 
 def create_animator(name: str, **options: Any) -> Animator:
-    """Build (not set up) an animator by name. `options` go to the animator's constructor."""
+    """Build (not set up) an animator by name. `options` go to the animator's constructor; the diffusion
+    animator's speed settings among them become its one `speed` argument."""
     if name == "push-in":
         from models.push_in import PushInAnimator
 
         return PushInAnimator(**options)
     if name == "portrait":
-        from models.portrait import PortraitAnimator  # CPU portrait animator (issue 4)
+        from models.portrait import PortraitAnimator
 
         return PortraitAnimator(**options)
     if name == "diffusion":
-        from models.diffusion import DiffusionAnimator  # GPU image-to-video (issue 3)
+        from models.diffusion import DiffusionAnimator, SpeedSettings
 
-        return DiffusionAnimator(**options)
+        # The options (VIVIFY_ANIMATOR_OPTIONS) are one flat dict: the constructor's own keywords, and
+        # speed settings. Any other name goes to SpeedSettings, which refuses it and lists the known ones.
+        own = inspect.signature(DiffusionAnimator).parameters.keys() - {"speed"}
+        speed = SpeedSettings.from_options({k: v for k, v in options.items() if k not in own})
+        return DiffusionAnimator(**{k: v for k, v in options.items() if k in own}, speed=speed)
     if ":" in name:
         # "package.module:Class" names an animator outside this package (test fixtures, plug-ins).
         module_name, _, class_name = name.partition(":")

@@ -24,6 +24,8 @@ from models.diffusion import speed
 from models.diffusion.families import AUTO, Family, family_from_model_index, resolve_family
 from models.diffusion.guidance import GuidanceInterval, guided_steps
 from models.diffusion.loading import load_pipeline, unavailable
+from models.diffusion.speed import SpeedSettings
+from models.face import detect_face_box
 from models.motion import PRESETS
 from models.postprocess import fit_to_face, match_colors
 
@@ -73,7 +75,7 @@ def natural_length(frames: int, fps: float, duration_s: float | None = None) -> 
 class DiffusionAnimator:
     """Image-to-video diffusion on a GPU worker. `setup()` loads once and warms up; `animate()` per job.
 
-    Speed settings arrive as keyword options (`VIVIFY_ANIMATOR_OPTIONS`) and become one SpeedSettings;
+    Speed settings come as one SpeedSettings (`create_animator` builds it from VIVIFY_ANIMATOR_OPTIONS);
     combinations the family cannot honour are refused here, before anything is loaded."""
 
     name = "diffusion"
@@ -87,10 +89,10 @@ class DiffusionAnimator:
         revision: str | None = None,
         variant: str | None = AUTO,
         color_match: float = 1.0,
-        **speed_options: Any,
+        speed: SpeedSettings | None = None,
     ) -> None:
         self.model, self.family = resolve_family(model, family)
-        self.speed = speed.SpeedSettings.from_options(speed_options)
+        self.speed = speed if speed is not None else SpeedSettings()
         self.speed.check_for(self.family)
         self.revision, self.variant = revision, variant
         self.guidance_interval = GuidanceInterval(batched=self.family.guidance_batched)
@@ -103,7 +105,8 @@ class DiffusionAnimator:
     @classmethod
     def from_pipeline(cls, pipe: Any, family: str | None = None, **options: Any) -> DiffusionAnimator:
         """An animator around an already built pipeline (benchmarks with random weights); `setup()` then
-        applies the speed settings and warms up instead of loading. The pipeline's dtype is kept."""
+        applies the speed settings and warms up instead of loading. The pipeline's dtype is kept.
+        `options` are the constructor's keywords (device, color_match, speed)."""
         family = family or family_from_model_index({"_class_name": type(pipe).__name__, **pipe.config})
         animator = cls(model=None, family=family, **options)
         animator.model = f"<in-memory {type(pipe).__name__}>"
@@ -156,6 +159,7 @@ class DiffusionAnimator:
         for size in sorted(shapes):
             photo = Image.fromarray(gradient).resize(size)
             self._denoise(photo, size, self.family.frames, steps, 0, None, no_progress, guided=guided)
+        detect_face_box(photo)  # loads the face detector (about a second) here, not in the first job
 
     def _on_denoiser_call(self, module: torch.nn.Module, args: Any) -> None:
         if not self._first_denoise:

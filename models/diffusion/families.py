@@ -3,6 +3,8 @@
 A family names the diffusers pipeline class, the default hub id, and what a production clip uses:
 resolution, frame count, native frame rate, denoising steps and guidance. A model folder may carry a
 `vivify.json` that overrides any of these (a fine-tune, a distilled few-step variant, a tiny test model).
+`PRODUCTION_SHAPES` and `SCHEDULERS` describe the real architectures, for the pipelines built here
+without a download (the benchmark's real-size models, the tests' production-shape rehearsals).
 This module needs neither torch nor diffusers.
 """
 
@@ -32,6 +34,41 @@ SVD_SCHEDULER_CONFIG: dict[str, Any] = {
     "timestep_spacing": "leading",
     "timestep_type": "continuous",
     "use_karras_sigmas": True,
+}
+# Each built family's scheduler: its diffusers class and the default repo's config.
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "svd": ("EulerDiscreteScheduler", SVD_SCHEDULER_CONFIG),
+    "wan2.1": (
+        "UniPCMultistepScheduler",
+        {
+            "prediction_type": "flow_prediction",
+            "use_flow_sigmas": True,
+            "num_train_timesteps": 1000,
+            "flow_shift": 3.0,
+        },
+    ),
+    "ltx": (
+        "FlowMatchEulerDiscreteScheduler",
+        {
+            "use_dynamic_shifting": True,
+            "base_shift": 0.95,
+            "max_shift": 2.05,
+            "base_image_seq_len": 1024,
+            "max_image_seq_len": 4096,
+        },
+    ),
+    "cogvideox": (
+        "CogVideoXDPMScheduler",
+        {
+            "beta_schedule": "scaled_linear",
+            "beta_start": 0.00085,
+            "beta_end": 0.012,
+            "prediction_type": "v_prediction",
+            "rescale_betas_zero_snr": True,
+            "snr_shift_scale": 1.0,
+            "timestep_spacing": "trailing",
+        },
+    ),
 }
 
 
@@ -192,6 +229,65 @@ FAMILIES: dict[str, Family] = {
             time_limit_s=900,  # 5 B DiT over 13×60×90 latents, 50 guided steps: ~35 PFLOP per clip
         ),
     ]
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a family's real architecture fixes about tensor shapes, whatever its widths: the VAE's
+    compression and latent channels, the denoiser's input channels and patches, the conditioning lengths.
+    With the Family's size and frames these give every latent grid and token count of a clip."""
+
+    latent_channels: int
+    denoiser_in_channels: int  # the noise latents and what the pipeline concatenates to them
+    vae_scale: int  # pixels per latent, each side
+    vae_scale_t: int = 1  # frames per latent frame after the first; 1: the VAE keeps every frame
+    patch: tuple[int, int, int] = (1, 1, 1)  # the denoiser's (frames, height, width) patch over latents
+    text_tokens: int = 0  # the prompt length the pipeline pads to by default
+    image_size: int | None = None  # the CLIP image encoder's input side, where there is one
+    image_patch: int = 14
+    rope_max_seq_len: int | None = None  # the length of the denoiser's RoPE table, where it is configured
+
+    def latent_grid(self, size: tuple[int, int], frames: int) -> tuple[int, int, int]:
+        """(frames, height, width) of the latents of a clip of `size` (width, height) and `frames`."""
+        return (frames - 1) // self.vae_scale_t + 1, size[1] // self.vae_scale, size[0] // self.vae_scale
+
+    @property
+    def image_tokens(self) -> int:
+        """The image encoder's tokens: one per patch and a class token (none without an encoder)."""
+        if self.image_size is None:
+            return 0
+        side = self.image_size // self.image_patch
+        return side * side + 1
+
+
+# The real shapes of the architectures built without a download (bench/gpu_i2v.py at full width,
+# tests/fixtures/rehearsal_pipelines.py narrow). CLIP ViT-H/14 at 224 px: 257 image tokens.
+PRODUCTION_SHAPES: dict[str, Shape] = {
+    # 4 noise + 4 image latents on channels
+    "svd": Shape(latent_channels=4, denoiser_in_channels=8, vae_scale=8, image_size=224),
+    # 16 noise latents + 4 mask channels + 16 image latents
+    "wan2.1": Shape(
+        latent_channels=16,
+        denoiser_in_channels=36,
+        vae_scale=8,
+        vae_scale_t=4,
+        patch=(1, 2, 2),
+        text_tokens=512,
+        image_size=224,
+        rope_max_seq_len=1024,
+    ),
+    # 4×4 pixel patches and three 2× stages; the image is a conditioning latent frame, not channels
+    "ltx": Shape(latent_channels=128, denoiser_in_channels=128, vae_scale=32, vae_scale_t=8, text_tokens=128),
+    # 16 noise + 16 image latents
+    "cogvideox": Shape(
+        latent_channels=16,
+        denoiser_in_channels=32,
+        vae_scale=8,
+        vae_scale_t=4,
+        patch=(1, 2, 2),
+        text_tokens=226,
+    ),
 }
 
 DEFAULT_FAMILY = "svd"

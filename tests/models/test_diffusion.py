@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from models.base import AnimationError, AnimationRequest, Canceled, Stage
-from models.diffusion import DiffusionAnimator, resolve_family, svd_motion_bucket
+from models.diffusion import DiffusionAnimator, SpeedSettings, resolve_family, svd_motion_bucket
 from models.registry import create_animator
 from models.render import render_clip
 from models.video import AI_GENERATED_COMMENT, probe
@@ -250,11 +250,15 @@ def test_portrait_photos_get_portrait_video_by_default() -> None:
 def test_first_block_step_cache_runs_on_a_transformer(
     folders: dict[str, Path], portrait: Image.Image
 ) -> None:
-    animator = DiffusionAnimator(model=str(folders["wan"]), step_cache="first-block:0.2", warmup=False)
+    animator = DiffusionAnimator(
+        model=str(folders["wan"]), speed=SpeedSettings(step_cache="first-block:0.2", warmup=False)
+    )
     result = animator.animate(portrait, AnimationRequest(seed=2, steps=4), Recorder())
     assert result.frames.shape == (9, 64, 64, 3)
     with pytest.raises(ValueError, match="transformer denoiser"):  # refused before anything loads
-        DiffusionAnimator(model=str(folders["svd"]), step_cache="first-block:0.2", warmup=False)
+        DiffusionAnimator(
+            model=str(folders["svd"]), speed=SpeedSettings(step_cache="first-block:0.2", warmup=False)
+        )
 
 
 def test_svd_motion_text_maps_to_motion_bucket() -> None:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from models.base import AnimationRequest
-from models.diffusion import DiffusionAnimator
+from models.diffusion import DiffusionAnimator, SpeedSettings
 from models.diffusion.guidance import conditional_half, guided_steps, latent_batch
 from models.diffusion.speed import denoisers
 from tests.fixtures.tiny_pipelines import build_tiny_cogvideox, build_tiny_ltx, build_tiny_svd, build_tiny_wan
@@ -63,8 +63,10 @@ def test_guided_steps_counts_from_the_first_step() -> None:
 def test_late_steps_run_the_conditional_pass_only(
     family: str, folders: dict[str, Path], portrait: Image.Image
 ) -> None:
-    stock = DiffusionAnimator(model=str(folders[family]), warmup=False)
-    interval = DiffusionAnimator(model=str(folders[family]), guidance_until=0.5, warmup=False)
+    stock = DiffusionAnimator(model=str(folders[family]), speed=SpeedSettings(warmup=False))
+    interval = DiffusionAnimator(
+        model=str(folders[family]), speed=SpeedSettings(guidance_until=0.5, warmup=False)
+    )
     full, full_batches = _run(stock, portrait, steps=4)
     cut, cut_batches = _run(interval, portrait, steps=4)
     if family in BATCHED:  # one call per step on [uncond; cond], halved after step 2
@@ -85,7 +87,7 @@ def test_conditional_half_is_exactly_the_conditional_prediction(
 ) -> None:
     """The cut inputs give what the guided call gives for its conditional half: every batched input was
     cut, and the right half of each."""
-    animator = DiffusionAnimator(model=str(folders[family]), warmup=False)
+    animator = DiffusionAnimator(model=str(folders[family]), speed=SpeedSettings(warmup=False))
     animator.setup()
     module = denoisers(animator.pipe)[0]
     seen: list[tuple[tuple, dict]] = []
@@ -109,7 +111,9 @@ def test_conditional_half_is_exactly_the_conditional_prediction(
 
 def test_warm_up_runs_both_batch_sizes(folders: dict[str, Path]) -> None:
     """So that a compiled denoiser meets both shapes before the first job."""
-    animator = DiffusionAnimator(model=str(folders["svd"]), guidance_until=0.5, warmup=False)
+    animator = DiffusionAnimator(
+        model=str(folders["svd"]), speed=SpeedSettings(guidance_until=0.5, warmup=False)
+    )
     animator.setup()
     batches: list[int] = []
     animator.pipe.unet.register_forward_pre_hook(
@@ -120,18 +124,24 @@ def test_warm_up_runs_both_batch_sizes(folders: dict[str, Path]) -> None:
 
 
 def test_guidance_off_means_no_interval(folders: dict[str, Path], portrait: Image.Image) -> None:
-    animator = DiffusionAnimator(model=str(folders["svd"]), guidance=1.0, guidance_until=0.5, warmup=False)
+    animator = DiffusionAnimator(
+        model=str(folders["svd"]), speed=SpeedSettings(guidance=1.0, guidance_until=0.5, warmup=False)
+    )
     _, batches = _run(animator, portrait, steps=3)
     assert batches == [1, 1, 1]
 
 
 def test_invalid_guidance_interval_settings(folders: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match=r"guidance_until must be in \(0, 1\]"):
-        DiffusionAnimator(model=str(folders["svd"]), guidance_until=0)
+        DiffusionAnimator(model=str(folders["svd"]), speed=SpeedSettings(guidance_until=0))
     with pytest.raises(ValueError, match="cannot be combined"):
-        DiffusionAnimator(model=str(folders["ltx"]), guidance_until=0.5, step_cache="first-block:0.1")
+        DiffusionAnimator(
+            model=str(folders["ltx"]), speed=SpeedSettings(guidance_until=0.5, step_cache="first-block:0.1")
+        )
     # Wan's separate calls keep separate caches: the combination is fine there
-    DiffusionAnimator(model=str(folders["wan2.1"]), guidance_until=0.5, step_cache="first-block:0.1")
+    DiffusionAnimator(
+        model=str(folders["wan2.1"]), speed=SpeedSettings(guidance_until=0.5, step_cache="first-block:0.1")
+    )
     with pytest.raises(RuntimeError, match="uncond; cond"):
         conditional_half((torch.zeros(3, 4),), {})
 
@@ -142,8 +152,12 @@ def test_compiled_denoiser_meets_every_shape_in_the_warm_up(
     """torch.compile (regional, as on a GPU) with a guidance interval: setup's warm-up compiles the guided
     and the conditional-only batch, so a job recompiles nothing, and the output is the eager one."""
     request = AnimationRequest(seed=3, steps=4)
-    eager = DiffusionAnimator(model=str(folders["ltx"]), guidance_until=0.5, compile="off", warmup=False)
-    compiled = DiffusionAnimator(model=str(folders["ltx"]), guidance_until=0.5, compile="blocks", warmup=True)
+    eager = DiffusionAnimator(
+        model=str(folders["ltx"]), speed=SpeedSettings(guidance_until=0.5, compile="off", warmup=False)
+    )
+    compiled = DiffusionAnimator(
+        model=str(folders["ltx"]), speed=SpeedSettings(guidance_until=0.5, compile="blocks", warmup=True)
+    )
     compiled.setup()
     with torch._dynamo.config.patch(error_on_recompile=True):
         out = compiled.animate(portrait, request).frames

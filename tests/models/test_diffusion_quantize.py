@@ -192,12 +192,12 @@ def test_the_animator_quantises_its_denoiser_and_still_animates(
 ) -> None:
     """The `quantize` speed setting through the worker's loading path: folder → animator → frames."""
     from models.base import AnimationRequest
-    from models.diffusion import DiffusionAnimator
+    from models.diffusion import DiffusionAnimator, SpeedSettings
     from tests.fixtures.tiny_pipelines import build_tiny_wan
 
     folder = build_tiny_wan(tmp_path / "wan")
-    plain = DiffusionAnimator(model=str(folder), warmup=False)
-    int8 = DiffusionAnimator(model=str(folder), quantize="int8-weight", warmup=False)
+    plain = DiffusionAnimator(model=str(folder), speed=SpeedSettings(warmup=False))
+    int8 = DiffusionAnimator(model=str(folder), speed=SpeedSettings(quantize="int8-weight", warmup=False))
     request = AnimationRequest(seed=3, steps=2)
     ref, out = plain.animate(portrait, request).frames, int8.animate(portrait, request).frames
     assert any(isinstance(m.weight, TorchAOBaseTensor) for m in linears(int8.pipe.transformer).values())
@@ -206,8 +206,12 @@ def test_the_animator_quantises_its_denoiser_and_still_animates(
     assert 0 < abs(out.astype(int) - ref.astype(int)).mean() < 8  # close, not identical
 
     with pytest.raises(UnsupportedDevice, match=r"compute capability >= 8\.9"):
-        DiffusionAnimator(model=str(folder), quantize="fp8-dynamic", dtype="bf16", warmup=False).setup()
+        DiffusionAnimator(
+            model=str(folder), speed=SpeedSettings(quantize="fp8-dynamic", dtype="bf16", warmup=False)
+        ).setup()
     with pytest.raises(ValueError, match="sequential"):
-        DiffusionAnimator(model=str(folder), quantize="int8-weight", cpu_offload="sequential")
+        DiffusionAnimator(
+            model=str(folder), speed=SpeedSettings(quantize="int8-weight", cpu_offload="sequential")
+        )
     with pytest.raises(ValueError, match="needs dtype bf16"):
-        DiffusionAnimator(model=str(folder), quantize="fp8-dynamic", dtype="fp32")
+        DiffusionAnimator(model=str(folder), speed=SpeedSettings(quantize="fp8-dynamic", dtype="fp32"))

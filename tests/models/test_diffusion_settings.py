@@ -17,8 +17,9 @@ from PIL import Image
 from models.base import AnimationRequest, Canceled, Stage
 from models.diffusion import DiffusionAnimator
 from models.diffusion.animator import describe_motion, motion_prompt, natural_length
-from models.diffusion.families import FAMILIES
+from models.diffusion.families import FAMILIES, PRODUCTION_SHAPES
 from models.diffusion.speed import SpeedSettings, balanced_chunk, decode_chunk, denoisers
+from models.registry import create_animator
 from tests.fixtures.tiny_pipelines import build_tiny_cogvideox, build_tiny_ltx, build_tiny_svd, build_tiny_wan
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
@@ -78,21 +79,33 @@ COMBINATIONS: list[tuple[str, dict[str, Any], str | None]] = [
 def test_each_combination_runs_or_is_refused_when_built(
     family: str, options: dict[str, Any], refusal: str | None, folders: dict[str, Path], portrait: Image.Image
 ) -> None:
+    # the flat options of VIVIFY_ANIMATOR_OPTIONS, as the worker passes them
     if refusal is not None:
         with pytest.raises(ValueError, match=refusal):
-            DiffusionAnimator(model=str(folders[family]), **options)
+            create_animator("diffusion", model=str(folders[family]), **options)
         return
-    animator = DiffusionAnimator(model=str(folders[family]), **options)
+    animator = create_animator("diffusion", model=str(folders[family]), **options)
     frames = animator.animate(portrait, AnimationRequest(seed=1, steps=2)).frames
     assert frames.ndim == 4 and frames.shape[1:] == (64, 64, 3)
     assert frames.std() > 1.0  # a picture, not a flat field
+
+
+def test_flat_options_split_into_constructor_keywords_and_speed_settings(folders: dict[str, Path]) -> None:
+    animator = create_animator(
+        "diffusion", model=str(folders["svd"]), color_match=0.5, guidance_until=0.5, warmup=False
+    )
+    assert isinstance(animator, DiffusionAnimator) and animator.color_match == 0.5
+    assert animator.speed == SpeedSettings(guidance_until=0.5, warmup=False)
+    assert DiffusionAnimator(model=str(folders["svd"])).speed == SpeedSettings()
 
 
 def test_attention_backend_acts_on_this_pipeline_only(folders: dict[str, Path]) -> None:
     from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 
     before = _AttentionBackendRegistry._active_backend
-    animator = DiffusionAnimator(model=str(folders["wan2.1"]), attention_backend="_native_math")
+    animator = DiffusionAnimator(
+        model=str(folders["wan2.1"]), speed=SpeedSettings(attention_backend="_native_math")
+    )
     animator.setup()
     backends = {
         getattr(m.processor, "_attention_backend", None)
@@ -125,7 +138,9 @@ def test_the_next_job_of_another_shape_succeeds_after_a_run_that_stopped(
 ) -> None:
     """With the step cache on, a run that stops mid-denoise leaves cache state behind that diffusers only
     clears at the end of a finished call; the animator clears it, so another shape runs next."""
-    animator = DiffusionAnimator(model=str(folders["wan2.1"]), step_cache="first-block:0.2")
+    animator = DiffusionAnimator(
+        model=str(folders["wan2.1"]), speed=SpeedSettings(step_cache="first-block:0.2")
+    )
     with pytest.raises(type(error)):
         animator.animate(portrait, AnimationRequest(seed=2, steps=4), _fail_at_step("1/4", error))
     # another token count (96 against 48): stale cache state would not even broadcast
@@ -143,9 +158,10 @@ def test_step_cache_with_compile_runs_and_recompiles_nothing(
     """The blocks are compiled and the cache hooks stay eager around them (Dynamo cannot trace them);
     after the warm-up a job compiles nothing and matches the eager run with the same cache."""
     request = AnimationRequest(seed=4, steps=3)
-    eager = DiffusionAnimator(model=str(folders["wan2.1"]), step_cache="first-block:0.2")
+    eager = DiffusionAnimator(model=str(folders["wan2.1"]), speed=SpeedSettings(step_cache="first-block:0.2"))
     compiled = DiffusionAnimator(
-        model=str(folders["wan2.1"]), step_cache="first-block:0.2", compile="blocks", warmup=True
+        model=str(folders["wan2.1"]),
+        speed=SpeedSettings(step_cache="first-block:0.2", compile="blocks", warmup=True),
     )
     compiled.setup()
     with torch._dynamo.config.patch(error_on_recompile=True):
@@ -160,7 +176,7 @@ def test_the_text_encoder_waits_in_cpu_memory_between_prompts(
     """offload_text_encoder keeps the encoder off the GPU except while it encodes. On a CPU the move is a
     no-op, so this checks the placement and the hooks, and that the clip is the one without offload."""
     plain = DiffusionAnimator(model=str(folders["wan2.1"]))
-    offload = DiffusionAnimator(model=str(folders["wan2.1"]), offload_text_encoder=True)
+    offload = DiffusionAnimator(model=str(folders["wan2.1"]), speed=SpeedSettings(offload_text_encoder=True))
     offload.setup()
     encoder = offload.pipe.text_encoder
     assert offload.speed.offloads_text_encoder(offload.family, torch.device("cuda"))
@@ -186,7 +202,7 @@ def test_warm_up_only_on_cuda_unless_asked() -> None:
 
 def test_warm_up_meets_each_orientation_the_worker_serves(folders: dict[str, Path]) -> None:
     calls: list[tuple[int, ...]] = []
-    animator = DiffusionAnimator(model=str(folders["svd"]), warmup=False)
+    animator = DiffusionAnimator(model=str(folders["svd"]), speed=SpeedSettings(warmup=False))
     animator.setup()
     animator.family = dataclasses.replace(animator.family, size=(128, 64))
     animator.pipe.unet.register_forward_pre_hook(lambda _m, a: calls.append(tuple(a[0].shape)))
@@ -244,6 +260,26 @@ def test_every_family_plays_at_its_natural_speed(family: str, kept: int, seconds
     n, fps = natural_length(fam.frames, fam.fps)
     assert (n, fps) == (kept, fam.fps)  # trimmed, never sped up
     assert abs(n / fps - seconds) < 1e-9
+
+
+@pytest.mark.parametrize(
+    ("family", "grid", "tokens"),
+    [
+        ("svd", (25, 72, 128), 25 * 72 * 128),
+        ("wan2.1", (21, 60, 104), 21 * 30 * 52),  # (1, 2, 2) patches
+        ("ltx", (13, 16, 24), 13 * 16 * 24),
+        ("cogvideox", (13, 60, 90), 13 * 30 * 45),
+    ],
+)
+def test_production_shapes_give_the_real_latent_grids(
+    family: str, grid: tuple[int, int, int], tokens: int
+) -> None:
+    """The table the benchmark's real-size models and the rehearsal's narrow ones are built from."""
+    fam, shape = FAMILIES[family], PRODUCTION_SHAPES[family]
+    assert shape.latent_grid(fam.size, fam.frames) == grid
+    t, h, w = grid
+    assert (t // shape.patch[0]) * (h // shape.patch[1]) * (w // shape.patch[2]) == tokens
+    assert shape.image_tokens == (257 if family in ("svd", "wan2.1") else 0)  # CLIP ViT-H/14 at 224 px
 
 
 def test_a_short_request_is_slowed_to_three_seconds() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.face import FaceAnalyzer
+from models.face import FaceAnalyzer, detect_face_box
 
 
 @pytest.mark.parametrize(
@@ -56,6 +56,18 @@ def test_several_faces_largest_first(group_photo: Image.Image, face_analyzer: Fa
     assert sizes == sorted(sizes, reverse=True)
     centres = sorted(f.points[1, 0] for f in faces)
     assert centres[0] < 230 < centres[1] < 460 < centres[2]  # one per person
+
+
+def test_the_face_box_alone_is_the_largest_face(
+    group_photo: Image.Image, no_face_photo: Image.Image, face_analyzer: FaceAnalyzer
+) -> None:
+    """detect_face_box (the detector without mesh and mask) finds the face the analyzer ranks first."""
+    box = detect_face_box(group_photo)
+    assert box is not None
+    x0, y0, x1, y1 = face_analyzer.analyze(group_photo, mask=False).faces[0].box
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    assert x0 < cx < x1 and y0 < cy < y1
+    assert detect_face_box(no_face_photo) is None
 
 
 def test_max_faces_limits_the_count(group_photo: Image.Image) -> None:

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image, ImageDraw
 from skimage import data
 
-from models.postprocess import detect_face_box, fit_to_face, interpolate_fps, match_colors, output_frame_count
+from models.face import detect_face_box
+from models.postprocess import fit_to_face, interpolate_fps, match_colors, output_frame_count
 
 
 def _disk_photo(w: int, h: int, centre: tuple[int, int], r: int) -> Image.Image:
@@ -67,15 +68,18 @@ def test_face_detection_on_real_portraits(portrait: Image.Image) -> None:
     assert fit.image.size == (64, 112) and fit.face_box is not None
 
 
-def test_an_opencv_without_the_haar_cascade_fits_without_a_face_box(
+def test_a_machine_without_the_face_detector_fits_without_a_face_box(
     portrait: Image.Image, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """OpenCV 5 dropped CascadeClassifier from its main build (GPU images may carry it): no crash."""
-    import cv2
+    """Where mediapipe cannot be imported (an image built without it), the photo is centred: no crash."""
+    import sys
 
-    monkeypatch.delattr(cv2, "CascadeClassifier")
+    import models.face
+
+    monkeypatch.setattr(models.face, "_box_detector", None)
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # `import mediapipe` raises ImportError
     assert detect_face_box(portrait) is None
-    assert "no CascadeClassifier" in caplog.text
+    assert "no face detector" in caplog.text
     fit = fit_to_face(portrait, (64, 112))
     assert fit.image.size == (64, 112) and fit.face_box is None
 
