@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
 
 
-def alembic_config(database_url: str | None = None):  # type: ignore[no-untyped-def]
+def alembic_config(database_url: str | None = None) -> Config:
     """An Alembic Config for this folder and a database (default: the configured one)."""
     from alembic.config import Config
 

@@ -16,6 +16,7 @@ from sqlalchemy import delete
 
 from app.core import jobs
 from app.core.config import Settings, get_settings
+from app.core.db import rows_changed
 from app.core.errors import ErrorCode
 from app.core.queue import TaskName
 from app.core.storage import ObjectStore, get_store
@@ -81,9 +82,9 @@ def purge_expired(
                 continue
             counts["purged"] += 1
         cutoff = now - 2 * ALLOWANCE_WINDOW
-        counts["submissions"] = session.execute(
-            delete(Submission).where(Submission.created_at < cutoff)
-        ).rowcount
+        counts["submissions"] = rows_changed(
+            session.execute(delete(Submission).where(Submission.created_at < cutoff))
+        )
         session.commit()
     if any(counts.values()):
         log.info("purged expired jobs: %s", counts)

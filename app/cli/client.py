@@ -38,7 +38,8 @@ def _raise_for_error(response: httpx.Response) -> None:
 
 def iter_sse(response: httpx.Response) -> Iterator[tuple[str, str]]:
     """(event, data) pairs from a text/event-stream response."""
-    event, data = "message", []
+    event = "message"
+    data: list[str] = []
     for line in response.iter_lines():
         if line == "":
             if data:

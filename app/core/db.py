@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import get_settings
@@ -25,7 +26,7 @@ def make_engine(url: str) -> Engine:
         )
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(conn: Any, _record: Any) -> None:
             # WAL lets the web process read while the worker writes progress.
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -58,3 +59,8 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE touched: its result is a CursorResult, which `execute` does not say."""
+    return cast(CursorResult[Any], result).rowcount

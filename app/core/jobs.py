@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from app.core.db import rows_changed
 from app.core.storage import ObjectStore, photo_key, poster_key, video_key
 from app.core.tables import FINAL_STATUSES, Job, JobStatus, utcnow
 
@@ -29,7 +30,7 @@ def get_job(session: Session, job_id: str, visitor_id: str | None = None) -> Job
 def _transition(session: Session, job_id: str, allowed: list[JobStatus], **values: Any) -> bool:
     result = session.execute(update(Job).where(Job.id == job_id, Job.status.in_(allowed)).values(**values))
     session.commit()
-    return result.rowcount == 1
+    return rows_changed(result) == 1
 
 
 def mark_enqueued(session: Session, job_id: str) -> None:
@@ -194,7 +195,7 @@ def touch_stale(session: Session, job_id: str, older_than_s: int) -> bool:
         .values(enqueued_at=now, heartbeat_at=case((Job.status == _R, now), else_=Job.heartbeat_at))
     )
     session.commit()
-    return result.rowcount == 1
+    return rows_changed(result) == 1
 
 
 def expired_jobs(session: Session, now: datetime | None = None) -> list[Job]:

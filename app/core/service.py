@@ -207,10 +207,11 @@ class StoredPhoto:
 
 def stored_photo_of(job: Job, store: ObjectStore) -> StoredPhoto:
     """The job's photo for another animation, or Conflict photo_gone (expired or deleted meanwhile)."""
-    if as_utc(job.expires_at) <= utcnow() or not store.exists(job.photo_key):
+    key = job.photo_key
+    if key is None or as_utc(job.expires_at) <= utcnow() or not store.exists(key):
         raise Conflict(ErrorCode.PHOTO_GONE, PHOTO_GONE)
     return StoredPhoto(
-        key=job.photo_key,
+        key=key,
         width=job.photo_width,
         height=job.photo_height,
         size_bytes=job.photo_bytes,

@@ -8,9 +8,9 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from app.core.config import Settings, get_settings
@@ -120,7 +120,7 @@ class S3Store:
         key = _safe_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, fn, **kwargs):  # type: ignore[no-untyped-def]
+    def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:

@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Literal, TypedDict
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import func, or_, select
@@ -60,7 +61,15 @@ def new_visitor_id() -> str:
     return secrets.token_urlsafe(18)
 
 
-def cookie_kwargs(settings: Settings) -> dict[str, object]:
+class CookieOptions(TypedDict):
+    max_age: int
+    httponly: bool
+    samesite: Literal["lax", "strict", "none"]
+    secure: bool
+    path: str
+
+
+def cookie_kwargs(settings: Settings) -> CookieOptions:
     return {
         "max_age": COOKIE_MAX_AGE_S,
         "httponly": True,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import Message
@@ -64,7 +64,7 @@ def too_large(settings: Settings) -> TooLarge:
     return TooLarge(ErrorCode.FILE_TOO_LARGE, f"The photo is larger than the {mb:.0f} MB limit.")
 
 
-def _first_text(form, name: str) -> str | None:  # type: ignore[no-untyped-def]
+def _first_text(form: FormData, name: str) -> str | None:
     values = form.getlist(name)
     if not values:
         return None
@@ -74,13 +74,14 @@ def _first_text(form, name: str) -> str | None:  # type: ignore[no-untyped-def]
     return value
 
 
-def _all_text(form, name: str) -> str | None:  # type: ignore[no-untyped-def]
+def _all_text(form: FormData, name: str) -> str | None:
     values = form.getlist(name)
     if not values:
         return None
-    if not all(isinstance(v, str) for v in values):
+    texts = [v for v in values if isinstance(v, str)]
+    if len(texts) != len(values):
         raise Invalid(ErrorCode.INVALID_FIELD, f"The field {name!r} must be text, not a file.")
-    return ",".join(values)
+    return ",".join(texts)
 
 
 async def read_upload_form(request: Request, settings: Settings) -> UploadForm:

@@ -37,21 +37,19 @@ class JobsByStatus(Collector):
         queued = GaugeMetricFamily(
             "vivify_queue_length", "Queued jobs per queue (from the database).", labels=["queue"]
         )
-        counts = dict.fromkeys((s.value for s in JobStatus), 0)
+        counts = dict.fromkeys(JobStatus, 0)
         try:
             with self.sessions() as session:
                 for status, n in session.execute(select(Job.status, func.count()).group_by(Job.status)):
                     counts[status] = int(n)
                 per_queue = session.execute(
-                    select(Job.queue, func.count())
-                    .where(Job.status == JobStatus.QUEUED.value)
-                    .group_by(Job.queue)
+                    select(Job.queue, func.count()).where(Job.status == JobStatus.QUEUED).group_by(Job.queue)
                 ).all()
         except Exception as exc:  # a scrape must not fail because the database is down
             log.warning("jobs gauge: database unavailable (%s)", type(exc).__name__)
             return
         for status, n in counts.items():
-            family.add_metric([status], n)
+            family.add_metric([status.value], n)
         yield family
         for queue, n in sorted(per_queue):
             queued.add_metric([queue], int(n))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -41,7 +42,7 @@ def _check_broker(settings: Settings) -> None:
 def _run_checks(request: Request, settings: Settings) -> dict[str, str]:
     checks: dict[str, str] = {}
 
-    def attempt(name: str, fn) -> None:  # type: ignore[no-untyped-def]
+    def attempt(name: str, fn: Callable[[], object]) -> None:
         try:
             fn()
             checks[name] = "ok"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -28,7 +28,7 @@ router = APIRouter(prefix=API, tags=["jobs"])
 EVENTS_POLL_S = 0.5
 EVENTS_MAX_S = 30 * 60  # a stream ends after this; EventSource reconnects by itself
 
-UPLOAD_BODY = {
+UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
@@ -71,7 +71,7 @@ UPLOAD_BODY = {
 }
 
 
-def _errors(*codes: int) -> dict[int | str, dict]:
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut} for code in codes}
 
 
@@ -248,7 +248,7 @@ def _media(
 
 
 Download = Annotated[bool, Query(description="Serve as an attachment named vivify-<id>.mp4")]
-MEDIA_RESPONSES = {
+MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"video/mp4": {}, "image/jpeg": {}}},
     206: {"description": "Partial content (Range)"},
     307: {"description": "Redirect to a short-lived presigned URL (S3 storage)"},
