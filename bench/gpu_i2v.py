@@ -69,11 +69,20 @@ from matplotlib import cbook  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from models.base import AnimationRequest, Stage  # noqa: E402
-from models.diffusion import FAMILIES, DiffusionAnimator, SpeedSettings  # noqa: E402
-from models.diffusion.families import PRODUCTION_SHAPES, SCHEDULERS, Shape  # noqa: E402
+from models.diffusion.animator import DiffusionAnimator  # noqa: E402
+from models.diffusion.families import (  # noqa: E402
+    FAMILIES,  # noqa: E402
+    PRODUCTION_SHAPES,
+    SCHEDULERS,
+    Shape,
+)
 from models.diffusion.guidance import guided_steps, latent_batch  # noqa: E402
 from models.diffusion.quantize import UnsupportedDevice  # noqa: E402
-from models.diffusion.speed import denoisers, dtype_kwarg  # noqa: E402
+from models.diffusion.speed import (  # noqa: E402
+    SpeedSettings,  # noqa: E402
+    denoisers,
+    dtype_kwarg,
+)
 from models.render import render_clip  # noqa: E402
 
 GB = 1024**3

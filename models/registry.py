@@ -23,7 +23,10 @@ def create_animator(name: str, **options: Any) -> Animator:
 
         return PortraitAnimator(**options)
     if name == "diffusion":
-        from models.diffusion import DiffusionAnimator, SpeedSettings
+        from models.diffusion.animator import DiffusionAnimator
+
+        # The options (VIVIFY_ANIMATOR_OPTIONS) are one flat dict: the constructor's own keywords, and
+        from models.diffusion.speed import SpeedSettings
 
         # The options (VIVIFY_ANIMATOR_OPTIONS) are one flat dict: the constructor's own keywords, and
         # speed settings. Any other name goes to SpeedSettings, which refuses it and lists the known ones.

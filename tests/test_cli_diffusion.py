@@ -9,7 +9,7 @@ import pytest
 
 from app.cli import main
 from app.core.config import get_settings
-from models.diffusion import DiffusionAnimator
+from models.diffusion.animator import DiffusionAnimator
 from models.video import probe
 from tests.fixtures.tiny_pipelines import build_tiny_svd
 

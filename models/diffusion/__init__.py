@@ -1,10 +1,5 @@
 """Image-to-video diffusion (GPU workers): any supported diffusers pipeline, loaded once, animated per job.
 
-Imports torch and diffusers; only the diffusion worker path and its tests import this package.
+The package itself imports nothing, so the torch-free parts (`families`) stay light: `animator`, `speed`,
+`loading`, `guidance` and `quantize` import torch and diffusers when they are imported.
 """
-
-from models.diffusion.animator import DiffusionAnimator, svd_motion_bucket
-from models.diffusion.families import FAMILIES, Family, resolve_family
-from models.diffusion.speed import SpeedSettings
-
-__all__ = ["FAMILIES", "DiffusionAnimator", "Family", "SpeedSettings", "resolve_family", "svd_motion_bucket"]

@@ -192,7 +192,8 @@ def test_the_animator_quantises_its_denoiser_and_still_animates(
 ) -> None:
     """The `quantize` speed setting through the worker's loading path: folder → animator → frames."""
     from models.base import AnimationRequest
-    from models.diffusion import DiffusionAnimator, SpeedSettings
+    from models.diffusion.animator import DiffusionAnimator
+    from models.diffusion.speed import SpeedSettings
     from tests.fixtures.tiny_pipelines import build_tiny_wan
 
     folder = build_tiny_wan(tmp_path / "wan")

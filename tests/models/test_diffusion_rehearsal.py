@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from models.base import AnimationRequest, Frames
-from models.diffusion import DiffusionAnimator
+from models.diffusion.animator import DiffusionAnimator
 from models.diffusion.families import FOLDER_DEFAULTS_FILE
 from models.diffusion.speed import denoisers
 from models.registry import create_animator

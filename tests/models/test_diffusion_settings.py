@@ -15,8 +15,7 @@ import torch
 from PIL import Image
 
 from models.base import AnimationRequest, Canceled, Stage
-from models.diffusion import DiffusionAnimator
-from models.diffusion.animator import describe_motion, motion_prompt, natural_length
+from models.diffusion.animator import DiffusionAnimator, describe_motion, motion_prompt, natural_length
 from models.diffusion.families import FAMILIES, PRODUCTION_SHAPES
 from models.diffusion.speed import SpeedSettings, balanced_chunk, decode_chunk, denoisers
 from models.registry import create_animator
