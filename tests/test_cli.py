@@ -289,12 +289,3 @@ def test_fetch_model_of_a_gated_repo_needs_its_licence_accepted_and_hf_token(
 def test_fetch_model_of_a_local_folder_has_nothing_to_fetch(env: Path, capsys) -> None:
     assert main(["fetch-model", str(env)]) == 0
     assert "local folder: nothing to fetch" in capsys.readouterr().out
-
-
-def test_the_cli_imports_neither_torch_nor_the_hub_library() -> None:
-    code = (
-        "import sys, app.cli, app.cli.client; "
-        "print(sorted({'torch', 'diffusers', 'huggingface_hub'} & set(sys.modules)))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -1,0 +1,63 @@
+"""The import contracts in .importlinter run in `make test` (lint-imports). Each `ignore_imports` line
+there is a door to something heavy (torch, the hub library, mediapipe); this checks that every door is
+an import made inside a function, so importing the module stays light and the heavy package loads only
+when that function runs."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _doors() -> list[tuple[str, str]]:
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".importlinter")
+    doors = []
+    for section in config.sections():
+        for line in config[section].get("ignore_imports", "").splitlines():
+            if line.strip():
+                importer, imported = (part.strip() for part in line.split("->"))
+                doors.append((importer, imported))
+    return sorted(set(doors))
+
+
+def _source(module: str) -> Path:
+    path = ROOT.joinpath(*module.split("."))
+    return path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
+
+
+def _imports_of(tree: ast.AST, target: str) -> list[bool]:
+    """For each import of `target` (or a submodule of it): whether it sits inside a function."""
+    found: list[bool] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            names = []
+        found.extend(in_function for name in names if name == target or name.startswith(f"{target}."))
+        inside = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for child in ast.iter_child_nodes(node):
+            visit(child, inside)
+
+    visit(tree, False)
+    return found
+
+
+def test_the_contracts_name_their_doors() -> None:
+    assert ("models.face", "mediapipe") in _doors()
+
+
+@pytest.mark.parametrize(("importer", "imported"), _doors())
+def test_every_door_to_a_heavy_package_is_a_lazy_import(importer: str, imported: str) -> None:
+    tree = ast.parse(_source(importer).read_text())
+    found = _imports_of(tree, imported)
+    assert found, f"{importer} does not import {imported}: drop the ignore line"
+    assert all(found), f"{importer} imports {imported} at module level: the module is no longer light"
