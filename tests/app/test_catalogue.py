@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,3 +103,19 @@ def test_the_no_javascript_form_explains_an_unknown_motion(client: TestClient) -
     notice = r.text[r.text.index('id="form-error"') :].split("</div>")[0]
     assert words.ERRORS["unknown_motion"]["title"] in notice, notice
     assert words.DEFAULT_ERROR["title"] not in notice
+
+
+def test_every_code_an_animator_fails_with_is_an_error_code() -> None:
+    """A failed job carries the animator's AnimationError code: each one must be in the catalogue too."""
+    raised = set()
+    for path in (Path(__file__).resolve().parents[2] / "models").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", "")) == "AnimationError"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                raised.add(node.args[0].value)
+    assert raised, "no AnimationError found: the scan is broken"
+    assert raised <= {code.value for code in ErrorCode}, raised - {code.value for code in ErrorCode}
