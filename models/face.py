@@ -18,6 +18,7 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -114,14 +115,15 @@ class FaceAnalyzer:
         self.max_faces = max_faces
         self.min_confidence = min_confidence
         self._lock = threading.Lock()
-        self._graphs = None
+        # (face detector, crop face mesh, full-image face mesh, selfie segmenter) once built
+        self._graphs: tuple[Any, Any, Any, Any] | None = None
 
     def setup(self) -> None:
         """Build the mediapipe graphs (about 0.5 s for the import, a few ms per graph)."""
         with self._lock:
             self._load()
 
-    def _load(self):
+    def _load(self) -> tuple[Any, Any, Any, Any]:
         if self._graphs is None:
             import mediapipe as mp  # heavy import; only when a face is really needed
 

@@ -91,12 +91,16 @@ def fit_to_face(
         oy = int(np.clip(round(out_h / 2 - cy * scale), 0, out_h - sh))
         image.paste(photo.resize((sw, sh), Image.Resampling.LANCZOS), (ox, oy))
         box = (-ox / scale, -oy / scale, (out_w - ox) / scale, (out_h - oy) / scale)
-    out_face = None
+    out_face: Box | None = None
     if face_box is not None:
-        out_face = tuple(
-            (v - o) * scale for v, o in zip(face_box, (box[0], box[1], box[0], box[1]), strict=True)
+        fx0, fy0, fx1, fy1 = face_box
+        out_face = (
+            (fx0 - box[0]) * scale,
+            (fy0 - box[1]) * scale,
+            (fx1 - box[0]) * scale,
+            (fy1 - box[1]) * scale,
         )
-    return Fit(image=image, mode=mode, box=box, scale=scale, face_box=out_face)  # type: ignore[arg-type]
+    return Fit(image=image, mode=mode, box=box, scale=scale, face_box=out_face)
 
 
 # RGB → YCbCr (BT.601, full range): linear, so a per-channel affine map in YCbCr is one 3×4 map in RGB.
@@ -150,12 +154,13 @@ def output_frame_count(n_frames: int, src_fps: float, dst_fps: float) -> int:
 
 def _flow(dis: cv2.DISOpticalFlow, a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
     """DIS flow from `a` to `b`, computed at `scale` and returned at the frames' exact size."""
-    if scale >= 1.0:
-        return dis.calc(a, b, None)
     h, w = a.shape
-    a = cv2.resize(a, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    b = cv2.resize(b, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    flow = dis.calc(a, b, None)
+    if scale < 1.0:
+        a = cv2.resize(a, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        b = cv2.resize(b, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    flow = dis.calc(a, b, None)  # type: ignore[call-overload]  # stub requires flow; None allocates it
+    if scale >= 1.0:
+        return flow
     # The shrunk size is rounded, so the way back is sized from the original frame (480 · 512/832
     # rounds to 295, and 295 · 832/512 is 479.4), and each axis is rescaled by its own actual ratio.
     sh, sw = a.shape
@@ -179,7 +184,7 @@ def interpolate_fps(
     if t_in < 2 or abs(src_fps - dst_fps) < 1e-6:
         idx = np.minimum((np.arange(n_out) * src_fps / dst_fps).round().astype(int), t_in - 1)
         return frames[idx]
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     scale = min(1.0, flow_side / max(h, w))
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))

@@ -55,7 +55,8 @@ def check_photo(image: Image.Image) -> dict:
     tips: list[str] = []
 
     face_part, face_score = _face_report(face, rgb.shape[1], rgb.shape[0], tips)
-    region = _face_region(face, grey.shape) if face else _centre_region(grey.shape)
+    grey_shape = (grey.shape[0], grey.shape[1])
+    region = _face_region(face, grey_shape) if face else _centre_region(grey_shape)
     sharp_part, sharp_score = _sharpness(grey, region, tips)
     light_part, light_score = _lighting(grey, region, face, tips)
     face_px = face.size * scale if face else 0.0
@@ -128,7 +129,7 @@ def _face_report(face: Face | None, w: int, h: int, tips: list[str]) -> tuple[di
 
 def _face_region(face: Face, shape: tuple[int, int]) -> np.ndarray:
     mask = np.zeros(shape, np.uint8)
-    cv2.fillConvexPoly(mask, np.round(face.points[list(FACE_OVAL), :2]).astype(np.int32), 1)
+    cv2.fillConvexPoly(mask, np.round(face.points[list(FACE_OVAL), :2]).astype(np.int32), (1,))
     if mask.sum() < 16:
         return _centre_region(shape)
     return mask.astype(bool)

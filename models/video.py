@@ -53,14 +53,15 @@ def encode_mp4(
     if t == 0:
         raise ValueError("no frames to encode")
     vf = _BT709
-    interpolate = bool(output_fps and abs(output_fps - fps) > 1e-6)
-    if interpolate:
+    # The rate to interpolate to, or None when the clip keeps its own.
+    target_fps = output_fps if output_fps and abs(output_fps - fps) > 1e-6 else None
+    if target_fps is not None:
         # After the conversion: minterpolate works in YUV and would otherwise get ffmpeg's BT.601 one.
         # It drops its last frames at the end of input: hold the last frame (tpad), then cut at exactly
         # the right frame count.
         vf += (
             ",tpad=stop_mode=clone:stop=2,"
-            f"minterpolate=fps={output_fps:g}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
+            f"minterpolate=fps={target_fps:g}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
         )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "clip.mp4"
@@ -71,8 +72,8 @@ def encode_mp4(
             "-threads", str(threads),
             "-vf", vf, *_BT709_TAGS,
         ]  # fmt: skip
-        if interpolate:
-            params += ["-frames:v", str(round(t * output_fps / fps))]
+        if target_fps is not None:
+            params += ["-frames:v", str(round(t * target_fps / fps))]
         writer = imageio_ffmpeg.write_frames(
             str(path),
             (w, h),

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from sqlalchemy.orm import Session
 
+from app.core.schemas import as_utc
 from app.core.tables import FINAL_STATUSES, Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -86,13 +88,10 @@ def serve(port: int, addr: str = "0.0.0.0") -> int | None:
     return port
 
 
-def _seconds(later: object, earlier: object) -> float | None:
+def _seconds(later: datetime | None, earlier: datetime | None) -> float | None:
     if later is None or earlier is None:
         return None
-    try:
-        return max(0.0, (later - earlier).total_seconds())  # type: ignore[operator]
-    except TypeError:  # one naive, one aware: SQLite returns naive UTC
-        return max(0.0, (later.replace(tzinfo=None) - earlier.replace(tzinfo=None)).total_seconds())  # type: ignore[attr-defined]
+    return max(0.0, (as_utc(later) - as_utc(earlier)).total_seconds())  # SQLite returns naive UTC
 
 
 def record_job(session: Session, job_id: str) -> None:

@@ -29,8 +29,7 @@ TRANSPORT_ALIASES.setdefault("vivifyfs", "app.core.broker_fs:Transport")
 
 
 class Channel(filesystem.Channel):
-    # kombu's filesystem Channel names the argument `payload`, its base class `message`; callers use ours.
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]  # kombu's own base names it `message`
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = os.path.join(self.data_folder_out, f"partial-{uuid.uuid4().hex}.tmp")

@@ -126,8 +126,10 @@ class Family:
             )
         k, r = self.frames_rule
         if frames < 2 or frames % k != r % k:
-            ok = max(k + r, round((frames - r) / k) * k + r)
-            raise ValueError(f"{self.name}: frames must be {k}k+{r} and at least 2, got {frames} (try {ok})")
+            ok_frames = max(k + r, round((frames - r) / k) * k + r)
+            raise ValueError(
+                f"{self.name}: frames must be {k}k+{r} and at least 2, got {frames} (try {ok_frames})"
+            )
         if not 1 <= steps <= 200:
             raise ValueError(f"steps must be between 1 and 200, got {steps}")
 
@@ -319,7 +321,7 @@ def resolve_family(model: str | None, family: str | None) -> tuple[str, Family]:
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     folder = Path(model).expanduser() if model else None
-    if folder is not None and not folder.is_dir() and model.startswith(("/", ".", "~")):
+    if model and folder is not None and not folder.is_dir() and model.startswith(("/", ".", "~")):
         raise ValueError(f"no model folder at {model}")
     if folder is not None and folder.is_dir():
         index_file = folder / "model_index.json"

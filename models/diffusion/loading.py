@@ -189,7 +189,7 @@ def _check_folder(model: str, folder: Path, cls: type, family: Family) -> None:
         raise AnimatorUnavailable(_misfit_message(model, family, index, missing))
 
 
-def _missing_components(cls: type, index: dict[str, Any]) -> list[str]:
+def _missing_components(cls: type[Any], index: dict[str, Any]) -> list[str]:
     """The components `cls` cannot do without that a model_index.json does not list."""
     params = inspect.signature(cls.__init__).parameters.values()
     required = {

@@ -127,7 +127,7 @@ def quantize_denoiser(
     from torchao.quantization import quantize_
 
     fits = _fits(scheme, min_features)
-    candidates = [m for m in module.modules() if fits(m)]
+    candidates = [m for m in module.modules() if isinstance(m, torch.nn.Linear) and fits(m)]
     if not candidates:
         bf16 = scheme == "fp8-dynamic"
         raise ValueError(

@@ -45,7 +45,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -53,6 +53,9 @@ from models.diffusion.families import AUTO
 from models.diffusion.quantize import check_scheme, quantize_denoiser
 
 if TYPE_CHECKING:
+    from diffusers.models.cache_utils import CacheMixin
+    from diffusers.models.modeling_utils import ModelMixin
+
     from models.diffusion.families import Family
 
 COMPILE_MODES = ("auto", "off", "blocks", "full")
@@ -195,8 +198,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if DTYPES[name] is not None:
-        return DTYPES[name]
+    dtype = DTYPES[name]
+    if dtype is not None:
+        return dtype
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float16 if device.type == "mps" else torch.float32
@@ -247,7 +251,7 @@ def set_attention_backend(module: torch.nn.Module, backend: str) -> None:
 
     previous = _AttentionBackendRegistry._active_backend
     try:
-        module.set_attention_backend(backend)
+        cast("ModelMixin", module).set_attention_backend(backend)
     finally:
         _AttentionBackendRegistry.set_active_backend(previous)
     if not any(getattr(getattr(m, "processor", None), "_attention_backend", None) for m in module.modules()):
@@ -289,7 +293,7 @@ def apply(pipe: Any, settings: SpeedSettings, device: torch.device, family: Fami
         for m in models:  # 2D convolutions only: the UNet's temporal layers are 5D
             for conv in m.modules():
                 if isinstance(conv, torch.nn.Conv2d):
-                    conv.to(memory_format=torch.channels_last)
+                    conv.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub lacks memory_format
     if settings.vae_tiling:
         pipe.vae.enable_tiling()
     if settings.cpu_offload == "model":
@@ -307,7 +311,7 @@ def apply(pipe: Any, settings: SpeedSettings, device: torch.device, family: Fami
     _compile(models, settings, device)
     if settings.step_cache:  # after compiling: the cache's hooks wrap the compiled blocks and stay eager
         for m in models:
-            m.enable_cache(parse_step_cache(settings.step_cache))
+            cast("CacheMixin", m).enable_cache(parse_step_cache(settings.step_cache))
 
 
 def _compile(models: list[torch.nn.Module], settings: SpeedSettings, device: torch.device) -> None:
@@ -330,4 +334,4 @@ def _compile(models: list[torch.nn.Module], settings: SpeedSettings, device: tor
                 if type(block).__name__ in (blocks or ()):
                     block.forward = torch.compile(block.forward, fullgraph=True, **kwargs)
         else:
-            m.compile_repeated_blocks(fullgraph=True, **kwargs)
+            cast("ModelMixin", m).compile_repeated_blocks(fullgraph=True, **kwargs)

@@ -83,7 +83,7 @@ def build_tiny_svd(path: Path) -> Path:
         vae=vae,
         feature_extractor=feature_extractor,
     )
-    pipe.save_pretrained(path)
+    pipe.save_pretrained(path)  # type: ignore[attr-defined]  # mypy sees diffusers' dummy class (TYPE_CHECKING import)
     _write_defaults(path, frames=8)
     return path
 
@@ -199,7 +199,7 @@ def build_tiny_wan(path: Path) -> Path:
         image_encoder=image_encoder,
         transformer=transformer,
     )
-    pipe.save_pretrained(path)
+    pipe.save_pretrained(path)  # type: ignore[attr-defined]  # mypy sees diffusers' dummy class (TYPE_CHECKING import)
     _write_defaults(path, frames=9, call_kwargs={"max_sequence_length": 16})
     return path
 
@@ -220,7 +220,7 @@ def _tiny_t5(vocab_size: int) -> Any:
             relative_attention_num_buckets=8,
             pad_token_id=0,
             eos_token_id=1,
-            decoder_start_token_id=0,
+            decoder_start_token_id=0,  # type: ignore[call-arg]  # config takes extra kwargs; dataclass_transform hides them
         )
     )
 
@@ -277,7 +277,7 @@ def build_tiny_ltx(path: Path, condition: bool = False) -> Path:
         tokenizer=tokenizer,
         transformer=transformer,
     )
-    pipe.save_pretrained(path)
+    pipe.save_pretrained(path)  # type: ignore[union-attr]  # mypy sees diffusers' dummy classes (TYPE_CHECKING import)
     _write_defaults(path, frames=9, call_kwargs={"max_sequence_length": 16})
     return path
 
@@ -330,6 +330,6 @@ def build_tiny_cogvideox(path: Path) -> Path:
         transformer=transformer,
         scheduler=DDIMScheduler(),
     )
-    pipe.save_pretrained(path)
+    pipe.save_pretrained(path)  # type: ignore[attr-defined]  # mypy sees diffusers' dummy class (TYPE_CHECKING import)
     _write_defaults(path, frames=9, call_kwargs={"max_sequence_length": 16})
     return path

@@ -91,7 +91,7 @@ def plan_to_channels(
         if index == 0:
             coeffs[:, rig.breath_channel] = curves["breath"]
         eye_curves.append(np.stack([curves["blink"], curves["gaze_x"], curves["gaze_y"]], axis=1))
-    eyes = [[tuple(float(x) for x in ec[i]) for ec in eye_curves] for i in range(n)]
+    eyes = [[(float(ec[i, 0]), float(ec[i, 1]), float(ec[i, 2])) for ec in eye_curves] for i in range(n)]
     return coeffs, eyes
 
 

@@ -83,6 +83,7 @@ def build_rig(width: int, height: int, faces: list[Face], person: np.ndarray | N
     xs = (np.arange(wf, dtype=np.float32) + 0.5) * k - 0.5
     ys = (np.arange(hf, dtype=np.float32) + 0.5) * k - 0.5
     gx, gy = np.meshgrid(xs, ys)
+    mask: np.ndarray
     if person is None:
         mask = np.ones((hf, wf), np.float32)
     else:
@@ -129,8 +130,8 @@ def _face_fields(face: Face, gx: np.ndarray, gy: np.ndarray, mask: np.ndarray, k
         smile += _bump(gx, gy, p[idx, :2], 0.05 * fw, 0.006 * fw * up)
 
     brow = np.zeros((2, *gx.shape), np.float32)
-    for idx in (RIGHT_BROW, LEFT_BROW):
-        pts = p[list(idx[:5]), :2]
+    for brow_idx in (RIGHT_BROW, LEFT_BROW):
+        pts = p[list(brow_idx[:5]), :2]
         along = pts[-1] - pts[0]
         along /= np.linalg.norm(along) + 1e-9
         brow += _bump(gx, gy, pts.mean(axis=0), (0.11 * fw, 0.05 * fw), 0.035 * fw * up, along)
@@ -148,7 +149,7 @@ def _depth_map(xy: np.ndarray, values: np.ndarray, outside: float, shape, k: int
     sigma = max(sigma, 1.0)
     total, count = _blur(total, sigma), _blur(count, sigma)
     inside = np.zeros(shape, np.uint8)
-    cv2.fillConvexPoly(inside, np.round(np.stack([ix, iy], 1)[list(FACE_OVAL)]).astype(np.int32), 1)
+    cv2.fillConvexPoly(inside, np.round(np.stack([ix, iy], 1)[list(FACE_OVAL)]).astype(np.int32), (1,))
     share = _blur(inside.astype(np.float32), sigma) * np.clip(count / (count.max() * 0.05 + 1e-9), 0, 1)
     spread = total / np.maximum(count, 1e-6)
     return (share * spread + (1 - share) * outside).astype(np.float32)
@@ -160,7 +161,7 @@ def _head_weight(face: Face, gx: np.ndarray, gy: np.ndarray, mask: np.ndarray, k
     fw, fh = max(face.width, 4.0), max(face.size, 4.0)
     hull = np.zeros(gx.shape, np.uint8)
     oval = (p[list(FACE_OVAL), :2] + 0.5) / k - 0.5
-    cv2.fillConvexPoly(hull, np.round(oval).astype(np.int32), 1)
+    cv2.fillConvexPoly(hull, np.round(oval).astype(np.int32), (1,))
     inside = np.maximum(mask, _blur(hull.astype(np.float32), 0.05 * fh / k))
     centre = p[list(FACE_OVAL), :2].mean(axis=0)
     up = p[FOREHEAD, :2] - p[CHIN, :2]

@@ -69,9 +69,11 @@ class Renderer:
                     patch = maps[py0 - y0 : py1 - y0, px0 - x0 : px1 - x0]
                     edit_eye(patch[..., 0], patch[..., 1], eye, closure, gaze_x, gaze_y)
         if self._full and out.flags.c_contiguous:
-            cv2.remap(self.photo, maps, None, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REFLECT)
+            cv2.remap(  # type: ignore[call-overload]  # stub: map2 may be None (CV_32FC2 map1)
+                self.photo, maps, None, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REFLECT
+            )
         else:
-            out[y0:y1, x0:x1] = cv2.remap(
+            out[y0:y1, x0:x1] = cv2.remap(  # type: ignore[call-overload]  # stub: map2 may be None (CV_32FC2 map1)
                 self.photo, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
             )
         return out
@@ -96,7 +98,9 @@ class Renderer:
         offsets = -forward
         for _ in range(steps):
             where = self._grid + offsets / k
-            offsets = -cv2.remap(forward, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            offsets = -cv2.remap(  # type: ignore[call-overload]  # stub: map2 may be None (CV_32FC2 map1)
+                forward, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
         return offsets
 
     def _min_jacobian(self, offsets: np.ndarray) -> float:
