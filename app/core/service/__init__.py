@@ -1,0 +1,213 @@
+"""The job service: everything a visitor can do with jobs, for the JSON API and the pages alike.
+
+Create (every check, then storage, the row and only then the queue), animate again, cancel, delete,
+the owner's lookup and the listings. Refusals are domain errors (app.core.errors); the web tier decides
+how they are answered. Nothing here knows about HTTP, so the rules cannot drift between the API and
+the no-JavaScript pages.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from anyio import to_thread
+from celery import Celery
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core import jobs, webhooks
+from app.core.config import Settings
+from app.core.errors import Conflict, ErrorCode, NotFound
+from app.core.queue import enqueue_webhook
+from app.core.schemas import QuotaOut, as_utc, job_out
+from app.core.service.create import (
+    Accepted,
+    DuplicateSubmit,
+    JobCounters,
+    JobRequest,
+    check_again,
+    check_request,
+    create_job,
+    find_idempotent,
+)
+from app.core.service.fields import (
+    MAX_MOTION_CHARS,
+    MAX_SEED,
+    clean_idempotency_key,
+    clean_motion,
+    parse_seed,
+)
+from app.core.service.photos import analyse_photo, check_photo
+from app.core.storage import ObjectStore, poster_key, video_key
+from app.core.tables import Job, JobStatus
+from app.core.visitors import Visitor, allowance
+
+__all__ = [
+    "MAX_MOTION_CHARS",
+    "MAX_SEED",
+    "Created",
+    "JobRequest",
+    "JobService",
+    "analyse_photo",
+    "check_photo",
+    "clean_idempotency_key",
+    "clean_motion",
+    "create_job",
+    "parse_seed",
+    "visitor_jobs",
+]
+
+log = logging.getLogger("vivify.service")
+
+JOB_ID_MAX = 64
+LIST_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class Created:
+    job: Job
+    replayed: bool  # a retried submit (same Idempotency-Key): the job the first one created
+
+
+@dataclass(frozen=True)
+class JobService:
+    """One visitor's view of the jobs, with what one request brought (a session, the store, a producer).
+
+    Blocking methods are plain functions (call them from a worker thread); the async ones move their
+    blocking parts to threads themselves."""
+
+    session: Session
+    settings: Settings
+    store: ObjectStore
+    producer: Celery
+    metrics: JobCounters
+    visitor: Visitor
+
+    # Reading.
+
+    def owned(self, job_id: str) -> Job:
+        """The visitor's job, or NotFound: the same answer for unknown ids and other visitors' jobs."""
+        valid = 0 < len(job_id) <= JOB_ID_MAX  # a longer id is no job's: not worth a query
+        job = jobs.get_job(self.session, job_id, visitor_id=self.visitor.id) if valid else None
+        if job is None:
+            raise NotFound(ErrorCode.NOT_FOUND, "No such job.")
+        return job
+
+    def recent(self, limit: int = LIST_LIMIT) -> list[Job]:
+        """The visitor's jobs, newest first."""
+        return visitor_jobs(self.session, self.visitor.id, limit)
+
+    def quota(self) -> QuotaOut:
+        left = allowance(self.session, self.settings, self.visitor)
+        return QuotaOut(
+            limit=left.limit,
+            used=min(left.used, left.limit),
+            remaining=left.remaining,
+            resets_at=as_utc(left.resets_at),
+        )
+
+    def media_key(self, job: Job, kind: Literal["video", "poster"]) -> str:
+        """Where a finished job's clip or poster is stored; Conflict not_ready before it succeeded."""
+        if job.status != JobStatus.SUCCEEDED.value:
+            raise Conflict(
+                ErrorCode.NOT_READY, f"The job is {job.status}; the {kind} exists once it has succeeded."
+            )
+        if kind == "video":
+            return job.video_key or video_key(job.id)
+        return job.poster_key or poster_key(job.id)
+
+    # Changing.
+
+    async def create(self, request: JobRequest, idempotency_key: str | None = None) -> Created:
+        """Every check, then the job. Under an Idempotency-Key the visitor already used, the job the
+        first submit created, before any check that could now refuse it (the allowance spent meanwhile)."""
+        if idempotency_key is not None:
+            existing = await to_thread.run_sync(find_idempotent, self.session, self.visitor, idempotency_key)
+            if existing is not None:
+                return Created(existing, replayed=True)
+        accepted = await check_request(
+            request, session=self.session, settings=self.settings, visitor=self.visitor
+        )
+        try:
+            job = await self._create(accepted, idempotency_key)
+        except DuplicateSubmit as dup:  # a concurrent retry committed first
+            return Created(dup.job, replayed=True)
+        return Created(job, replayed=False)
+
+    async def again(self, job: Job, motion: str | None, seed: str | None) -> Job:
+        """A new job from a copy of this job's stored photo, with another motion."""
+        accepted = await check_again(
+            job,
+            motion,
+            seed,
+            session=self.session,
+            settings=self.settings,
+            store=self.store,
+            visitor=self.visitor,
+        )
+        return await self._create(accepted)
+
+    def cancel(self, job: Job) -> Job:
+        """A queued job is canceled at once, a running one is asked to stop; Conflict already_final
+        when it has ended. Returns the job as it now stands."""
+        if JobStatus(job.status).is_final:
+            raise _already_final(job)
+        was_queued = job.status == JobStatus.QUEUED.value
+        if not jobs.request_cancel(self.session, job):
+            self.session.refresh(job)
+            if JobStatus(job.status).is_final:
+                raise _already_final(job)
+        self.session.refresh(job)
+        if was_queued and job.status == JobStatus.CANCELED.value:
+            self._announce_canceled(job)
+        return job
+
+    def delete(self, job: Job) -> None:
+        """The job's photo, clip, poster and row, now. StorageUnavailable leaves the row, so a retry
+        finishes the job."""
+        jobs.delete_job(self.session, self.store, job)
+
+    # Helpers.
+
+    async def _create(self, accepted: Accepted, idempotency_key: str | None = None) -> Job:
+        make = functools.partial(
+            create_job,
+            session=self.session,
+            settings=self.settings,
+            store=self.store,
+            producer=self.producer,
+            metrics=self.metrics,
+            visitor=self.visitor,
+            checked=accepted.checked,
+            motion=accepted.motion,
+            seed=accepted.seed,
+            animator=accepted.animator,
+            idempotency_key=idempotency_key,
+            webhook=accepted.webhook,
+        )
+        return await to_thread.run_sync(make)  # it blocks on storage and the database
+
+    def _announce_canceled(self, job: Job) -> None:
+        """A queued job ends here, so no worker will announce it: send its `completed` event now.
+        (A running one is announced by its worker when it stops.)"""
+        wanted = job.webhook_events or webhooks.parse_events(None)
+        if not job.webhook_url or "completed" not in wanted:
+            return
+        payload = job_out(self.session, job).model_dump(mode="json")
+        try:
+            enqueue_webhook(job.webhook_url, "completed", payload, celery=self.producer)
+        except Exception as exc:  # the cancel stands whatever happens to the event
+            log.warning("job %s: completed webhook not enqueued (%s)", job.id, type(exc).__name__)
+
+
+def _already_final(job: Job) -> Conflict:
+    return Conflict(ErrorCode.ALREADY_FINAL, f"The job already {job.status}.")
+
+
+def visitor_jobs(session: Session, visitor_id: str, limit: int = LIST_LIMIT) -> list[Job]:
+    """A visitor's jobs, newest first: the API's list and the pages' history both read this."""
+    query = select(Job).where(Job.visitor_id == visitor_id).order_by(Job.created_at.desc())
+    return list(session.scalars(query.limit(limit)))

@@ -1,0 +1,94 @@
+"""The fields of a new job, checked: seed, motion, Idempotency-Key, animator, webhook."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+from dataclasses import dataclass
+
+from app.core import webhooks
+from app.core.config import Settings
+from app.core.errors import ErrorCode, Invalid
+from models.motion import MotionError, parse_motion
+
+IDEMPOTENCY_KEY_MAX = 128
+MAX_SEED = 2**31 - 1
+MAX_MOTION_CHARS = 200
+
+
+def parse_seed(raw: str | None) -> int:
+    """A seed from 0 to 2³¹-1; a random one when the field is missing or blank."""
+    text = (raw or "").strip()
+    if not text:
+        return secrets.randbelow(MAX_SEED + 1)
+    if not re.fullmatch(r"\d{1,10}", text) or int(text) > MAX_SEED:
+        raise Invalid(ErrorCode.INVALID_SEED, f"The seed must be a whole number from 0 to {MAX_SEED}.")
+    return int(text)
+
+
+def clean_motion(raw: str | None) -> str | None:
+    """Motion text checked by the animators' own parser, so an unknown word is refused now, not a
+    failed job later. None means the default motion."""
+    text = " ".join((raw or "").split())  # newlines and tabs from a textarea become spaces
+    if not text:
+        return None
+    if len(text) > MAX_MOTION_CHARS:
+        raise Invalid(
+            ErrorCode.INVALID_MOTION, f"The motion text is limited to {MAX_MOTION_CHARS} characters."
+        )
+    if any(unicodedata.category(ch).startswith("C") for ch in text):
+        raise Invalid(ErrorCode.INVALID_MOTION, "The motion text contains control characters.")
+    try:
+        parse_motion(text)
+    except MotionError as exc:
+        raise Invalid(ErrorCode.UNKNOWN_MOTION, str(exc)) from None
+    return text
+
+
+def clean_idempotency_key(raw: str | None) -> str | None:
+    """The Idempotency-Key header: 1-128 visible ASCII characters (a UUID is typical)."""
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not all(33 <= ord(c) < 127 for c in key):
+        raise Invalid(
+            ErrorCode.INVALID_IDEMPOTENCY_KEY,
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters.",
+        )
+    return key
+
+
+def choose_animator(raw: str | None, settings: Settings) -> str:
+    """The animator a job asks for (one the service offers), or the default."""
+    name = (raw or "").strip()
+    offered = settings.offered_animators
+    if not name:
+        return offered[0]
+    if name not in offered:
+        raise Invalid(ErrorCode.UNKNOWN_ANIMATOR, f"The animator must be one of: {', '.join(offered)}.")
+    return name
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    url: str
+    events: list[str]
+
+
+def check_webhook(url: str | None, events: str | None, settings: Settings) -> WebhookRequest | None:
+    """The job's webhook, or Invalid. Resolves the host name (blocking: call from a worker thread)."""
+    url = (url or "").strip()
+    if not url:
+        if (events or "").strip():
+            raise Invalid(ErrorCode.INVALID_WEBHOOK, "webhook_events_filter needs a webhook URL.")
+        return None
+    try:
+        chosen = webhooks.parse_events(events)
+    except ValueError as exc:
+        raise Invalid(ErrorCode.INVALID_WEBHOOK_EVENTS, str(exc)) from None
+    try:
+        webhooks.check_url(url, allow_private=settings.webhooks_allow_private)
+    except webhooks.WebhookRefused as exc:
+        raise Invalid(ErrorCode.INVALID_WEBHOOK, f"The webhook was refused: {exc}.") from None
+    return WebhookRequest(url=url, events=chosen)

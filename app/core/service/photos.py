@@ -1,0 +1,108 @@
+"""The photo of a new job: an upload read, normalised and rated, or another job's stored photo."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from anyio import to_thread
+
+from app.core.config import Settings
+from app.core.errors import Conflict, ErrorCode, Invalid, Refused
+from app.core.schemas import as_utc
+from app.core.storage import ObjectStore
+from app.core.tables import Job, utcnow
+from app.core.uploads import Photo, read_photo
+from models.quality import check_photo as quality_report
+
+log = logging.getLogger("vivify.service")
+
+PHOTO_GONE = "The photo of this job is no longer stored; upload it again to animate it."
+
+
+@dataclass(frozen=True)
+class CheckedPhoto:
+    photo: Photo
+    size_bytes: int
+    quality: dict[str, Any] | None
+
+
+def analyse_photo(data: bytes, settings: Settings) -> CheckedPhoto:
+    """Validate, normalise and rate an upload (CPU-bound: call from a worker thread)."""
+    photo = read_photo(data, max_pixels=settings.max_pixels, min_side=settings.min_side_px)
+    report = _json_safe(quality_report(photo.image))
+    return CheckedPhoto(photo=photo, size_bytes=len(photo.jpeg), quality=report)
+
+
+def _json_safe(value: Any) -> Any:
+    """The quality report goes into a JSON column and the API: plain types only (numpy scalars out)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def photo_problem(checked: CheckedPhoto, settings: Settings, animator: str | None = None) -> Refused | None:
+    """A reason to refuse the job although the photo itself is fine."""
+    faces = (checked.quality or {}).get("faces")
+    if (animator or settings.animator) == "portrait" and faces == 0:
+        tips = (checked.quality or {}).get("tips") or []
+        tip = tips[0] if tips else "No face was found: use a photo where one face looks toward the camera."
+        return Invalid(ErrorCode.NO_FACE, f"This animator needs a face. {tip}")
+    return None
+
+
+async def check_photo(data: bytes, settings: Settings) -> tuple[CheckedPhoto, Refused | None]:
+    """The pre-submit check: the photo's report and what would refuse a job made from it, if anything.
+    Raises when the photo itself is refused."""
+    checked = await to_thread.run_sync(analyse_photo, data, settings)
+    return checked, photo_problem(checked, settings)
+
+
+@dataclass(frozen=True)
+class StoredPhoto:
+    """Another job's photo, already checked and stored: create_job copies it, never decodes it again."""
+
+    key: str
+    width: int
+    height: int
+    size_bytes: int
+    quality: dict[str, Any] | None
+
+
+def stored_photo_of(job: Job, store: ObjectStore) -> StoredPhoto:
+    """The job's photo for another animation, or Conflict photo_gone (expired or deleted meanwhile)."""
+    key = job.photo_key
+    if key is None or as_utc(job.expires_at) <= utcnow() or not store.exists(key):
+        raise Conflict(ErrorCode.PHOTO_GONE, PHOTO_GONE)
+    return StoredPhoto(
+        key=key,
+        width=job.photo_width,
+        height=job.photo_height,
+        size_bytes=job.photo_bytes,
+        quality=job.quality,
+    )
+
+
+def store_photo(store: ObjectStore, key: str, photo: CheckedPhoto | StoredPhoto) -> None:
+    if isinstance(photo, CheckedPhoto):
+        store.put(key, photo.photo.jpeg, "image/jpeg")
+        return
+    try:  # a copy, not a shared key: deleting either job never breaks the other
+        data = store.get(photo.key)
+    except KeyError:
+        raise Conflict(ErrorCode.PHOTO_GONE, PHOTO_GONE) from None
+    store.put(key, data, "image/jpeg")
+
+
+def remove_photo(store: ObjectStore, key: str) -> None:
+    try:
+        store.delete(key)  # no row points at it: don't leave an orphan photo behind
+    except Exception:
+        log.warning("could not remove the photo of an uncommitted job")
