@@ -33,6 +33,8 @@ LEFT_IRIS = (473, 474, 475, 476, 477)
 RIGHT_BROW = (70, 63, 105, 66, 107, 46, 53, 52, 65, 55)
 LEFT_BROW = (300, 293, 334, 296, 336, 276, 283, 282, 295, 285)
 MOUTH_CORNERS = (61, 291)
+UPPER_LIP, LOWER_LIP = 13, 14  # inner lip centres
+UPPER_LIP_TOP, LOWER_LIP_BOTTOM = 0, 17  # outer lip centres
 FACE_OVAL = (
     10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
     148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
@@ -46,6 +48,13 @@ Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 # The forehead landmark sits farther back than the chin: a frontal face measures about -9° of pitch.
 _PITCH_BIAS = 9.0
 _ANALYSIS_MAX_SIDE = 1024  # mediapipe works at 128–256 px inside; larger inputs only cost copying
+# An iris looking at the camera sits a little above the line through its eye corners.
+_GAZE_Y_BIAS = -0.115
+# Smile scale, measured on real portraits: a closed, relaxed mouth has its corners a little below the lip
+# centre (lift about -0.05 of the mouth's width) and is about 0.57 of the eye-corner span wide; a broad,
+# toothy smile lifts them to about +0.10 and widens the mouth to about 0.71.
+_SMILE_LIFT0, _SMILE_LIFT_SPAN = -0.06, 0.16
+_SMILE_WIDTH0, _SMILE_WIDTH_SPAN = 0.55, 0.17
 
 
 @dataclass
@@ -90,8 +99,68 @@ class Face:
             self.points, LEFT_EYE_UPPER, LEFT_EYE_LOWER
         )
 
+    def gaze(self) -> tuple[float, float]:
+        """Where the irises sit in their eyes, both eyes averaged, as a fraction of the eye's half-width:
+        (x, y) in the picture's directions (x > 0 toward its right, y > 0 down); about (0, 0) at the
+        camera. Relative to the head: a turned head looking at the camera reads as eyes to one side."""
+        p = self.points[:, :2].astype(np.float64)
+        readings = [
+            _iris_offset(p, RIGHT_IRIS[0], RIGHT_EYE_UPPER[0], RIGHT_EYE_UPPER[-1]),
+            _iris_offset(p, LEFT_IRIS[0], LEFT_EYE_UPPER[-1], LEFT_EYE_UPPER[0]),
+        ]
+        x, y = np.mean(readings, axis=0)
+        return float(x), float(y) - _GAZE_Y_BIAS
+
+    def smile(self) -> float:
+        """How much the face smiles, 0 (neutral or down-turned) to 1 (a broad smile): the mouth corners'
+        lift above the lip centre and the mouth's width, both relative to the face, in the face's own
+        frame (so a tilted or turned head reads the same)."""
+        lift, width = self._mouth_shape()
+        score = (lift - _SMILE_LIFT0) / _SMILE_LIFT_SPAN + (width - _SMILE_WIDTH0) / _SMILE_WIDTH_SPAN
+        return float(np.clip(score / 2, 0.0, 1.0))
+
+    def mouth_open(self) -> float:
+        """Inner-lip gap / mouth width: about 0 closed, 0.1 parted, over 0.25 wide open (teeth, laughter)."""
+        x_axis, y_axis = self._frame()
+        p = self.points.astype(np.float64)
+        gap = (p[LOWER_LIP] - p[UPPER_LIP]).dot(y_axis)
+        width = (p[MOUTH_CORNERS[1]] - p[MOUTH_CORNERS[0]]).dot(x_axis)
+        return float(max(0.0, gap) / max(abs(width), 1e-6))
+
+    def _mouth_shape(self) -> tuple[float, float]:
+        """(corner lift / mouth width, mouth width / eye-corner span), measured along the face's axes."""
+        x_axis, y_axis = self._frame()
+        p = self.points.astype(np.float64)
+        corners = p[list(MOUTH_CORNERS)]
+        centre = (p[UPPER_LIP] + p[LOWER_LIP]) / 2
+        width = abs((corners[1] - corners[0]).dot(x_axis))
+        lift = (centre - corners.mean(axis=0)).dot(y_axis)  # > 0: corners above the lip centre
+        eyes = abs((p[LEFT_EYE_UPPER[0]] - p[RIGHT_EYE_UPPER[0]]).dot(x_axis))
+        return float(lift / max(width, 1e-6)), float(width / max(eyes, 1e-6))
+
+    def _frame(self) -> tuple[np.ndarray, np.ndarray]:
+        """The face's own unit axes in 3-D: x along the eye line (toward the picture's right for a
+        frontal face), y from forehead to chin."""
+        p = self.points.astype(np.float64)
+        x_axis = (p[263] - p[33]) + (p[454] - p[234])
+        x_axis /= max(float(np.linalg.norm(x_axis)), 1e-9)
+        y_axis = p[CHIN] - p[FOREHEAD]
+        y_axis -= y_axis.dot(x_axis) * x_axis
+        y_axis /= max(float(np.linalg.norm(y_axis)), 1e-9)
+        return x_axis, y_axis
+
     def scaled(self, factor: float) -> Face:
         return Face(points=(self.points * factor).astype(np.float32), score=self.score)
+
+
+def _iris_offset(p: np.ndarray, iris: int, left_corner: int, right_corner: int) -> np.ndarray:
+    """The iris centre from the middle of the eye corners, in half-widths along and across the eye."""
+    a, b = p[left_corner], p[right_corner]
+    half = max(float(np.linalg.norm(b - a)) / 2, 1e-6)
+    u = (b - a) / (2 * half)
+    v = np.array([-u[1], u[0]])  # perpendicular, pointing down the picture
+    d = p[iris] - (a + b) / 2
+    return np.array([d.dot(u), d.dot(v)]) / half
 
 
 def _openness(p: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...]) -> float:

@@ -6,6 +6,8 @@ Every curve is periodic over the clip and zero at its start, so the first frame 
 and the last frame flows back into the first (a seamless loop).
 
 Directions are the viewer's: "look left" turns the face toward the left edge of the picture.
+"auto" (see models/auto_motion.py) is planned per photo from its faces; here it is only a name that parses
+(alone or with actions, "auto, and nod") and the `Move`s that such a plan carries.
 This module needs numpy only: the web tier parses motion text at upload time to answer 422 early.
 """
 
@@ -18,8 +20,12 @@ import numpy as np
 
 CHANNELS = ("yaw", "pitch", "roll", "gaze_x", "gaze_y", "blink", "smile", "brow", "breath")
 
+AUTO = "auto"
+HEAD_LIMITS = {"yaw": 15.0, "pitch": 10.0, "roll": 8.0}  # degrees a natural, planned motion stays within
+
 PRESETS: dict[str, str] = {
-    "gentle": "blinks, breathing and a small natural head movement (the default)",
+    AUTO: "planned for this photo from what it shows (the default)",
+    "gentle": "blinks, breathing and a small natural head movement",
     "smile": "a slow, warm smile that comes and goes",
     "look-around": "turns the head and eyes to one side, then the other",
     "nod": "two gentle nods",
@@ -40,6 +46,7 @@ _ACTIONS = {
     "surprise": "brow",
     "breathe": "breathe", "breathes": "breathe", "breathing": "breathe",
     "gentle": "gentle", "natural": "gentle", "idle": "gentle", "still": "still", "calm": "still",
+    "auto": "auto",
 }  # fmt: skip
 _DIRECTIONS = {"left": "left", "right": "right", "up": "up", "down": "down", "around": "around"}
 _SPEED = {"slowly": 0.6, "slow": 0.6, "quickly": 1.6, "quick": 1.6, "fast": 1.6}
@@ -80,14 +87,35 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Move:
+    """One planned change of a channel: eased from 0 to `peak` from `start`, held, and eased back to 0 by
+    `end` (clip phase, 0 < start < end < 1, so the clip still starts at rest and loops). `ramp` is the
+    ease's length in clip phase; a ramp of half the span gives a single swell with no hold."""
+
+    channel: str
+    peak: float
+    start: float
+    end: float
+    ramp: float
+
+
+DEFAULT_WANDER = (3.0, 1.8, 1.2, 0.12)  # peak head wander: yaw, pitch, roll (degrees), gaze_x
+
+
+@dataclass(frozen=True)
 class MotionPlan:
     """What to do over the clip; `sample` turns it into per-frame curves."""
 
-    name: str  # a preset name, or "custom" for motion text
+    name: str  # a preset name, "custom" for motion text, or "auto" (planned per photo)
     text: str
     actions: tuple[Action, ...]
     seed: int = 0
     idle: float = 1.0  # amount of the natural head wander (0 = head still)
+    # Set by the per-photo planner (models/auto_motion.py); the defaults leave presets and text as they were.
+    moves: tuple[Move, ...] = ()
+    wander: tuple[float, float, float, float] = DEFAULT_WANDER
+    blinks: float = 1.0  # blink rate relative to about one per 3 s; 0 for eyes already closed
+    limited: bool = False  # softly keep yaw/pitch/roll within HEAD_LIMITS
 
     def describe(self) -> str:
         parts = [" ".join(p for p in (a.kind, a.direction) if p) for a in self.actions]
@@ -109,16 +137,17 @@ class MotionPlan:
         cycles = max(1, round(dur / rng.uniform(3.2, 4.2)))
         c["breath"] += 0.5 - 0.5 * np.cos(2 * np.pi * cycles * t)
         wants_blinks = any(a.kind == "blink" for a in self.actions)
-        n_blinks = max(1, round(dur / 3.0)) + (1 if wants_blinks else 0)
-        for start in _spread(rng, n_blinks, dur, lo=0.35, hi=dur - 0.55, gap=0.5):
-            c["blink"] = np.maximum(c["blink"], _blink(t * dur, start))
+        if self.blinks > 0 or wants_blinks:
+            n_blinks = max(1, round(dur / 3.0 * self.blinks)) + (1 if wants_blinks else 0)
+            for start in _spread(rng, n_blinks, dur, lo=0.35, hi=dur - 0.55, gap=0.5):
+                c["blink"] = np.maximum(c["blink"], _blink(t * dur, start))
 
         # Natural head wander: slow, small, different every seed.
         idle = self.idle * (0.4 if self.actions else 1.0)
-        c["yaw"] += 3.0 * idle * _wander(t, rng)
-        c["pitch"] += 1.8 * idle * _wander(t, rng)
-        c["roll"] += 1.2 * idle * _wander(t, rng)
-        c["gaze_x"] += 0.12 * idle * _wander(t, rng)
+        for key, amp in zip(("yaw", "pitch", "roll", "gaze_x"), self.wander, strict=True):
+            c[key] += amp * idle * _wander(t, rng)
+        for m in self.moves:
+            c[m.channel] += m.peak * _plateau(t, m.start, m.end, m.ramp)
 
         head = [a for a in self.actions if a.kind in ("look", "turn", "nod", "tilt", "shake")]
         windows = _windows(len(head), rng)
@@ -133,6 +162,11 @@ class MotionPlan:
                 if a.kind == "brow":
                     c["pitch"] += 2.5 * a.amount * _plateau(t, start, end, ramp)
         c["blink"] = np.clip(c["blink"], 0.0, 1.0)
+        for key in ("smile", "brow"):
+            c[key] = np.clip(c[key], 0.0, 1.0)
+        if self.limited:
+            for key, limit in HEAD_LIMITS.items():
+                c[key] = _soft_limit(c[key], limit)
         return {k: v.astype(np.float32) for k, v in c.items()}
 
 
@@ -191,6 +225,13 @@ def _plateau(t: np.ndarray, start: float, end: float, ramp: float) -> np.ndarray
     return _smoothstep((t - start) / ramp) * (1.0 - _smoothstep((t - (end - ramp)) / ramp))
 
 
+def _soft_limit(x: np.ndarray, limit: float) -> np.ndarray:
+    """Unchanged up to 70% of `limit`, then eased toward it (never past it): keeps 0 at 0 and the loop."""
+    knee = 0.7 * limit
+    over = np.maximum(np.abs(x) - knee, 0.0)
+    return np.sign(x) * np.minimum(np.abs(x), knee + (limit - knee) * np.tanh(over / (limit - knee)))
+
+
 def _blink(seconds: np.ndarray, start: float) -> np.ndarray:
     """A real blink's shape: lids close in ~90 ms, stay ~40 ms, reopen more slowly (~180 ms)."""
     s = seconds - start
@@ -222,6 +263,7 @@ def _wander(t: np.ndarray, rng) -> np.ndarray:
 
 def _preset(name: str, seed: int) -> MotionPlan:
     actions: tuple[Action, ...] = {
+        AUTO: (),  # the planner fills it in per face; alone, it samples like "gentle"
         "gentle": (),
         "smile": (Action("smile"),),
         "look-around": (Action("look", "around"),),
@@ -234,7 +276,9 @@ def _preset(name: str, seed: int) -> MotionPlan:
 
 
 def parse_motion(text: str | None, seed: int | None = None) -> MotionPlan:
-    """A preset name or short motion text → a plan. None or "" gives the gentle default.
+    """A preset name or short motion text → a plan. None or "" gives "gentle" (the default where no photo
+    is read; with a photo the default is "auto", see models/auto_motion.py). "auto" and text naming it
+    ("auto, and nod") give a plan named "auto" holding just the extra actions, for the planner to complete.
 
     Raises MotionError naming the words it did not understand and listing the ones it does.
     """
@@ -255,6 +299,7 @@ def parse_motion(text: str | None, seed: int | None = None) -> MotionPlan:
         raise _error(f"Sorry, the motion words {listed} are not understood.")
     actions: list[Action] = []
     idle, speed, amount = 1.0, 1.0, 1.0
+    auto = False
     for w in words:
         if w in _SPEED:
             speed = _SPEED[w]
@@ -270,6 +315,9 @@ def parse_motion(text: str | None, seed: int | None = None) -> MotionPlan:
                 actions.append(Action("look", _DIRECTIONS[w], speed, amount))  # "left" alone: look left
         elif w in _ACTIONS:
             kind = _ACTIONS[w]
+            if kind == AUTO:
+                auto = True
+                continue
             if kind == "gentle" or kind == "breathe":
                 continue
             if kind == "still":
@@ -284,7 +332,8 @@ def parse_motion(text: str | None, seed: int | None = None) -> MotionPlan:
     actions = [
         _with(a, direction="right") if a.kind == "tilt" and a.direction is None else a for a in actions
     ]
-    return MotionPlan(name="custom", text=raw, actions=tuple(actions), seed=seed, idle=idle)
+    name = AUTO if auto else "custom"
+    return MotionPlan(name=name, text=raw, actions=tuple(actions), seed=seed, idle=idle)
 
 
 def _with(a: Action, **changes) -> Action:

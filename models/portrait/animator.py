@@ -1,17 +1,20 @@
 """The CPU portrait animator: a real moving portrait from one photo, no GPU and no downloaded weights.
 
-Not diffusion: it warps the photo itself. Stages: (1) read the motion plan, (2) find faces, landmarks
-and the person mask (mediapipe, see models/face.py), (3) build the rig of basis fields (rig.py),
-(4) per frame, mix the fields by the plan's curves and remap the photo (warp.py, eyes.py).
+Not diffusion: it warps the photo itself. Stages: (1) check the motion text, (2) find faces, landmarks
+and the person mask (mediapipe, see models/face.py), (3) plan each face's motion from what it shows
+("auto", the default) or as the text says (models/auto_motion.py), (4) build the rig of basis fields
+(rig.py), (5) per frame, mix the fields by the plans' curves and remap the photo (warp.py, eyes.py).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
+from models.auto_motion import plan_motion
 from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage
 from models.face import FaceAnalyzer
 from models.motion import MotionError, MotionPlan, parse_motion
@@ -47,7 +50,7 @@ class PortraitAnimator:
         t0 = time.perf_counter()
         progress(Stage.ANALYZING, 0.0, "reading the face")
         try:
-            plan = parse_motion(request.motion, request.seed)
+            parse_motion(request.motion, request.seed)  # bad text fails before any face work
         except MotionError as e:
             raise AnimationError("bad_motion", str(e)) from e
         self.setup()
@@ -61,7 +64,9 @@ class PortraitAnimator:
         rig = build_rig(w, h, faces, analysis.mask)
         fps = request.fps
         n = request.frames or max(1, round(fps * (request.duration_s or self.default_duration_s)))
-        coeffs, eyes = plan_to_channels(plan, rig, n, fps)
+        seed = request.seed or 0
+        planned = plan_motion(rgb, request.motion, seed, faces=faces, duration_s=n / fps, fps=fps)
+        coeffs, eyes = plan_to_channels(planned.plans, rig, n, fps)
         renderer = Renderer(rig, rgb)
         seconds[Stage.ANALYZING.value] = time.perf_counter() - t0
         progress(Stage.ANALYZING, 1.0, f"{len(faces)} face{'s' if len(faces) > 1 else ''}")
@@ -76,16 +81,20 @@ class PortraitAnimator:
 
 
 def plan_to_channels(
-    plan: MotionPlan, rig: Rig, n: int, fps: float
+    plans: MotionPlan | Sequence[MotionPlan], rig: Rig, n: int, fps: float
 ) -> tuple[np.ndarray, list[list[tuple[float, float, float]]]]:
     """Per-frame basis coefficients (n, C) and per-frame, per-face eye states (blink, gaze_x, gaze_y).
 
-    Each face gets its own variant of the plan, so people in one photo don't move in lockstep.
+    Face i follows plans[i] (the last plan for faces beyond them; one plan serves every face). Each face
+    also samples its own variant, so people in one photo don't move in lockstep.
     """
+    per_face = (plans,) if isinstance(plans, MotionPlan) else tuple(plans)
+    if not per_face:
+        raise ValueError("need at least one motion plan")
     coeffs = np.zeros((n, rig.channels), np.float32)
     eye_curves = []
     for index, face in enumerate(rig.faces):
-        curves = plan.sample(n, fps, variant=index)
+        curves = per_face[min(index, len(per_face) - 1)].sample(n, fps, variant=index)
         for j, name in enumerate(FACE_CHANNELS):
             coeffs[:, face.first_channel + j] = curves[name]
         if index == 0:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import skimage.data
 from matplotlib import cbook
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def _fit(img: Image.Image, side: int) -> Image.Image:
@@ -67,6 +67,16 @@ def group_photo(grace_hopper: Image.Image, astronaut: Image.Image) -> Image.Imag
     canvas.paste(grace_hopper, (10, 0))
     canvas.paste(astronaut.resize((200, 200)), (240, 56))
     canvas.paste(grace_hopper.resize((150, 175)), (470, 81))
+    return canvas
+
+
+@pytest.fixture(scope="session")
+def pair_photo(grace_hopper: Image.Image, astronaut: Image.Image) -> Image.Image:
+    """Two people side by side: Grace Hopper (left, larger), the astronaut mirrored and tilted (right)."""
+    canvas = Image.new("RGB", (512, 256), (196, 206, 218))
+    canvas.paste(grace_hopper, (10, 0))
+    tilted = ImageOps.mirror(astronaut).rotate(7, Image.Resampling.BICUBIC, fillcolor=(196, 206, 218))
+    canvas.paste(tilted.resize((200, 200)), (290, 40))
     return canvas
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.face import FaceAnalyzer, detect_face_box
+from models.face import LEFT_IRIS, RIGHT_IRIS, Face, FaceAnalyzer, detect_face_box
 
 
 @pytest.mark.parametrize(
@@ -110,3 +110,41 @@ def test_safe_from_several_threads(grace_hopper: Image.Image, astronaut: Image.I
     for t in threads:
         t.join()
     assert errors == []
+
+
+def _rotated_in_plane(face: Face, degrees: float) -> Face:
+    a = np.radians(degrees)
+    r = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    centre = face.points.mean(axis=0)
+    return Face(points=((face.points - centre) @ r.T + centre).astype(np.float32), score=face.score)
+
+
+def test_expression_readings(grace_hopper: Image.Image, astronaut: Image.Image, face_analyzer) -> None:
+    hopper = face_analyzer.analyze(grace_hopper, mask=False).faces[0]
+    collins = face_analyzer.analyze(astronaut, mask=False).faces[0]
+    # Grace Hopper: closed mouth, a hint of a smile. Eileen Collins: a broad smile showing her teeth.
+    assert hopper.smile() < 0.35 < 0.7 < collins.smile() <= 1
+    assert hopper.mouth_open() < 0.05 < 0.1 < collins.mouth_open() < 0.3
+    for face in (hopper, collins):
+        gx, gy = face.gaze()
+        assert abs(gx) < 0.15 and abs(gy) < 0.15  # both look at the camera
+        # The readings are the face's own: tilting the picture does not change them.
+        tilted = _rotated_in_plane(face, 12)
+        assert tilted.smile() == pytest.approx(face.smile(), abs=0.02)
+        assert tilted.mouth_open() == pytest.approx(face.mouth_open(), abs=0.01)
+        assert tilted.gaze() == pytest.approx(face.gaze(), abs=0.02)
+        assert tilted.pose()[2] == pytest.approx(face.pose()[2] + 12, abs=1.0)
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(0.4, 0.0), (-0.4, 0.0), (0.0, 0.3), (0.0, -0.3)])
+def test_gaze_follows_the_irises(dx: float, dy: float, astronaut: Image.Image, face_analyzer) -> None:
+    """Irises moved inside their eyes (by a share of each eye's half-width) read as that gaze."""
+    face = face_analyzer.analyze(astronaut, mask=False).faces[0]
+    moved = face.points.copy()
+    for iris, (a, b) in ((RIGHT_IRIS, (33, 133)), (LEFT_IRIS, (362, 263))):
+        half = np.linalg.norm(moved[b, :2] - moved[a, :2]) / 2
+        moved[list(iris), 0] += dx * half
+        moved[list(iris), 1] += dy * half
+    before, after = face.gaze(), Face(points=moved, score=face.score).gaze()
+    assert after[0] - before[0] == pytest.approx(dx, abs=0.06)  # > 0: toward the picture's right
+    assert after[1] - before[1] == pytest.approx(dy, abs=0.06)  # > 0: down

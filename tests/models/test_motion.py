@@ -7,7 +7,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.motion import CHANNELS, PRESETS, MotionError, parse_motion, understood_words
+from models.motion import (
+    AUTO,
+    CHANNELS,
+    HEAD_LIMITS,
+    PRESETS,
+    Action,
+    MotionError,
+    MotionPlan,
+    Move,
+    parse_motion,
+    understood_words,
+)
 
 
 def test_default_is_gentle_with_blinks_breathing_and_a_small_head_movement() -> None:
@@ -113,3 +124,41 @@ def test_any_understood_phrase_gives_bounded_curves(words: list[str]) -> None:
     assert all(np.isfinite(v).all() and v[0] == pytest.approx(0.0, abs=1e-6) for v in c.values())
     assert np.abs(c["yaw"]).max() < 25 and np.abs(c["pitch"]).max() < 20 and np.abs(c["roll"]).max() < 15
     assert c["blink"].min() >= 0 and c["blink"].max() <= 1
+
+
+def test_auto_is_the_first_preset_and_the_default() -> None:
+    assert next(iter(PRESETS)) == AUTO and "(the default)" in PRESETS[AUTO]
+    assert "default" not in PRESETS["gentle"]
+    plan = parse_motion("auto", seed=3)
+    assert plan.name == AUTO and plan.actions == () and plan.moves == ()
+    assert AUTO in understood_words()
+
+
+def test_auto_combines_with_actions() -> None:
+    plan = parse_motion("auto, and nod", seed=1)
+    assert plan.name == AUTO and [a.kind for a in plan.actions] == ["nod"]
+    plan = parse_motion("Auto and look left slowly")
+    assert plan.name == AUTO and plan.actions == (Action("look", "left", speed=0.6),)
+    assert parse_motion("look left and smile").name == "custom"
+    with pytest.raises(MotionError):
+        parse_motion("auto and moonwalk")
+
+
+def test_planned_moves_wander_blinks_and_limits() -> None:
+    move = Move("roll", -4.0, start=0.2, end=0.8, ramp=0.15)
+    plan = MotionPlan(AUTO, AUTO, (), seed=2, idle=0.0, moves=(move,), blinks=0.0)
+    c = plan.sample(100, 25)
+    assert c["roll"][0] == 0 and c["roll"][:20].max() == 0 and c["roll"][80:].max() == 0  # at rest outside
+    assert c["roll"][35:65] == pytest.approx(-4.0)  # held between the ramps
+    assert c["blink"].max() == 0 and c["breath"].max() > 0.95  # no blinks asked for; breathing stays
+    assert np.abs(c["yaw"]).max() == 0  # no wander either (idle 0)
+    wide = MotionPlan(
+        AUTO, AUTO, (), moves=(Move("yaw", 40.0, 0.1, 0.9, 0.2), Move("smile", 2.0, 0.1, 0.9, 0.2))
+    )
+    unlimited, limited = wide.sample(48, 12), MotionPlan(**{**wide.__dict__, "limited": True}).sample(48, 12)
+    assert unlimited["yaw"].max() > 39 and 14 < limited["yaw"].max() <= HEAD_LIMITS["yaw"]
+    small = np.abs(unlimited["yaw"]) < 0.7 * HEAD_LIMITS["yaw"]
+    assert np.array_equal(limited["yaw"][small], unlimited["yaw"][small])  # small moves untouched
+    assert limited["smile"].max() == 1.0  # 0-1 channels stay 0-1
+    quiet = MotionPlan("gentle", "gentle", (), seed=2, wander=(0.0, 0.0, 0.0, 0.0)).sample(48, 12)
+    assert all(np.abs(quiet[k]).max() == 0 for k in ("yaw", "pitch", "roll", "gaze_x"))

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+from models.auto_motion import plan_motion
 from models.base import AnimationError, AnimationRequest, Animator, Canceled, Stage
 from models.face import RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, FaceAnalyzer
 from models.motion import parse_motion
@@ -261,3 +262,64 @@ def test_head_pose_re_detected_on_the_frames(
     # asked for, but it must go the asked way, by a clear amount.
     assert np.sign(change[axis]) == np.sign(curve[peak])
     assert abs(change[axis]) > 0.25 * abs(curve[peak])
+
+
+def test_each_face_follows_its_own_plan(pair_photo: Image.Image, face_analyzer: FaceAnalyzer) -> None:
+    rgb = np.asarray(pair_photo)
+    analysis = face_analyzer.analyze(rgb, mask=False)
+    rig = build_rig(rgb.shape[1], rgb.shape[0], analysis.faces, None)
+    plans = plan_motion(rgb, None, 3, faces=analysis.faces, duration_s=2.0, fps=12).plans
+    assert len(plans) == len(rig.faces) == 2 and plans[0] != plans[1]
+    coeffs, eyes = plan_to_channels(plans, rig, 24, 12)
+    for index, face in enumerate(rig.faces):
+        expected = plans[index].sample(24, 12, variant=index)
+        for j, name in enumerate(("yaw", "pitch", "roll", "smile", "brow")):
+            assert np.array_equal(coeffs[:, face.first_channel + j], expected[name])
+        assert [e[index][0] for e in eyes] == pytest.approx(expected["blink"].tolist())
+    # One plan still serves every face, each in its own variant (presets and text).
+    one, _ = plan_to_channels(plans[0], rig, 24, 12)
+    second = rig.faces[1].first_channel
+    assert np.array_equal(one[:, second], plans[0].sample(24, 12, variant=1)["yaw"])
+
+
+def test_the_default_motion_is_planned_for_the_photo(
+    portrait_animator: PortraitAnimator, grace_hopper: Image.Image, face_analyzer: FaceAnalyzer
+) -> None:
+    """A tilted portrait, animated with no motion asked for, straightens up: re-detected on the frames."""
+    tilted = grace_hopper.rotate(9, Image.Resampling.BICUBIC, fillcolor=(128, 128, 128))
+    frames = animate(portrait_animator, tilted, None, frames=24, seed=2)
+    assert np.array_equal(frames, animate(portrait_animator, tilted, "auto", frames=24, seed=2))
+    assert not np.array_equal(frames, animate(portrait_animator, tilted, "gentle", frames=24, seed=2))
+    faces = face_analyzer.analyze(np.asarray(tilted), mask=False).faces
+    roll = plan_motion(np.asarray(tilted), None, 2, faces=faces, duration_s=1.0, fps=24).plans[0]
+    curve = roll.sample(24, 24)["roll"]
+    peak = int(np.argmax(np.abs(curve)))
+    assert faces[0].pose()[2] < -5 < 3 < curve[peak]  # tilted one way, planned back the other
+    before = face_analyzer.analyze(frames[0], mask=False).faces[0].pose()[2]
+    after = face_analyzer.analyze(frames[peak], mask=False).faces[0].pose()[2]
+    assert after - before > 0.25 * curve[peak]
+
+
+def test_smile_reading_rises_with_the_rendered_smile(
+    portrait_animator: PortraitAnimator, grace_hopper: Image.Image, face_analyzer: FaceAnalyzer
+) -> None:
+    frames = animate(portrait_animator, grace_hopper, "smile", frames=12, seed=0)
+    peak = int(np.argmax(parse_motion("smile", 0).sample(12, 24)["smile"]))
+    before = face_analyzer.analyze(frames[0], mask=False).faces[0].smile()
+    after = face_analyzer.analyze(frames[peak], mask=False).faces[0].smile()
+    assert after > before + 0.15
+
+
+@pytest.mark.parametrize("degrees", [-9, 9])
+def test_planned_warp_never_folds(
+    degrees: float, astronaut: Image.Image, face_analyzer: FaceAnalyzer
+) -> None:
+    rgb = np.asarray(astronaut.rotate(degrees, Image.Resampling.BICUBIC))
+    analysis = face_analyzer.analyze(rgb)
+    rig = build_rig(rgb.shape[1], rgb.shape[0], analysis.faces, analysis.mask)
+    for motion in (None, "auto, and nod"):
+        plans = plan_motion(rgb, motion, 0, faces=analysis.faces, duration_s=2.0, fps=24).plans
+        coeffs, _ = plan_to_channels(plans, rig, 48, 24)
+        renderer = Renderer(rig, rgb)
+        for c in coeffs[::3]:
+            assert renderer._min_jacobian(renderer._inverse(c)) > 0.2
