@@ -162,6 +162,36 @@ def test_animate_with_an_unreachable_server_says_so(env: Path, portrait, capsys)
     assert not (env / "c.mp4").exists()
 
 
+def test_animate_defaults_to_the_auto_motion() -> None:
+    from app.cli.commands import DEFAULT_MOTION
+    from models.auto_motion import AUTO
+
+    assert DEFAULT_MOTION == AUTO
+    assert build_parser().parse_args(["animate", "me.jpg"]).motion == AUTO
+    assert build_parser().parse_args(["animate", "me.jpg", "--motion", "nod"]).motion == "nod"
+
+
+def test_animate_with_a_server_sends_auto_and_prints_the_planned_motion(
+    env: Path, portrait, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.cli.client
+
+    sent: dict[str, object] = {}
+
+    def service(server: str, photo: Path, out: Path, **fields: object) -> dict[str, object]:
+        sent.update(fields)
+        out.write_bytes(b"mp4")
+        plan = {"description": "smiles, then nods", "peaks": {"smile": 0.6}, "intensity": 0.4}
+        return {"id": "j1", "animator": "portrait", "seed": 3, "motion": fields["motion"], "plan": plan}
+
+    monkeypatch.setattr(app.cli.client, "animate_remote", service)
+    photo = env / "p.jpg"
+    portrait.save(photo)
+    assert main(["animate", str(photo), "--server", "http://vivify.test", "-o", str(env / "c.mp4")]) == 0
+    assert sent["motion"] == "auto"
+    assert "planned motion: smiles, then nods" in capsys.readouterr().out
+
+
 def test_webhook_secret_prints_the_standard_webhooks_key(env: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("VIVIFY_WEBHOOK_SECRET", "whsec_QUJD")
     get_settings.cache_clear()

@@ -25,6 +25,10 @@ from app.core.queue import worker_queues
 
 log = logging.getLogger("vivify")
 
+# models.auto_motion.AUTO, the default motion: planned from the photo's faces. Not imported here, so
+# that no command but `animate` loads numpy.
+DEFAULT_MOTION = "auto"
+
 
 def _migrate(settings: Settings) -> None:
     import migrations
@@ -144,6 +148,9 @@ def _animate_remote(args: argparse.Namespace, output: Path) -> int:
         print(f"cannot reach {args.server} or write {output}: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {output} (job {job['id']}, {job['animator']}, seed {job['seed']})")
+    plan = job.get("plan") or {}
+    if plan.get("description"):
+        print(f"  planned motion: {plan['description']}")
     return 0
 
 
@@ -273,7 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument(
         "--server", help="URL of a running Vivify service (e.g. http://127.0.0.1:8000): submit there"
     )
-    animate.add_argument("--motion", help='a preset name or short text, e.g. "look left and smile"')
+    animate.add_argument(
+        "--motion",
+        default=DEFAULT_MOTION,
+        help='a preset name or short text, e.g. "look left and smile" (default: auto, planned from the '
+        "photo's faces)",
+    )
     animate.add_argument("--animator", help="portrait, push-in, diffusion or package.module:Class")
     animate.add_argument("--model", help="a Hugging Face hub id or a local folder (diffusion)")
     animate.add_argument("--steps", type=int)

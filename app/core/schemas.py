@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal, overload
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from app.core import jobs
@@ -47,6 +47,33 @@ class JobUrls(BaseModel):
     again: str = Field(description="POST here to animate the same photo again with another motion.")
 
 
+class MotionPlanOut(BaseModel):
+    """The motion planned for a photo (models.auto_motion), as the visitor reads it."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    description: str = Field(
+        min_length=1, description='The planned motion in words, e.g. "turns toward you, then smiles".'
+    )
+    peaks: dict[str, float] = Field(
+        description=(
+            "The largest movement per channel over the clip, of the main face: yaw, pitch and roll in "
+            "degrees; gaze as a fraction of the eye's half-width; blink, smile, brow and breath 0-1."
+        )
+    )
+    intensity: float = Field(ge=0, le=1, description="Overall motion strength, 0-1.")
+
+
+def plan_out(data: dict[str, Any] | None) -> MotionPlanOut | None:
+    """A stored plan for the API, or None: a missing or unreadable plan never fails a job's answer."""
+    if not data:
+        return None
+    try:
+        return MotionPlanOut.model_validate(data)
+    except ValidationError:
+        return None
+
+
 class JobOut(BaseModel):
     id: str
     status: Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -59,7 +86,13 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     expires_at: datetime
-    motion: str | None
+    motion: str | None = Field(
+        description="A preset name or motion text; auto (the default) is planned from the photo."
+    )
+    plan: MotionPlanOut | None = Field(
+        None,
+        description="The motion planned from the photo at submit; None if it could not be planned.",
+    )
     seed: int
     animator: str
     photo: PhotoOut
@@ -82,6 +115,13 @@ class PhotoCheckOut(BaseModel):
     ok: bool = Field(description="False when a job with this photo would be refused (see problem).")
     photo: PhotoOut
     problem: ErrorBody | None = None
+    plan: MotionPlanOut | None = Field(
+        None,
+        description="The motion a job with this photo would get, for the motion and seed sent (or auto).",
+    )
+    seed: int | None = Field(
+        None, description="The seed the plan was made with: send it with the job to get this very plan."
+    )
 
 
 class MotionPreset(BaseModel):
@@ -90,7 +130,7 @@ class MotionPreset(BaseModel):
 
 
 class MotionsOut(BaseModel):
-    default: str | None
+    default: str | None = Field(description="The default motion: auto, planned from each photo's faces.")
     presets: list[MotionPreset]
     words: list[str] = Field(description="Words the motion text understands.")
     max_length: int
@@ -137,6 +177,7 @@ def job_out(session: Session, job: Job) -> JobOut:
         finished_at=as_utc(job.finished_at),
         expires_at=as_utc(job.expires_at),
         motion=job.motion,
+        plan=plan_out(job.motion_plan),
         seed=job.seed,
         animator=job.animator,
         photo=PhotoOut(

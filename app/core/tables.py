@@ -64,6 +64,9 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
 
     motion: Mapped[str | None] = mapped_column(String(200))
+    # The motion planned from the photo at submit (models.auto_motion's PlannedMotion.to_json), for the
+    # visitor to read; None when planning failed, and for jobs from before plans.
+    motion_plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(Integer)
     animator: Mapped[str] = mapped_column(String(200))  # a name or a `package.module:Class` path
     model: Mapped[str | None] = mapped_column(String(300))

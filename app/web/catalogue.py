@@ -50,7 +50,8 @@ STATUS: Final[dict[str, Any]] = {
 }
 
 PHRASES: Final[dict[str, str]] = {
-    "default_motion": "Gentle life",
+    "default_motion": "Gentle life",  # jobs from before "auto", which carry no motion
+    "planned_motion": "Planned motion: {description}",
     "starting": "Starting",  # picked up by a worker, before its first stage
     "working": "Working",  # a stage this catalogue does not know yet
     "stage_steps": "{stage} {steps}",

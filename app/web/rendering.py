@@ -28,6 +28,7 @@ from app.web.deps import (
     SessionDep,
 )
 from app.web.errors import ApiError
+from models.auto_motion import AUTO
 from models.motion import PRESETS, understood_words
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +101,12 @@ def motion_label(motion: str | None) -> str:
     return text[:1].upper() + text[1:]
 
 
+def plan_text(plan: dict[str, Any] | None) -> str:
+    """ "Planned motion: …" for a job's or a photo check's plan; empty without one."""
+    description = (plan or {}).get("description")
+    return fill(PHRASES["planned_motion"], description=description) if description else ""
+
+
 def _as_dt(value: Any) -> datetime:
     dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return as_utc(dt) or dt
@@ -155,6 +162,7 @@ templates.env.globals.update(
     status_label=status_label,
     is_final=is_final,
     motion_label=motion_label,
+    plan_text=plan_text,
     short_time=short_time,
     expires_text=expires_text,
     error_help=error_help,
@@ -233,6 +241,7 @@ def index_page(
     quota = allowance(session, settings, visitor)
     context = {
         "motions": _motions(),
+        "default_motion": AUTO,
         "motion_words": understood_words(),
         "quota": {"remaining": quota.remaining, "limit": quota.limit},
         "quota_text": _quota_text(quota.remaining, quota.limit, quota.resets_at),

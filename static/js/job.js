@@ -1,6 +1,6 @@
 // The job view (#job): live progress over Server-Sent Events (polling when they fail), the clip, errors.
 import { api, ApiError } from "./api.js";
-import { FINAL, errorHelp, expiresText, jobErrorHelp, jobTitle, stageText, waitText } from "./words.js";
+import { FINAL, errorHelp, expiresText, jobErrorHelp, jobTitle, planText, stageText, waitText } from "./words.js";
 
 const POLL_MS = 1000;
 
@@ -114,6 +114,10 @@ export class JobView extends EventTarget {
     const title = this.$("job-title");
     title.textContent = jobTitle(job);
     document.title = `${jobTitle(job)} — Vivify`;
+
+    const plan = planText(job.plan);
+    this.$("job-plan").textContent = plan;
+    this.$("job-plan").hidden = !plan;
 
     const final = FINAL.has(job.status);
     const spoken = final ? jobTitle(job) : stageText({ ...job, stage_detail: "", progress: 0 }).split(" — ")[0];

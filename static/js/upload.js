@@ -1,6 +1,9 @@
 // The upload form: pick or drop a photo, preview it, check it, choose a motion, consent, send.
 import { api, ApiError } from "./api.js";
-import { clockText, errorHelp, phrase, phraseParts } from "./words.js";
+import { clockText, errorHelp, phrase, phraseParts, planText } from "./words.js";
+
+// Refusals of the motion or seed sent with the photo check: the photo itself is fine, so its report stays.
+const MOTION_PROBLEMS = new Set(["unknown_motion", "invalid_motion", "invalid_seed"]);
 
 export class UploadForm extends EventTarget {
   constructor(section) {
@@ -11,6 +14,7 @@ export class UploadForm extends EventTarget {
     this.file = null;
     this.previewUrl = null;
     this.checkToken = 0;
+    this.planned = null; // {motion, seed} of the plan the photo check showed
     this.quota = null;
     this.form.noValidate = true; // our own messages, next to the control, in plain words
 
@@ -24,6 +28,9 @@ export class UploadForm extends EventTarget {
       this.submit();
     });
     this.$("consent").addEventListener("change", () => this.clearError());
+    // The planned motion is shown only while the chosen motion is the one it was planned for.
+    this.form.addEventListener("change", () => this.syncPlan());
+    this.$("motion-text").addEventListener("input", () => this.syncPlan());
   }
 
   bindDrop(zone) {
@@ -73,15 +80,24 @@ export class UploadForm extends EventTarget {
     this.$("check-score").value = 0;
     this.$("check-score-text").textContent = "";
     tips.replaceChildren();
+    this.planned = null;
+    this.syncPlan();
     const body = new FormData();
     body.append("photo", file);
+    const motion = this.motion();
+    if (motion) body.append("motion", motion);
     try {
       const result = await api("/photo-check", { method: "POST", body });
       if (token !== this.checkToken) return;
-      if (result && result.ok === false && result.problem) {
-        this.showCheckProblem(result.problem.code, result.problem.message);
+      const problem = result && result.ok === false ? result.problem : null;
+      if (problem && MOTION_PROBLEMS.has(problem.code)) {
+        this.showQuality(result);
+        this.showError(errorHelp(problem.code, problem.message));
+      } else if (problem) {
+        this.showCheckProblem(problem.code, problem.message);
       } else {
         this.showQuality(result);
+        this.showPlan(result, motion);
       }
     } catch (err) {
       if (token !== this.checkToken) return;
@@ -121,6 +137,18 @@ export class UploadForm extends EventTarget {
       li.textContent = `${photo.width} × ${photo.height} pixels.`;
       this.$("check-tips").append(li);
     }
+  }
+
+  // What the chosen motion will do with this photo, as the check planned it (with the seed it used).
+  showPlan(result, motion) {
+    const text = planText(result.plan);
+    this.$("check-plan").textContent = text;
+    this.planned = text ? { motion, seed: result.seed } : null;
+    this.syncPlan();
+  }
+
+  syncPlan() {
+    this.$("check-plan").hidden = !(this.planned && this.planned.motion === this.motion());
   }
 
   showCheckProblem(code, message) {
@@ -171,8 +199,13 @@ export class UploadForm extends EventTarget {
     body.append("consent", "true");
     const motion = this.motion();
     if (motion) body.append("motion", motion);
+    // The seed of the plan shown, so the job does what the page said; later jobs get fresh seeds.
+    const planned = this.planned && this.planned.motion === motion ? this.planned : null;
+    if (planned && planned.seed != null) body.append("seed", String(planned.seed));
     try {
       const job = await api("/jobs", { method: "POST", body });
+      this.planned = null;
+      this.syncPlan();
       this.dispatchEvent(new CustomEvent("created", { detail: { job, thumb: this.previewUrl } }));
     } catch (err) {
       if (err instanceof ApiError && err.status === 429 && err.code !== "rate_limited") {

@@ -78,6 +78,12 @@ export function motionLabel(motion) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
+// "Planned motion: turns toward you, then smiles" for a job's or a photo check's plan; "" without one.
+export function planText(plan) {
+  const description = plan && plan.description;
+  return description ? phrase("planned_motion", { description }) : "";
+}
+
 // "today at 14:05", "tomorrow at 09:30", "3 Dec at 14:05", in the visitor's own time zone.
 export function clockText(iso) {
   const date = new Date(iso);

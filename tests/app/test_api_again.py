@@ -45,7 +45,7 @@ def test_again_answers_202_with_a_new_job_on_its_own_copy_of_the_photo(
         content=b"seed=1",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert plain.status_code == 202 and plain.json()["motion"] is None and plain.json()["seed"] == 1
+    assert plain.status_code == 202 and plain.json()["motion"] == "auto" and plain.json()["seed"] == 1
     mine = [j["id"] for j in client.get("/api/v1/jobs").json()["jobs"]]
     assert mine == [plain.json()["id"], job["id"], first["id"]]
 

@@ -18,7 +18,7 @@ from tests.app.api_helpers import broker_messages, finish_job, post_job
 
 JOB_KEYS = {
     "id", "status", "stage", "stage_detail", "progress", "queue_position", "eta_s", "created_at",
-    "started_at", "finished_at", "expires_at", "motion", "seed", "animator", "photo", "error", "urls",
+    "started_at", "finished_at", "expires_at", "motion", "plan", "seed", "animator", "photo", "error", "urls",
 }  # fmt: skip
 
 
@@ -46,7 +46,7 @@ def test_submit_answers_202_with_a_job_stores_the_photo_and_enqueues_once(
 def test_random_seed_when_absent_and_default_motion(client: TestClient, small_portrait_jpeg: bytes) -> None:
     seeds = {post_job(client, small_portrait_jpeg).json()["seed"] for _ in range(3)}
     assert len(seeds) == 3 and all(0 <= s < 2**31 for s in seeds)
-    assert client.get("/api/v1/jobs").json()["jobs"][0]["motion"] is None
+    assert client.get("/api/v1/jobs").json()["jobs"][0]["motion"] == "auto"
 
 
 def test_enqueue_failure_leaves_the_job_queued_not_lost(

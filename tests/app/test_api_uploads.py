@@ -270,8 +270,8 @@ def test_unknown_motion_lists_understood_words(client: TestClient, small_portrai
 
 def test_motion_presets_and_text_are_accepted(client: TestClient, small_portrait_jpeg: bytes) -> None:
     motions = client.get("/api/v1/motions").json()
-    assert motions["default"] == "gentle" and "smile" in motions["words"]
-    assert {p["name"] for p in motions["presets"]} >= {"gentle", "smile", "nod"}
+    assert motions["default"] == "auto" and "smile" in motions["words"]
+    assert {p["name"] for p in motions["presets"]} >= {"auto", "gentle", "smile", "nod"}
     r = post_job(client, small_portrait_jpeg, motion="  nod\n slowly ")
     assert r.status_code == 202 and r.json()["motion"] == "nod slowly"
 

@@ -15,7 +15,7 @@ from PIL import Image
 from app.core.errors import ErrorCode
 from app.core.tables import FINAL_STATUSES, JobStatus
 from app.web import catalogue as words
-from app.web.rendering import help_for, stage_text, status_label
+from app.web.rendering import help_for, plan_text, stage_text, status_label
 from models.base import Stage
 from tests.app.api_helpers import jpeg
 
@@ -63,6 +63,12 @@ def test_phrases_fill_on_the_server_as_in_the_browser() -> None:
     assert status_label({"status": "running", "progress": 0.42}) == "Animating · 42%"
     with pytest.raises(KeyError):
         words.fill("{missing}")
+
+
+def test_a_plan_reads_as_a_sentence_and_no_plan_as_nothing() -> None:
+    assert plan_text({"description": "smiles, then nods", "peaks": {}}) == "Planned motion: smiles, then nods"
+    assert plan_text({"description": ""}) == plan_text(None) == plan_text({}) == ""
+    assert "{description}" in words.PHRASES["planned_motion"]  # words.js fills the same phrase
 
 
 def test_script_json_cannot_end_its_script_element() -> None:

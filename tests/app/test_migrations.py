@@ -20,7 +20,7 @@ def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
     try:
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-            assert MigrationContext.configure(conn).get_current_revision() == "0003"
+            assert MigrationContext.configure(conn).get_current_revision() == "0004"
         assert set(inspect(engine).get_table_names()) == {"jobs", "submissions", "alembic_version"}
     finally:
         engine.dispose()

@@ -189,6 +189,10 @@ def test_journey(server: str, driver, portrait: Path) -> None:  # type: ignore[n
     tips = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#check-tips li")]
     assert tips and all(tips), tips
     assert driver.find_element(By.ID, "check-verdict").text
+    # What the default motion (auto) will do with this photo, in words.
+    assert driver.find_element(By.CSS_SELECTOR, "input[name=motion][value=auto]").is_selected()
+    wait(driver).until(lambda d: visible(d, "check-plan"))
+    assert re.fullmatch(r"Planned motion: \w.+", driver.find_element(By.ID, "check-plan").text)
 
     # 2. Choose a motion (presets come with a description) and consent.
     presets = driver.find_elements(By.CSS_SELECTOR, "#motions .motion")
@@ -197,6 +201,7 @@ def test_journey(server: str, driver, portrait: Path) -> None:  # type: ignore[n
         By.XPATH, ".."
     ).click()
     assert driver.find_element(By.CSS_SELECTOR, "input[name=motion][value=smile]").is_selected()
+    assert not visible(driver, "check-plan")  # it was planned for auto, not for this motion
     shoot(driver, "2-photo-checked")
 
     # Submitting without consent explains what to do, and sends nothing.
@@ -234,6 +239,9 @@ def test_journey(server: str, driver, portrait: Path) -> None:  # type: ignore[n
     assert any(s.startswith(running_words) for s in stages), stages
 
     first_job = api_json(driver, f"/api/v1/jobs/{job_id}")
+    assert first_job["motion"] == "smile" and first_job["plan"]["description"], first_job
+    planned = f"Planned motion: {first_job['plan']['description']}"
+    assert driver.find_element(By.ID, "job-plan").text == planned
 
     # 4. The result plays inline: looped, muted, inline, with a poster, and it really plays.
     wait(driver).until(lambda d: visible(d, "job-result"))
@@ -317,6 +325,30 @@ def test_journey(server: str, driver, portrait: Path) -> None:  # type: ignore[n
     assert browser_errors(driver) == []  # no CSP violation, failed module or uncaught error on the way
     assert api_fetch(driver, f"/api/v1/jobs/{job_id}")["status"] == 404
     assert api_fetch(driver, f"/api/v1/jobs/{job_id}/video")["status"] == 404
+
+
+def test_the_motion_planned_at_the_photo_check_is_the_jobs(  # type: ignore[no-untyped-def]
+    server: str, driver, portrait: Path
+) -> None:
+    """The sentence shown after the photo check is the one the job then carries (its seed goes along)."""
+    driver.get(server + "/")
+    driver.find_element(By.ID, "photo").send_keys(str(portrait))
+    wait(driver, 20).until(lambda d: visible(d, "check-plan"))
+    before = driver.find_element(By.ID, "check-plan").text
+    assert before.startswith("Planned motion: ") and len(before) > len("Planned motion: "), before
+    driver.find_element(By.ID, "consent").click()
+    driver.find_element(By.ID, "submit").click()
+    wait(driver).until(lambda d: re.search(r"/jobs/[\w-]+$", d.current_url))
+    wait(driver).until(lambda d: visible(d, "job-plan"))
+    assert driver.find_element(By.ID, "job-plan").text == before
+    job_id = driver.current_url.rsplit("/", 1)[1]
+    job = api_json(driver, f"/api/v1/jobs/{job_id}")
+    assert job["motion"] == "auto" and before == f"Planned motion: {job['plan']['description']}"
+    # A reload renders the same sentence from the server.
+    driver.get(f"{server}/jobs/{job_id}")
+    wait(driver).until(lambda d: visible(d, "job-plan"))
+    assert driver.find_element(By.ID, "job-plan").text == before
+    api_fetch(driver, f"/api/v1/jobs/{job_id}/cancel", "POST")  # the next tests need no queue ahead
 
 
 def test_not_a_photo_explains_what_to_do(server: str, driver, not_a_photo: Path) -> None:  # type: ignore[no-untyped-def]

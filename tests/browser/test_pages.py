@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from PIL import Image
 
 from app.core.config import Settings
@@ -64,6 +65,29 @@ def test_index_sets_cookie_csp_and_lists_presets(client: TestClient) -> None:
     assert 'name="consent" value="true"' in r.text
     assert 'value="smile"' in r.text and "a slow, warm smile" in r.text
     assert "You can animate 5 of 5 free photos today." in r.text
+
+
+def test_the_upload_form_offers_auto_first_and_chooses_it(client: TestClient) -> None:
+    form = client.get("/").text.split('id="upload-form"')[1].split("</form>")[0]
+    assert re.findall(r'name="motion" value="([\w-]+)"', form)[0] == "auto"
+    assert re.findall(r'name="motion" value="([\w-]+)"\s+checked', form) == ["auto"]
+
+
+def test_the_job_page_says_what_motion_was_planned(client: TestClient, portrait: Path) -> None:
+    """Without JavaScript too: the job page is rendered with the plan's sentence."""
+    client.get("/")
+    r = client.post(
+        "/jobs",
+        files={"photo": ("me.jpg", portrait.read_bytes(), "image/jpeg")},
+        data={"consent": "true"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text[:500]
+    job = client.get(f"/api/v1/jobs/{r.headers['location'].rsplit('/', 1)[1]}").json()
+    assert job["motion"] == "auto" and job["plan"]["description"], job
+    sentence = escape(f"Planned motion: {job['plan']['description']}")
+    page = client.get(r.headers["location"]).text
+    assert re.search(rf'id="job-plan"\s*>{re.escape(sentence)}</p>', page), page[:3000]
 
 
 def test_form_post_without_javascript_redirects_to_a_refreshing_job_page(client: TestClient) -> None:

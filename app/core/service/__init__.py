@@ -40,7 +40,7 @@ from app.core.service.fields import (
     clean_motion,
     parse_seed,
 )
-from app.core.service.photos import analyse_photo, check_photo
+from app.core.service.photos import PhotoCheck, analyse_photo, check_photo
 from app.core.storage import ObjectStore, poster_key, video_key
 from app.core.tables import Job, JobStatus
 from app.core.visitors import Visitor, allowance
@@ -51,6 +51,7 @@ __all__ = [
     "Created",
     "JobRequest",
     "JobService",
+    "PhotoCheck",
     "analyse_photo",
     "check_photo",
     "clean_idempotency_key",
@@ -187,6 +188,7 @@ class JobService:
             animator=accepted.animator,
             idempotency_key=idempotency_key,
             webhook=accepted.webhook,
+            motion_plan=accepted.plan,
         )
         return await to_thread.run_sync(make)  # it blocks on storage and the database
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from anyio import to_thread
 from celery import Celery
@@ -28,6 +28,7 @@ from app.core.service.photos import (
     store_photo,
     stored_photo_of,
 )
+from app.core.service.plans import plan_json, plan_stored
 from app.core.storage import ObjectStore, photo_key
 from app.core.tables import Job, JobStatus, new_job_id, utcnow
 from app.core.visitors import Allowance, Visitor, allowance, record_submission
@@ -99,6 +100,7 @@ def create_job(
     animator: str | None = None,
     idempotency_key: str | None = None,
     webhook: WebhookRequest | None = None,
+    motion_plan: dict[str, Any] | None = None,
 ) -> Job:
     """Store the photo (or copy another job's stored one), commit the job and its submission, then
     enqueue. Never loses a committed job: if the broker is down the job stays queued and the reconciler
@@ -126,6 +128,7 @@ def create_job(
         progress=0.0,
         cancel_requested=False,
         motion=motion,
+        motion_plan=motion_plan,
         seed=seed,
         animator=animator,
         model=model,
@@ -194,10 +197,11 @@ class Accepted:
     """A request that passed every check, ready for create_job."""
 
     checked: CheckedPhoto | StoredPhoto
-    motion: str | None
+    motion: str
     seed: int
     animator: str
     webhook: WebhookRequest | None
+    plan: dict[str, Any] | None = None  # the motion planned from the photo; None if planning failed
 
 
 async def check_request(
@@ -216,7 +220,8 @@ async def check_request(
     problem = photo_problem(checked, settings, animator)
     if problem is not None:
         raise problem
-    return Accepted(checked=checked, motion=motion, seed=seed, animator=animator, webhook=webhook)
+    plan = await to_thread.run_sync(plan_json, checked.photo.image, motion, seed)
+    return Accepted(checked=checked, motion=motion, seed=seed, animator=animator, webhook=webhook, plan=plan)
 
 
 async def check_again(
@@ -239,4 +244,5 @@ async def check_again(
     animator = job.animator if job.animator in offered else offered[0]
     photo = await to_thread.run_sync(stored_photo_of, job, store)
     await to_thread.run_sync(check_allowance, session, settings, visitor)
-    return Accepted(checked=photo, motion=motion, seed=seed, animator=animator, webhook=None)
+    plan = await to_thread.run_sync(plan_stored, store, photo.key, motion, seed)
+    return Accepted(checked=photo, motion=motion, seed=seed, animator=animator, webhook=None, plan=plan)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from app.core import webhooks
 from app.core.config import Settings
 from app.core.errors import ErrorCode, Invalid
+from models.auto_motion import AUTO
 from models.motion import MotionError, parse_motion
 
 IDEMPOTENCY_KEY_MAX = 128
@@ -27,12 +28,12 @@ def parse_seed(raw: str | None) -> int:
     return int(text)
 
 
-def clean_motion(raw: str | None) -> str | None:
+def clean_motion(raw: str | None) -> str:
     """Motion text checked by the animators' own parser, so an unknown word is refused now, not a
-    failed job later. None means the default motion."""
+    failed job later. Blank means the default, "auto": a motion planned from the photo's faces."""
     text = " ".join((raw or "").split())  # newlines and tabs from a textarea become spaces
     if not text:
-        return None
+        return AUTO
     if len(text) > MAX_MOTION_CHARS:
         raise Invalid(
             ErrorCode.INVALID_MOTION, f"The motion text is limited to {MAX_MOTION_CHARS} characters."

@@ -11,6 +11,8 @@ from anyio import to_thread
 from app.core.config import Settings
 from app.core.errors import Conflict, ErrorCode, Invalid, Refused
 from app.core.schemas import as_utc
+from app.core.service.fields import clean_motion, parse_seed
+from app.core.service.plans import plan_json
 from app.core.storage import ObjectStore
 from app.core.tables import Job, utcnow
 from app.core.uploads import Photo, read_photo
@@ -58,11 +60,30 @@ def photo_problem(checked: CheckedPhoto, settings: Settings, animator: str | Non
     return None
 
 
-async def check_photo(data: bytes, settings: Settings) -> tuple[CheckedPhoto, Refused | None]:
-    """The pre-submit check: the photo's report and what would refuse a job made from it, if anything.
-    Raises when the photo itself is refused."""
+@dataclass(frozen=True)
+class PhotoCheck:
+    checked: CheckedPhoto
+    problem: Refused | None  # what would refuse a job made from it
+    plan: dict[str, Any] | None  # the motion such a job would get (PlannedMotion.to_json)
+    seed: int | None  # the seed the plan was made with
+
+
+async def check_photo(
+    data: bytes, settings: Settings, motion: str | None = None, seed: str | None = None
+) -> PhotoCheck:
+    """The pre-submit check: the photo's report, what would refuse a job made from it (the photo, or a
+    motion or seed a job would refuse), and the motion it would get. Raises when the photo itself is
+    refused."""
     checked = await to_thread.run_sync(analyse_photo, data, settings)
-    return checked, photo_problem(checked, settings)
+    problem = photo_problem(checked, settings)
+    if problem is not None:
+        return PhotoCheck(checked, problem, plan=None, seed=None)
+    try:
+        chosen, chosen_seed = clean_motion(motion), parse_seed(seed)
+    except Invalid as exc:
+        return PhotoCheck(checked, exc, plan=None, seed=None)
+    plan = await to_thread.run_sync(plan_json, checked.photo.image, chosen, chosen_seed)
+    return PhotoCheck(checked, None, plan=plan, seed=chosen_seed)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,10 @@ UPLOAD_BODY: dict[str, Any] = {
                         "motion": {
                             "type": "string",
                             "maxLength": 200,
-                            "description": "A preset name or short text such as 'look left and smile'.",
+                            "description": (
+                                "A preset name or short text such as 'look left and smile'. Default: 'auto', "
+                                "a motion planned from the photo's faces ('auto, and nod' adds to it)."
+                            ),
                         },
                         "seed": {"type": "string", "pattern": "^[0-9]{1,10}$"},
                         "animator": {
@@ -87,6 +90,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     },
     summary="Upload a photo and start an animation",
     description=(
+        "Without `motion` the job's motion is `auto`: planned from the photo's faces, and answered as "
+        "`plan` (what it will do, in words). "
         "With an `Idempotency-Key` header, a retried submit (same visitor, same key) answers 200 with "
         "the job the first one created, and spends no second animation of the allowance."
     ),
@@ -126,7 +131,7 @@ AGAIN_BODY = {
                         "motion": {
                             "type": "string",
                             "maxLength": 200,
-                            "description": "A preset name or short text; default: the gentle default motion.",
+                            "description": "A preset or short text; default: auto, planned from the photo.",
                         },
                         "seed": {"type": "string", "pattern": "^[0-9]{1,10}$"},
                     },

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from app.core.errors import Refused
-from app.core.schemas import API, ErrorBody, MotionPreset, MotionsOut, PhotoCheckOut, PhotoOut
+from app.core.schemas import API, ErrorBody, MotionPreset, MotionsOut, PhotoCheckOut, PhotoOut, plan_out
 from app.core.service import MAX_MOTION_CHARS, check_photo
 from app.web.deps import MetricsDep, RateLimited, SettingsDep
 from app.web.errors import rejected
 from app.web.forms import read_upload_form
 from app.web.routes.jobs import UPLOAD_BODY, _errors
+from models.auto_motion import AUTO
 from models.motion import PRESETS, understood_words
 
 router = APIRouter(prefix=API, tags=["photos"])
@@ -40,13 +41,19 @@ PHOTO_ONLY_BODY = {
     openapi_extra=PHOTO_ONLY_BODY,
     responses=_errors(400, 403, 413, 415, 422, 429),
     summary="Size and quality report of a photo; creates no job and spends no allowance",
+    description=(
+        "Also the motion a job with this photo would get (`plan`), for the `motion` and `seed` sent "
+        "(default: `auto`, planned from the photo's faces; a random seed, answered as `seed`). A motion "
+        "or seed a job would refuse makes `ok` false, with the refusal as `problem`."
+    ),
 )
 async def photo_check(request: Request, settings: SettingsDep, metrics: MetricsDep) -> PhotoCheckOut:
     try:
         form = await read_upload_form(request, settings)
-        checked, problem = await check_photo(form.photo, settings)
+        result = await check_photo(form.photo, settings, form.motion, form.seed)
     except Refused as exc:
         raise rejected(metrics, exc) from exc
+    checked, problem = result.checked, result.problem
     return PhotoCheckOut(
         ok=problem is None,
         photo=PhotoOut(
@@ -56,6 +63,8 @@ async def photo_check(request: Request, settings: SettingsDep, metrics: MetricsD
             quality=checked.quality,
         ),
         problem=ErrorBody(code=problem.code.value, message=problem.message) if problem else None,
+        plan=plan_out(result.plan),
+        seed=result.seed,
     )
 
 
@@ -64,7 +73,7 @@ async def photo_check(request: Request, settings: SettingsDep, metrics: MetricsD
 )
 def motions() -> MotionsOut:
     return MotionsOut(
-        default="gentle" if "gentle" in PRESETS else None,
+        default=AUTO,
         presets=[MotionPreset(name=name, description=desc) for name, desc in PRESETS.items()],
         words=understood_words(),
         max_length=MAX_MOTION_CHARS,

@@ -1,0 +1,42 @@
+"""The motion a job will get, planned from its photo (models.auto_motion), for the visitor to read.
+
+A plan is information, never a reason to refuse: planning that fails is logged, and the job (or the
+photo check) goes on without one. Planning is CPU-bound (it looks at the faces): call these from a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+from PIL import Image
+
+from app.core.schemas import MotionPlanOut
+from app.core.storage import ObjectStore
+from models.auto_motion import plan_motion
+
+log = logging.getLogger("vivify.service")
+
+
+def plan_json(image: Image.Image, motion: str | None, seed: int) -> dict[str, Any] | None:
+    """The plan as the job stores it (PlannedMotion.to_json), or None when planning failed."""
+    try:
+        plan = plan_motion(image, motion, seed).to_json()
+        MotionPlanOut.model_validate(plan)  # what the API answers with: never store what it cannot read
+    except Exception as exc:
+        log.warning("motion not planned (%s)", type(exc).__name__, exc_info=True)
+        return None
+    return plan
+
+
+def plan_stored(store: ObjectStore, key: str, motion: str | None, seed: int) -> dict[str, Any] | None:
+    """The plan for a stored photo (already normalised at upload: upright RGB), or None."""
+    try:
+        with Image.open(io.BytesIO(store.get(key))) as img:
+            image = img.convert("RGB")
+    except Exception as exc:
+        log.warning("stored photo not read for a motion plan (%s)", type(exc).__name__)
+        return None
+    return plan_json(image, motion, seed)
