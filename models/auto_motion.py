@@ -16,7 +16,6 @@ presets and motion text are not planned: they do exactly what they say, for ever
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from models.face import Face, FaceAnalyzer
+from models.face import Face, shared_analyzer
 from models.motion import (
     AUTO,
     CHANNELS,
@@ -381,23 +380,16 @@ def _planned(
 
 # --- faces for callers that pass only the image -----------------------------------------------------------
 
-_analyzer_lock = threading.Lock()
-_analyzer: FaceAnalyzer | None = None  # one per process, built on first use
-
 
 def _analyse(image: Image.Image | np.ndarray | None) -> tuple[list[Face], float | None]:
     """The image's faces (largest first) and its height; none where there is no image or no face reader."""
-    global _analyzer
     if image is None:
         return [], None
     height = float(np.asarray(image).shape[0]) if isinstance(image, np.ndarray) else float(image.size[1])
-    with _analyzer_lock:
-        if _analyzer is None:
-            try:
-                analyzer = FaceAnalyzer(max_faces=3)
-                analyzer.setup()
-            except ImportError as e:
-                _log.warning("motion auto: no face reader (%s), so the gentle idle plan", e)
-                return [], height
-            _analyzer = analyzer
-    return list(_analyzer.analyze(image, mask=False).faces), height
+    analyzer = shared_analyzer()  # the photo check's: one set of mediapipe graphs per process
+    try:
+        analyzer.setup()
+    except ImportError as e:
+        _log.warning("motion auto: no face reader (%s), so the gentle idle plan", e)
+        return [], height
+    return list(analyzer.analyze(image, mask=False).faces), height

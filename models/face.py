@@ -261,6 +261,21 @@ _box_lock = threading.Lock()
 _box_detector = None  # one detection graph per process, built on first use
 
 
+_shared: FaceAnalyzer | None = None
+_shared_lock = threading.Lock()
+SHARED_MAX_FACES = 5
+
+
+def shared_analyzer() -> FaceAnalyzer:
+    """The process's one analyzer for the photo check and the motion planner: the mediapipe graphs are
+    built once (about 0.6 s) and shared, behind the analyzer's own lock, by every request thread."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = FaceAnalyzer(max_faces=SHARED_MAX_FACES)
+        return _shared
+
+
 def detect_face_box(image: Image.Image | np.ndarray) -> Box | None:
     """The largest face's box in the image's pixels, or None: the detector alone, without the mesh and
     the segmenter that `FaceAnalyzer` also builds.

@@ -11,30 +11,19 @@ No face is not an error here (the diffusion animator can still animate); it lowe
 
 from __future__ import annotations
 
-import threading
-
 import cv2
 import numpy as np
 from PIL import Image
 
-from models.face import FACE_OVAL, NOSE_TIP, Face, FaceAnalyzer
+from models.face import FACE_OVAL, NOSE_TIP, Face, shared_analyzer
 
 CHECK_MAX_SIDE = 1024  # the check looks at a copy this size; enough for every measure here
-_analyzer: FaceAnalyzer | None = None
-_analyzer_lock = threading.Lock()
-
-
-def _get_analyzer() -> FaceAnalyzer:
-    global _analyzer
-    with _analyzer_lock:
-        if _analyzer is None:
-            _analyzer = FaceAnalyzer(max_faces=5)
-        return _analyzer
 
 
 def warm_up() -> None:
-    """Load the face models now (about 0.6 s) so the first upload's check is fast; call at web start."""
-    _get_analyzer().setup()
+    """Load the face models now (about 0.6 s) so the first upload's check and motion plan are fast;
+    call at web start. The planner (models.auto_motion) shares this analyzer."""
+    shared_analyzer().setup()
 
 
 def check_photo(image: Image.Image) -> dict:
@@ -50,7 +39,7 @@ def check_photo(image: Image.Image) -> dict:
     scale = width / small.width  # original pixels per checked pixel
     rgb = np.asarray(small)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    faces = _get_analyzer().analyze(rgb, mask=False).faces
+    faces = shared_analyzer().analyze(rgb, mask=False).faces
     face = faces[0] if faces else None
     tips: list[str] = []
 
