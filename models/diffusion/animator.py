@@ -6,10 +6,15 @@ Stages, as the product names them:
 2. animating   the denoising loop; `callback_on_step_end` reports "i/n" and is where a cancel lands
 3. decoding    VAE decode and conversion to pixels
 4. postprocessing  colour consistency with the photo; frame rate conversion happens in render_clip
+
+Motion "auto" (the default) is planned from the photo's faces by models.auto_motion, the same plan the
+CPU portrait animator follows: text-conditioned families get the plan in words, SVD a motion bucket
+from its intensity. Explicit motion text keeps its own words.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import time
@@ -19,34 +24,57 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.auto_motion import AUTO, PlannedMotion, plan_motion
 from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage, no_progress
 from models.diffusion import speed
-from models.diffusion.families import AUTO, Family, family_from_model_index, resolve_family
+from models.diffusion.families import AUTO as AUTO_VARIANT
+from models.diffusion.families import Family, family_from_model_index, resolve_family
 from models.diffusion.guidance import GuidanceInterval, guided_steps
 from models.diffusion.loading import load_pipeline, unavailable
 from models.diffusion.speed import SpeedSettings
 from models.face import detect_face_box
-from models.motion import PRESETS
+from models.motion import PRESETS, MotionError, parse_motion
 from models.postprocess import fit_to_face, match_colors
 
 MIN_DURATION_S, MAX_DURATION_S = 3.0, 5.0
 
+_log = logging.getLogger(__name__)
+
 # SVD has no text input; its motion strength is a "motion bucket" (higher = more motion).
 _CALM = re.compile(r"\b(subtle|calm|gentle|still|slight|soft|quiet|breath\w*|blink\w*)\b", re.I)
 _LIVELY = re.compile(r"\b(lively|big|dance|dancing|laugh\w*|wave|waving|excited|energetic|turn\w*)\b", re.I)
+# A planned motion's intensity 0..1 maps linearly onto these buckets; 0.5 gives SVD's own default, 127.
+SVD_CALM_BUCKET, SVD_LIVELY_BUCKET = 64, 190
+
+
+def is_auto(motion: str | None) -> bool:
+    """Whether the motion is planned from the photo: none given, or "auto" alone or with actions."""
+    try:
+        return parse_motion(motion if motion and motion.strip() else AUTO).name == AUTO
+    except MotionError:  # words the parser does not know: auto if it names auto
+        return re.search(rf"\b{AUTO}\b", motion or "", re.I) is not None
 
 
 def describe_motion(motion: str | None) -> str:
-    """The motion in words: a preset's description (never its bare name), or the visitor's own text."""
-    motion = (motion or "gentle").strip()
+    """The motion in words: a preset's description (never its bare name), or the visitor's own text.
+    Auto is described by its plan (motion_prompt); without one, by the words it adds, else as gentle."""
+    motion = (motion or "").strip()
+    if is_auto(motion):
+        motion = re.sub(rf"\b{AUTO}\b", "", motion, flags=re.I)
+        motion = re.sub(r"^(\W|and\b)+|(\W|\band)+$", "", motion.strip(), flags=re.I)
+    motion = motion or "gentle"
     if motion in PRESETS:
         return PRESETS[motion].split(" (")[0]  # the description, without "(the default)"
     return motion.rstrip(".")
 
 
-def svd_motion_bucket(motion: str | None, default: int = 127) -> int:
-    """Map the visitor's motion to SVD's motion_bucket_id: calm words lower it, lively words raise it."""
-    if not motion:
+def svd_motion_bucket(motion: str | None, default: int = 127, *, planned: PlannedMotion | None = None) -> int:
+    """Map the visitor's motion to SVD's motion_bucket_id. Auto with its plan: the plan's intensity
+    (0 → SVD_CALM_BUCKET, 1 → SVD_LIVELY_BUCKET); motion text: calm words lower it, lively words raise it."""
+    if planned is not None and planned.name == AUTO:
+        intensity = min(1.0, max(0.0, float(planned.intensity)))
+        return round(SVD_CALM_BUCKET + (SVD_LIVELY_BUCKET - SVD_CALM_BUCKET) * intensity)
+    if not motion or is_auto(motion):
         return default
     text = describe_motion(motion)
     calm, lively = bool(_CALM.search(text)), bool(_LIVELY.search(text))
@@ -57,9 +85,28 @@ def svd_motion_bucket(motion: str | None, default: int = 127) -> int:
     return default
 
 
-def motion_prompt(motion: str | None) -> str:
-    """The prompt text for a motion preset name or the visitor's own motion text."""
+def motion_prompt(motion: str | None, planned: PlannedMotion | None = None) -> str:
+    """The prompt text: auto with its plan, the plan's description; else the preset's description or the
+    visitor's own motion text."""
+    if planned is not None and planned.name == AUTO:
+        return f"Motion: {planned.description.strip().rstrip('.')}."
     return f"Motion: {describe_motion(motion)}."
+
+
+def plan_for(
+    image: Image.Image, motion: str | None, seed: int | None, duration_s: float = 4.0
+) -> PlannedMotion | None:
+    """The job's motion plan (models.auto_motion), or None for motion text the planner does not understand
+    (its words still reach a text-conditioned model). Where face analysis fails (the planner itself copes
+    with no mediapipe), the plan is made without faces rather than the job failing."""
+    try:
+        try:
+            return plan_motion(image, motion, seed, duration_s=duration_s)
+        except (ImportError, OSError, RuntimeError) as exc:
+            _log.warning("no face analysis for the motion plan (%s): planning without faces", exc)
+            return plan_motion(None, motion, seed, faces=(), duration_s=duration_s)
+    except MotionError:
+        return None
 
 
 def natural_length(frames: int, fps: float, duration_s: float | None = None) -> tuple[int, float]:
@@ -87,7 +134,7 @@ class DiffusionAnimator:
         device: str = "auto",
         *,
         revision: str | None = None,
-        variant: str | None = AUTO,
+        variant: str | None = AUTO_VARIANT,
         color_match: float = 1.0,
         speed: SpeedSettings | None = None,
     ) -> None:
@@ -159,7 +206,9 @@ class DiffusionAnimator:
         for size in sorted(shapes):
             photo = Image.fromarray(gradient).resize(size)
             self._denoise(photo, size, self.family.frames, steps, 0, None, no_progress, guided=guided)
-        detect_face_box(photo)  # loads the face detector (about a second) here, not in the first job
+        # Loads the face detector (about a second) here, not in the first job; the runs above planned the
+        # default (auto) motion, so the planner's face analysis is loaded too.
+        detect_face_box(photo)
 
     def _on_denoiser_call(self, module: torch.nn.Module, args: Any) -> None:
         if not self._first_denoise:
@@ -197,9 +246,15 @@ class DiffusionAnimator:
         self.setup()
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
         t0 = time.perf_counter()
+        progress(Stage.ANALYZING, 0.0, "planning the motion")
+        keep, fps = natural_length(frames, self.family.fps, request.duration_s)
+        # The request's seed, as the portrait animator plans with it: one photo, one motion, one plan.
+        planned = plan_for(photo, request.motion, request.seed, duration_s=keep / fps)
         progress(Stage.ANALYZING, 0.0, "fitting the photo around the face")
         fit = fit_to_face(photo, size)
-        video, marks = self._denoise(fit.image, size, frames, steps, seed, request.motion, progress)
+        video, marks = self._denoise(
+            fit.image, size, frames, steps, seed, request.motion, progress, planned=planned
+        )
         t_post = time.perf_counter()
         progress(Stage.DECODING, 1.0, "")
         progress(Stage.POSTPROCESSING, 0.0, "matching colours to the photo")
@@ -225,9 +280,13 @@ class DiffusionAnimator:
         steps: int,
         seed: int,
         motion: str | None,
+        planned: PlannedMotion | None = None,
     ) -> dict[str, Any]:
-        """The pipeline's keyword arguments for one run, built from the family table."""
+        """The pipeline's keyword arguments for one run, built from the family table. Auto motion without
+        a `planned` motion is planned here, from `image`."""
         fam: Family = self.family
+        if planned is None and is_auto(motion):
+            planned = plan_for(image, motion, seed)
         kwargs: dict[str, Any] = {
             "image": image,
             "width": size[0],
@@ -242,11 +301,11 @@ class DiffusionAnimator:
         if fam.fps_arg:
             kwargs[fam.fps_arg] = round(fam.fps)
         if fam.text_conditioned:
-            kwargs["prompt"] = fam.prompt_prefix + motion_prompt(motion)
+            kwargs["prompt"] = fam.prompt_prefix + motion_prompt(motion, planned)
             if fam.negative_prompt:
                 kwargs["negative_prompt"] = fam.negative_prompt
         if fam.decode_chunks:
-            kwargs.setdefault("motion_bucket_id", svd_motion_bucket(motion))
+            kwargs.setdefault("motion_bucket_id", svd_motion_bucket(motion, planned=planned))
             kwargs["decode_chunk_size"] = speed.decode_chunk(self.speed, frames, size, self.device)
         return kwargs
 
@@ -260,10 +319,12 @@ class DiffusionAnimator:
         motion: str | None,
         progress: ProgressCallback,
         guided: int | None = None,
+        planned: PlannedMotion | None = None,
     ) -> tuple[np.ndarray, dict[str, float]]:
         """Run the pipeline; uint8 (T, H, W, 3) frames and the stage boundary times.
 
-        `guided`: how many steps use classifier-free guidance (default: from `guidance_until`)."""
+        `guided`: how many steps use classifier-free guidance (default: from `guidance_until`);
+        `planned`: the job's motion plan (see call_kwargs)."""
         marks: dict[str, float] = {}
         total = steps
 
@@ -284,7 +345,7 @@ class DiffusionAnimator:
         self._first_denoise.clear()
         self._on_first_denoise = first_denoise
         try:
-            kwargs = self.call_kwargs(image, size, frames, steps, seed, motion)
+            kwargs = self.call_kwargs(image, size, frames, steps, seed, motion, planned)
             if self.speed.guidance_until < 1 and guided is None:
                 guided = guided_steps(self.speed.guidance_until, steps)
             # no interval where the pipeline runs no unconditional pass at all

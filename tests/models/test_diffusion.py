@@ -11,15 +11,25 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from models.auto_motion import AUTO, PlannedMotion, plan_motion
 from models.base import AnimationError, AnimationRequest, Canceled, Stage
-from models.diffusion.animator import DiffusionAnimator, svd_motion_bucket
+from models.diffusion.animator import (
+    SVD_CALM_BUCKET,
+    SVD_LIVELY_BUCKET,
+    DiffusionAnimator,
+    motion_prompt,
+    svd_motion_bucket,
+)
 from models.diffusion.families import resolve_family
 from models.diffusion.speed import SpeedSettings
+from models.face import FaceAnalyzer
+from models.motion import parse_motion
 from models.registry import create_animator
 from models.render import render_clip
 from models.video import AI_GENERATED_COMMENT, probe
@@ -265,3 +275,102 @@ def test_svd_motion_text_maps_to_motion_bucket() -> None:
     assert svd_motion_bucket(None) == 127
     assert svd_motion_bucket("a subtle blink") < 127 < svd_motion_bucket("dance and laugh")
     assert svd_motion_bucket("look left and smile") == 127
+
+
+# ---- motion "auto": the plan models.auto_motion makes for the photo, the one the CPU animator follows ------
+def _pipeline_calls(animator: DiffusionAnimator, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The keyword arguments of every call of the animator's pipeline, as the pipeline receives them."""
+    calls: list[dict[str, Any]] = []
+    cls = type(animator.pipe)
+    original = cls.__call__
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "__call__", spy)
+    return calls
+
+
+def _planned(description: str, intensity: float) -> PlannedMotion:
+    return PlannedMotion(
+        name=AUTO, description=description, peaks={}, intensity=intensity, plans=(parse_motion(None, 0),)
+    )
+
+
+@pytest.mark.parametrize("motion", [None, "auto"])
+def test_auto_prompt_is_the_plan_in_words(
+    motion: str | None,
+    animators: dict,
+    portrait: Image.Image,
+    face_analyzer: FaceAnalyzer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    animator = animators["wan"]
+    planned: list[tuple[tuple[Any, ...], PlannedMotion]] = []
+
+    def plan_once(*args: Any, **kwargs: Any) -> PlannedMotion:
+        planned.append((args, plan_motion(*args, **kwargs)))
+        return planned[-1][1]
+
+    monkeypatch.setattr("models.diffusion.animator.plan_motion", plan_once)
+    calls = _pipeline_calls(animator, monkeypatch)
+    animator.animate(portrait, AnimationRequest(seed=4, motion=motion), Recorder())
+    assert len(planned) == 1 and len(calls) == 1  # planned once per job
+    (photo, asked, seed), plan = planned[0]
+    assert (photo, asked, seed) == (portrait, motion, 4)  # from the photo, with the job's seed
+    prompt = calls[0]["prompt"]
+    assert plan.description and prompt.endswith(f"Motion: {plan.description.rstrip('.')}.")
+    assert prompt.startswith(animator.family.prompt_prefix) and "auto" not in prompt.lower()
+    # The intention the CPU portrait animator gets for this photo: it plans from the faces it finds.
+    faces = face_analyzer.analyze(portrait).faces
+    assert plan.description == plan_motion(portrait, motion, 4, faces=faces).description
+
+
+def test_svd_motion_bucket_follows_the_plans_intensity(
+    animators: dict, portrait: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    animator = animators["svd"]
+    calls = _pipeline_calls(animator, monkeypatch)
+    buckets = []
+    for intensity in (0.1, 0.5, 0.9):
+        monkeypatch.setattr(
+            "models.diffusion.animator.plan_motion", lambda *a, i=intensity, **k: _planned("nods", i)
+        )
+        animator.animate(portrait, AnimationRequest(seed=4), Recorder())
+        buckets.append(calls[-1]["motion_bucket_id"])
+    assert buckets[0] < buckets[1] == 127 < buckets[2]  # a livelier plan, a higher bucket
+    assert svd_motion_bucket("auto", planned=_planned("", 0.0)) == SVD_CALM_BUCKET
+    assert svd_motion_bucket(None, planned=_planned("", 1.0)) == SVD_LIVELY_BUCKET
+
+
+@pytest.mark.parametrize(
+    ("motion", "words", "bucket"),
+    [
+        ("look left and smile", "look left and smile", 127),
+        ("nod", "two gentle nods", 70),  # a preset is read by its description's words
+        ("a subtle blink", "a subtle blink", 70),
+        ("dance and laugh", "dance and laugh", 180),
+    ],
+)
+def test_explicit_motion_keeps_its_words_and_bucket(
+    motion: str,
+    words: str,
+    bucket: int,
+    animators: dict,
+    portrait: Image.Image,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wan, svd = animators["wan"], animators["svd"]
+    wan_calls, svd_calls = _pipeline_calls(wan, monkeypatch), _pipeline_calls(svd, monkeypatch)
+    wan.animate(portrait, AnimationRequest(seed=4, motion=motion), Recorder())
+    svd.animate(portrait, AnimationRequest(seed=4, motion=motion), Recorder())
+    assert wan_calls[-1]["prompt"] == wan.family.prompt_prefix + f"Motion: {words}."
+    assert svd_calls[-1]["motion_bucket_id"] == bucket == svd_motion_bucket(motion)
+
+
+def test_explicit_motion_ignores_its_plan() -> None:
+    planned = plan_motion(None, "look left and smile", 4)
+    assert planned.name != AUTO and planned.description != "look left and smile"  # so the test tells
+    assert motion_prompt("look left and smile", planned) == "Motion: look left and smile."
+    assert svd_motion_bucket("look left and smile", planned=planned) == 127

@@ -14,8 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
+from models.auto_motion import plan_motion
 from models.base import AnimationRequest, Canceled, Stage
-from models.diffusion.animator import DiffusionAnimator, describe_motion, motion_prompt, natural_length
+from models.diffusion.animator import (
+    DiffusionAnimator,
+    describe_motion,
+    motion_prompt,
+    natural_length,
+    plan_for,
+)
 from models.diffusion.families import FAMILIES, PRODUCTION_SHAPES
 from models.diffusion.speed import SpeedSettings, balanced_chunk, decode_chunk, denoisers
 from models.registry import create_animator
@@ -245,9 +252,17 @@ def test_text_conditioned_families_get_the_motion_in_words(folders: dict[str, Pa
         "look left and smile"
         in animator.call_kwargs(photo, (64, 64), 9, 2, 0, "look left and smile")["prompt"]
     )
+    # The default, auto, is the plan for this photo in words (no face here: the planner's fallback).
     default = animator.call_kwargs(photo, (64, 64), 9, 2, 0, None)["prompt"]
-    assert "gentle" not in default and describe_motion("gentle") in default
+    assert default.endswith(motion_prompt(None, plan_motion(photo, None, 0)))
+    assert "auto" not in default.lower()
+    assert animator.call_kwargs(photo, (64, 64), 9, 2, 0, "auto")["prompt"] == default
     assert motion_prompt("nod") == "Motion: two gentle nods."
+    # Without a plan (text the planner does not understand) auto's own words still reach the model.
+    assert describe_motion("auto, and dance") == "dance" and describe_motion(None) == describe_motion(
+        "gentle"
+    )
+    assert plan_for(photo, "dance and laugh", 0) is None
 
 
 @pytest.mark.parametrize(
