@@ -41,7 +41,7 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-async def _timed(stats: dict, key: str, label: str, request) -> httpx.Response | None:  # type: ignore[no-untyped-def]
+async def _timed(stats: dict, key: str, label: str, request) -> httpx.Response | None:
     """Run one request; a timeout or connection error counts as an error, not a crash."""
     t0 = time.perf_counter()
     try:

@@ -18,7 +18,7 @@ from app.web.main import create_app
 from tests.app.api_helpers import broker_messages, make_settings
 
 
-def post(client: TestClient, photo: bytes, key: str | bytes | None = None, **fields: str):  # type: ignore[no-untyped-def]
+def post(client: TestClient, photo: bytes, key: str | bytes | None = None, **fields: str):
     headers = {"Idempotency-Key": key} if key is not None else {}
     files = {"photo": ("me.jpg", photo, "image/jpeg")}
     return client.post("/api/v1/jobs", data={"consent": "true", **fields}, files=files, headers=headers)
@@ -78,7 +78,7 @@ def test_a_retry_after_the_allowance_is_spent_still_gets_its_job(
 
 @pytest.mark.parametrize("key", ["", " ", "x" * 129, "naïve", "a b"])
 def test_a_malformed_key_is_a_422(client: TestClient, small_portrait_jpeg: bytes, key: str) -> None:
-    r = post(client, small_portrait_jpeg, key.encode())  # type: ignore[arg-type]  # raw UTF-8 bytes
+    r = post(client, small_portrait_jpeg, key.encode())  # raw UTF-8 bytes
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_idempotency_key"
 
 

@@ -14,7 +14,7 @@ from app.web.main import create_app
 from tests.app.api_helpers import make_settings, post_job
 
 
-def _set_cookie(r) -> str:  # type: ignore[no-untyped-def]
+def _set_cookie(r) -> str:
     headers = [v for k, v in r.headers.multi_items() if k == "set-cookie" and v.startswith(COOKIE_NAME)]
     assert len(headers) == 1, headers
     return headers[0]
@@ -42,7 +42,7 @@ def test_forged_or_foreign_cookie_is_a_new_visitor(
     client: TestClient,
     other_client: TestClient,
     settings,
-    small_portrait_jpeg: bytes,  # type: ignore[no-untyped-def]
+    small_portrait_jpeg: bytes,
 ) -> None:
     job_id = post_job(client, small_portrait_jpeg).json()["id"]
     real = client.cookies[COOKIE_NAME]
@@ -59,7 +59,7 @@ def test_forged_or_foreign_cookie_is_a_new_visitor(
 def test_allowance_429_with_retry_after_not_reset_by_a_new_cookie(
     client: TestClient,
     app,
-    small_portrait_jpeg: bytes,  # type: ignore[no-untyped-def]
+    small_portrait_jpeg: bytes,
 ) -> None:
     for _ in range(5):
         assert post_job(client, small_portrait_jpeg).status_code == 202

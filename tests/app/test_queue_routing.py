@@ -90,7 +90,7 @@ def test_migration_0002_keeps_rows_and_goes_back(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_metrics_count_queued_jobs_per_queue(client, app, small_portrait_jpeg: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_count_queued_jobs_per_queue(client, app, small_portrait_jpeg: bytes) -> None:
     from app.core.tables import Job
     from tests.app.api_helpers import post_job
 
@@ -106,5 +106,5 @@ def test_metrics_count_queued_jobs_per_queue(client, app, small_portrait_jpeg: b
     assert f'vivify_queue_length{{queue="{queue}"}} 1.0' in client.get("/metrics").text
 
 
-def _job_values(job) -> dict:  # type: ignore[no-untyped-def]
+def _job_values(job) -> dict:
     return {c.key: getattr(job, c.key) for c in job.__table__.columns}

@@ -84,7 +84,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def make_driver(*, javascript: bool = True, width: int = 1280, height: int = 900):  # type: ignore[no-untyped-def]
+def make_driver(*, javascript: bool = True, width: int = 1280, height: int = 900):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -36,7 +36,7 @@ MAX_SCREENSHOT_BYTES = 500_000
 JOB_TIMEOUT_S = 60
 
 
-def shoot(driver, name: str) -> None:  # type: ignore[no-untyped-def]
+def shoot(driver, name: str) -> None:
     """Full-page screenshots at desktop and phone width into docs/ (only with VIVIFY_SCREENSHOTS=1)."""
     if not SCREENSHOTS:
         return
@@ -63,7 +63,7 @@ def shoot(driver, name: str) -> None:  # type: ignore[no-untyped-def]
     driver.set_window_size(*DESKTOP)
 
 
-def wait(driver, seconds: float = 10):  # type: ignore[no-untyped-def]
+def wait(driver, seconds: float = 10):
     # A page that refreshes itself (no-JS job page) or re-renders can swap an element between finding
     # it and reading it: try again rather than fail.
     return WebDriverWait(
@@ -71,16 +71,16 @@ def wait(driver, seconds: float = 10):  # type: ignore[no-untyped-def]
     )
 
 
-def visible(driver, element_id: str) -> bool:  # type: ignore[no-untyped-def]
+def visible(driver, element_id: str) -> bool:
     return driver.find_element(By.ID, element_id).is_displayed()
 
 
-def browser_errors(driver) -> list[str]:  # type: ignore[no-untyped-def]
+def browser_errors(driver) -> list[str]:
     """Console errors: a CSP violation, a failed module, an uncaught exception all land here."""
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def api_fetch(driver, url: str, method: str = "GET") -> dict:  # type: ignore[no-untyped-def]
+def api_fetch(driver, url: str, method: str = "GET") -> dict:
     """A same-origin fetch from the page (so the visitor cookie rides along)."""
     return driver.execute_async_script(
         """
@@ -97,7 +97,7 @@ def api_fetch(driver, url: str, method: str = "GET") -> dict:  # type: ignore[no
     )
 
 
-def api_json(driver, url: str) -> dict:  # type: ignore[no-untyped-def]
+def api_json(driver, url: str) -> dict:
     """A same-origin GET of a JSON answer from the page."""
     return driver.execute_async_script(
         "const done = arguments[1];"
@@ -106,7 +106,7 @@ def api_json(driver, url: str) -> dict:  # type: ignore[no-untyped-def]
     )
 
 
-def test_first_paint_is_fast_and_page_is_clean(server: str, driver) -> None:  # type: ignore[no-untyped-def]
+def test_first_paint_is_fast_and_page_is_clean(server: str, driver) -> None:
     driver.get(server + "/")  # the browser's own first start is not the page's cost: measure a fresh load
     driver.get("about:blank")
     driver.get(server + "/")
@@ -143,7 +143,7 @@ def test_first_paint_is_fast_and_page_is_clean(server: str, driver) -> None:  # 
     shoot(driver, "1-start")
 
 
-def test_drag_and_drop_a_photo(server: str, driver) -> None:  # type: ignore[no-untyped-def]
+def test_drag_and_drop_a_photo(server: str, driver) -> None:
     """A photo dropped on the box is taken like a picked one: preview, then the photo check's answer."""
     driver.get(server + "/")
     driver.execute_async_script(
@@ -176,7 +176,7 @@ def test_drag_and_drop_a_photo(server: str, driver) -> None:  # type: ignore[no-
         assert driver.find_element(By.ID, "check-score-text").text.endswith("/100")
 
 
-def test_journey(server: str, driver, portrait: Path) -> None:  # type: ignore[no-untyped-def]
+def test_journey(server: str, driver, portrait: Path) -> None:
     driver.get(server + "/")
     wait(driver).until(lambda d: "of 5" in d.find_element(By.ID, "quota").text)
 
@@ -327,9 +327,7 @@ def test_journey(server: str, driver, portrait: Path) -> None:  # type: ignore[n
     assert api_fetch(driver, f"/api/v1/jobs/{job_id}/video")["status"] == 404
 
 
-def test_the_motion_planned_at_the_photo_check_is_the_jobs(  # type: ignore[no-untyped-def]
-    server: str, driver, portrait: Path
-) -> None:
+def test_the_motion_planned_at_the_photo_check_is_the_jobs(server: str, driver, portrait: Path) -> None:
     """The sentence shown after the photo check is the one the job then carries (its seed goes along)."""
     driver.get(server + "/")
     driver.find_element(By.ID, "photo").send_keys(str(portrait))
@@ -351,7 +349,7 @@ def test_the_motion_planned_at_the_photo_check_is_the_jobs(  # type: ignore[no-u
     api_fetch(driver, f"/api/v1/jobs/{job_id}/cancel", "POST")  # the next tests need no queue ahead
 
 
-def test_not_a_photo_explains_what_to_do(server: str, driver, not_a_photo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_not_a_photo_explains_what_to_do(server: str, driver, not_a_photo: Path) -> None:
     driver.get(server + "/")
     driver.find_element(By.ID, "photo").send_keys(str(not_a_photo))
     wait(driver, 15).until(lambda d: visible(d, "form-error"))
@@ -365,7 +363,7 @@ def test_not_a_photo_explains_what_to_do(server: str, driver, not_a_photo: Path)
     shoot(driver, "5-error")
 
 
-def test_an_unknown_motion_is_explained_with_the_catalogues_words(  # type: ignore[no-untyped-def]
+def test_an_unknown_motion_is_explained_with_the_catalogues_words(
     server: str, driver, portrait: Path
 ) -> None:
     """words.js reads the page's catalogue: the API's unknown_motion gets its own words, not the catch-all."""
@@ -414,7 +412,7 @@ def test_works_without_javascript(server: str, portrait: Path) -> None:
         browser.quit()
 
 
-def test_progress_falls_back_to_polling(server: str, driver, portrait: Path) -> None:  # type: ignore[no-untyped-def]
+def test_progress_falls_back_to_polling(server: str, driver, portrait: Path) -> None:
     """A browser (or a proxy) without Server-Sent Events still sees the job through to the clip."""
     script = driver.execute_cdp_cmd(
         "Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.EventSource;"}

@@ -138,7 +138,7 @@ class PostgresServer:
             )
         wait_for(lambda: self._connect("postgres"), 20, "postgres")
 
-    def _connect(self, db: str):  # type: ignore[no-untyped-def]
+    def _connect(self, db: str):
         import psycopg
 
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname={db}", connect_timeout=2):
@@ -184,7 +184,7 @@ class S3Server:
         self.server.start()
         wait_for(lambda: self.client().list_buckets() is not None, 10, "moto S3")
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self):
         import boto3
 
         return boto3.client(
@@ -355,7 +355,7 @@ class Stack:
         """SIGTERM every process at once (warm shutdowns overlap), then wait for each."""
         for svc in self.services:
             if svc.alive():
-                svc.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+                svc.proc.send_signal(signal.SIGTERM)
         for svc in reversed(self.services):
             svc.stop()
 

@@ -18,7 +18,7 @@ FAULTY = "tests.e2e.faulty:Faulty"
 SLOW, OOM, PLAIN = 11, 12, 20
 
 
-def mid_run(stack, job_id: str) -> dict:  # type: ignore[no-untyped-def]
+def mid_run(stack, job_id: str) -> dict:
     """Wait until the job is running and well into its animation; returns its row."""
 
     def check() -> dict | None:
@@ -28,7 +28,7 @@ def mid_run(stack, job_id: str) -> dict:  # type: ignore[no-untyped-def]
     return wait_for(check, 60, f"job {job_id} mid-run", 0.05)
 
 
-def clips(stack, job_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+def clips(stack, job_id: str) -> list[str]:
     return [k for k in stack.s3.keys(f"jobs/{job_id}/") if k.endswith(".mp4")]
 
 

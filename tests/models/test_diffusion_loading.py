@@ -42,7 +42,7 @@ def add_fp16_variant(folder: Path) -> Path:
 
 
 def unet_sum(pipe: object) -> float:
-    return float(sum(p.detach().double().sum() for p in pipe.unet.parameters()))  # type: ignore[attr-defined]
+    return float(sum(p.detach().double().sum() for p in pipe.unet.parameters()))
 
 
 def file_sum(path: Path) -> float:

@@ -57,7 +57,7 @@ class RaisingAnimator(CountingAnimator):
         raise self.exc
 
 
-def run(job_id: str, settings, store, sessions, animator=None, worker: str = "w1") -> str:  # type: ignore[no-untyped-def]
+def run(job_id: str, settings, store, sessions, animator=None, worker: str = "w1") -> str:
     return animate_job(
         job_id,
         worker=worker,
@@ -290,7 +290,7 @@ def test_a_corrupt_stored_photo_fails_the_job_clearly(settings, store, sessions,
     assert load_job(job_id).error_code == "photo_unreadable"
 
 
-def test_the_hard_time_limit_fails_the_job_and_ends_a_stuck_process(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_hard_time_limit_fails_the_job_and_ends_a_stuck_process(tmp_path) -> None:
     """A step stuck where the soft limit cannot reach it: the watchdog records the failure, then exits."""
     import subprocess
     import sys

@@ -18,7 +18,7 @@ from worker.tasks import animate_job
 
 
 @pytest.fixture(autouse=True)
-def fresh_cache():  # type: ignore[no-untyped-def]
+def fresh_cache():
     model_cache.reset()
     yield
     model_cache.reset()

@@ -12,14 +12,14 @@ from worker.celery_app import make_celery, reconcile_every_s
 
 
 @pytest.fixture
-def celery(tmp_path):  # type: ignore[no-untyped-def]
+def celery(tmp_path):
     settings = Settings(
         _env_file=None, data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/0", stale_job_after_s=900
     )
     return make_celery(settings)
 
 
-def test_long_gpu_work_settings(celery) -> None:  # type: ignore[no-untyped-def]
+def test_long_gpu_work_settings(celery) -> None:
     conf = celery.conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
@@ -29,7 +29,7 @@ def test_long_gpu_work_settings(celery) -> None:  # type: ignore[no-untyped-def]
     assert conf.task_ignore_result  # the job row is the state, not a result backend
 
 
-def test_time_limits_follow_the_model_family(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_time_limits_follow_the_model_family(tmp_path) -> None:
     from worker.celery_app import animator_time_limit_s, make_celery
 
     base = {"_env_file": None, "data_dir": tmp_path, "broker_url": "redis://127.0.0.1:6379/0"}
@@ -41,7 +41,7 @@ def test_time_limits_follow_the_model_family(tmp_path) -> None:  # type: ignore[
     assert make_celery(Settings(**base)).conf.task_time_limit == 660
 
 
-def test_each_queue_has_its_own_exchange_so_no_message_is_copied(celery) -> None:  # type: ignore[no-untyped-def]
+def test_each_queue_has_its_own_exchange_so_no_message_is_copied(celery) -> None:
     queues = {q.name: q for q in celery.conf.task_queues}
     # The configured animator's own queue (default: portrait), the old shared one, and the short tasks.
     assert set(queues) == {"animate", "animate.portrait", "maintenance", "webhooks"}
@@ -52,12 +52,12 @@ def test_each_queue_has_its_own_exchange_so_no_message_is_copied(celery) -> None
     assert routes[TaskName.RECONCILE]["queue"] == routes[TaskName.PURGE_EXPIRED]["queue"] == "maintenance"
 
 
-def test_a_worker_routes_to_the_queue_of_its_animator_and_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_routes_to_the_queue_of_its_animator_and_model(tmp_path) -> None:
     s = Settings(_env_file=None, data_dir=tmp_path, animator="diffusion", model="org/svd-xt")
     assert make_celery(s).conf.task_routes[TaskName.ANIMATE]["queue"] == "animate.diffusion.svd-xt"
 
 
-def test_the_app_declares_the_queues_the_cli_starts_its_workers_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_app_declares_the_queues_the_cli_starts_its_workers_on(tmp_path) -> None:
     s = Settings(_env_file=None, data_dir=tmp_path, animator="diffusion", model="org/svd-xt")
     declared = [q.name for q in make_celery(s).conf.task_queues]
     assert declared == list(worker_queues(s, webhooks=True))
@@ -66,7 +66,7 @@ def test_the_app_declares_the_queues_the_cli_starts_its_workers_on(tmp_path) -> 
     assert worker_queues(s, animate=False, maintenance=False, webhooks=True) == ("webhooks",)
 
 
-def test_beat_reconciles_every_minute_and_purges_every_ten(celery) -> None:  # type: ignore[no-untyped-def]
+def test_beat_reconciles_every_minute_and_purges_every_ten(celery) -> None:
     schedule = {entry["task"]: entry["schedule"] for entry in celery.conf.beat_schedule.values()}
     assert schedule == {TaskName.RECONCILE: 60.0, TaskName.PURGE_EXPIRED: 600.0}
 

@@ -17,7 +17,7 @@ def stored(store: LocalStore) -> list[str]:
     return list(keys)
 
 
-def ago(seconds: float):  # type: ignore[no-untyped-def]
+def ago(seconds: float):
     return utcnow() - timedelta(seconds=seconds)
 
 

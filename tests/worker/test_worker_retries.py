@@ -12,7 +12,7 @@ from worker import model_cache
 class FlakyStore(LocalStore):
     """Refuses the first `failures` writes, like an object store that is briefly down."""
 
-    def __init__(self, root, failures: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, root, failures: int) -> None:
         super().__init__(root)
         self.failures = failures
         self.refused = 0
@@ -25,7 +25,7 @@ class FlakyStore(LocalStore):
 
 
 @pytest.fixture
-def wired(settings, monkeypatch):  # type: ignore[no-untyped-def]
+def wired(settings, monkeypatch):
     monkeypatch.setattr(tasks, "get_settings", lambda: settings)
     model_cache.reset()
     yield
@@ -80,7 +80,7 @@ def test_a_retryable_animation_error_is_retried_then_fails_with_its_own_code(
         def setup(self) -> None:
             pass
 
-        def animate(self, photo, request, progress):  # type: ignore[no-untyped-def]
+        def animate(self, photo, request, progress):
             calls.append(1)
             raise AnimationError("model_download", "The model could not be downloaded.", retryable=True)
 
