@@ -16,6 +16,7 @@ presets and motion text are not planned: they do exactly what they say, for ever
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from models.motion import (
     CHANNELS,
     PRESETS,
     Action,
+    MotionError,
     MotionPlan,
     Move,
     parse_motion,
@@ -40,6 +42,7 @@ __all__ = [
     "PlannedMotion",
     "Unreadable",
     "describe_actions",
+    "is_auto",
     "plan_motion",
     "read_face",
 ]
@@ -118,6 +121,14 @@ def read_face(face: Face, frame_height: float | None = None, faces: int = 1) -> 
     share = face.size / frame_height if frame_height else 0.0
     yaw, pitch, roll, gx, gy, eyes, smile, mouth = (float(v) for v in values)
     return FaceReading(yaw, pitch, roll, gx, gy, eyes, smile, mouth, share=float(share), faces=int(faces))
+
+
+def is_auto(motion: str | None) -> bool:
+    """Whether the motion is planned from the photo: none given, or "auto" alone or with actions."""
+    try:
+        return parse_motion(motion if motion and motion.strip() else AUTO).name == AUTO
+    except MotionError:  # words the parser does not know: auto if it names auto
+        return re.search(rf"\b{AUTO}\b", motion or "", re.I) is not None
 
 
 def plan_motion(

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.auto_motion import AUTO, PlannedMotion, plan_motion
+from models.auto_motion import AUTO, PlannedMotion, is_auto, plan_motion
 from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage, no_progress
 from models.diffusion import speed
 from models.diffusion.families import AUTO as AUTO_VARIANT
@@ -33,7 +33,7 @@ from models.diffusion.guidance import GuidanceInterval, guided_steps
 from models.diffusion.loading import load_pipeline, unavailable
 from models.diffusion.speed import SpeedSettings
 from models.face import detect_face_box
-from models.motion import PRESETS, MotionError, parse_motion
+from models.motion import PRESETS, MotionError
 from models.postprocess import fit_to_face, match_colors
 
 MIN_DURATION_S, MAX_DURATION_S = 3.0, 5.0
@@ -45,14 +45,6 @@ _CALM = re.compile(r"\b(subtle|calm|gentle|still|slight|soft|quiet|breath\w*|bli
 _LIVELY = re.compile(r"\b(lively|big|dance|dancing|laugh\w*|wave|waving|excited|energetic|turn\w*)\b", re.I)
 # A planned motion's intensity 0..1 maps linearly onto these buckets; 0.5 gives SVD's own default, 127.
 SVD_CALM_BUCKET, SVD_LIVELY_BUCKET = 64, 190
-
-
-def is_auto(motion: str | None) -> bool:
-    """Whether the motion is planned from the photo: none given, or "auto" alone or with actions."""
-    try:
-        return parse_motion(motion if motion and motion.strip() else AUTO).name == AUTO
-    except MotionError:  # words the parser does not know: auto if it names auto
-        return re.search(rf"\b{AUTO}\b", motion or "", re.I) is not None
 
 
 def describe_motion(motion: str | None) -> str:

@@ -15,12 +15,12 @@ from PIL import Image
 
 from app.core.schemas import MotionPlanOut
 from app.core.storage import ObjectStore
-from models.auto_motion import plan_motion
+from models.auto_motion import is_auto, plan_motion
 
 log = logging.getLogger("vivify.service")
 
 
-def plan_json(image: Image.Image, motion: str | None, seed: int) -> dict[str, Any] | None:
+def plan_json(image: Image.Image | None, motion: str | None, seed: int) -> dict[str, Any] | None:
     """The plan as the job stores it (PlannedMotion.to_json), or None when planning failed."""
     try:
         plan = plan_motion(image, motion, seed).to_json()
@@ -32,7 +32,10 @@ def plan_json(image: Image.Image, motion: str | None, seed: int) -> dict[str, An
 
 
 def plan_stored(store: ObjectStore, key: str, motion: str | None, seed: int) -> dict[str, Any] | None:
-    """The plan for a stored photo (already normalised at upload: upright RGB), or None."""
+    """The plan for a stored photo (already normalised at upload: upright RGB), or None. Only "auto" looks
+    at the photo: a preset or motion text is planned without reading it from the store."""
+    if not is_auto(motion):
+        return plan_json(None, motion, seed)
     try:
         with Image.open(io.BytesIO(store.get(key))) as img:
             image = img.convert("RGB")
