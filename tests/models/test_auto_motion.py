@@ -44,14 +44,16 @@ def turned(face: Face, degrees: float) -> Face:
 
 @pytest.fixture(scope="module")
 def face_of(face_analyzer: FaceAnalyzer):
-    cache: dict[int, Face] = {}
+    # Keyed by id, so the cache keeps each photo alive: a freed photo's id could be reused by the next
+    # test's photo, which would then read the stale face.
+    cache: dict[int, tuple[Image.Image, Face]] = {}
 
     def read(photo: Image.Image) -> Face:
         if id(photo) not in cache:
             faces = face_analyzer.analyze(photo, mask=False).faces
             assert len(faces) == 1
-            cache[id(photo)] = faces[0]
-        return cache[id(photo)]
+            cache[id(photo)] = (photo, faces[0])
+        return cache[id(photo)][1]
 
     return read
 
