@@ -202,6 +202,55 @@ def test_webhook_secret_prints_the_standard_webhooks_key(env: Path, monkeypatch,
     assert capsys.readouterr().out.strip() == "whsec_QUJD"
 
 
+def test_without_a_secret_the_servers_use_a_random_one_kept_in_the_data_folder(
+    env: Path, monkeypatch, capsys
+) -> None:
+    """The development secret is public: `vivify up` must never sign cookies or webhooks with it."""
+    monkeypatch.delenv("VIVIFY_SECRET_KEY", raising=False)
+    monkeypatch.delenv("VIVIFY_WEBHOOK_SECRET", raising=False)
+    get_settings.cache_clear()
+    public = Settings(_env_file=None).webhook_secret_text  # what the development secret would give
+    assert main(["webhook-secret"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["webhook-secret"]) == 0
+    assert capsys.readouterr().out.strip() == first != public  # random, and kept across restarts
+    stored = env / "var" / "secret_key"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert len(stored.read_text().strip()) >= 32
+    assert "VIVIFY_SECRET_KEY" not in os.environ  # only the servers export it, for their children
+
+    from app.cli.secret import with_local_secret
+
+    exported = with_local_secret(get_settings(), export=True)
+    assert (
+        os.environ["VIVIFY_SECRET_KEY"]
+        == exported.secret_key.get_secret_value()
+        == stored.read_text().strip()
+    )
+    monkeypatch.delenv("VIVIFY_SECRET_KEY")
+    get_settings.cache_clear()
+
+
+def test_a_configured_secret_is_used_as_it_is(env: Path, monkeypatch) -> None:
+    from app.cli.secret import with_local_secret
+
+    monkeypatch.setenv("VIVIFY_SECRET_KEY", "k" * 40)
+    get_settings.cache_clear()
+    assert with_local_secret(get_settings()).secret_key.get_secret_value() == "k" * 40
+    assert not (env / "var" / "secret_key").exists()
+    get_settings.cache_clear()
+
+
+def test_a_damaged_secret_file_stops_the_servers_with_a_message(env: Path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("VIVIFY_SECRET_KEY", raising=False)
+    (env / "var").mkdir()
+    (env / "var" / "secret_key").write_text("short\n")
+    get_settings.cache_clear()
+    assert main(["webhook-secret"]) == 2
+    assert "secret_key" in capsys.readouterr().err
+    get_settings.cache_clear()
+
+
 def test_webhooks_get_their_own_threads_worker() -> None:
     cmd = events_worker_command(Settings(_env_file=None), hostname="events@h")
     assert cmd[cmd.index("-Q") + 1] == "webhooks" and "--pool=threads" in cmd and "-B" not in cmd

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.cli.secret import with_local_secret
 from app.cli.supervisor import WorkerSupervisor, events_worker_command, worker_command
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, logging_config
@@ -28,6 +29,8 @@ log = logging.getLogger("vivify")
 # models.auto_motion.AUTO, the default motion: planned from the photo's faces. Not imported here, so
 # that no command but `animate` loads numpy.
 DEFAULT_MOTION = "auto"
+# The commands that sign or verify with the secret: without VIVIFY_SECRET_KEY they use the data folder's.
+SECRET_COMMANDS = ("up", "web", "worker", "webhook-secret")
 
 
 def _migrate(settings: Settings) -> None:
@@ -322,4 +325,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if args.command in SECRET_COMMANDS:
+        try:
+            # The servers export it: their children, and uvicorn's app factory, read the environment.
+            export = args.command != "webhook-secret"
+            settings = with_local_secret(settings, export=export)
+        except (OSError, ValueError) as exc:
+            print(f"no usable secret: {exc}", file=sys.stderr)
+            return 2
+        get_settings.cache_clear()
     return int(args.func(args, settings) or 0)
