@@ -94,6 +94,9 @@ class JobEvents:
             self.celery.send_task(
                 TaskName.WEBHOOK.value,
                 args=[self.url, event, payload, msg_id],
+                # What Celery logs for the task ("received", failures): the URL may hold a token.
+                argsrepr=webhooks.celery_argsrepr(self.url or "", event, payload, msg_id),
+                kwargsrepr="{}",
                 queue=QueueName.WEBHOOKS.value,
                 ignore_result=True,
             )
@@ -103,16 +106,14 @@ class JobEvents:
 
 @app.task(name=TaskName.WEBHOOK.value, bind=True, acks_late=True, ignore_result=True, max_retries=None)
 def send_webhook(self: Task, url: str, event: str, payload: dict[str, Any], msg_id: str) -> str:
-    """Deliver one event; returns delivered, refused, rejected or gave_up (never raises but Retry)."""
+    """Deliver one event; returns delivered, refused, rejected, gave_up or failed (never raises but
+    Retry). Logs name the receiver by scheme://host[:port] only: the rest of the URL may be a secret."""
     settings = get_settings()
     job_id = payload.get("id")
+    where = webhooks.redact_url(url)
     try:
-        # Checked again at delivery: DNS may now point the name somewhere private.
-        webhooks.check_url(url, allow_private=settings.webhooks_allow_private)
-    except webhooks.WebhookRefused as exc:
-        log.warning("job %s: %s webhook refused: %s", job_id, event, exc)
-        return "refused"
-    try:
+        # deliver() checks the URL again and connects to the very address it checked: DNS may now
+        # point the name somewhere private.
         webhooks.deliver(
             url,
             event,
@@ -120,16 +121,32 @@ def send_webhook(self: Task, url: str, event: str, payload: dict[str, Any], msg_
             settings.webhook_signing_key,
             timeout_s=settings.webhook_timeout_s,
             msg_id=msg_id,
+            allow_private=settings.webhooks_allow_private,
         )
+    except webhooks.WebhookRefused as exc:  # its message never holds the URL
+        log.warning("job %s: %s webhook to %s refused: %s", job_id, event, where, exc)
+        return "refused"
     except (httpx.HTTPError, OSError) as exc:
+        failure = webhooks.describe(exc)
         if not webhooks.is_retryable(exc):
-            log.warning("job %s: %s webhook rejected (%s)", job_id, event, exc)
+            log.warning("job %s: %s webhook to %s rejected (%s)", job_id, event, where, failure)
             return "rejected"
         if self.request.retries + 1 >= settings.webhook_attempts:
             log.warning(
-                "job %s: %s webhook gave up after %d attempts", job_id, event, self.request.retries + 1
+                "job %s: %s webhook to %s gave up after %d attempts (%s)",
+                job_id,
+                event,
+                where,
+                self.request.retries + 1,
+                failure,
             )
             return "gave_up"
-        raise self.retry(countdown=retry_delay_s(self.request.retries), exc=exc) from None
-    log.info("job %s: %s webhook delivered", job_id, event)
+        # Celery logs "retry: <exc>": hand it the description, not the httpx error that names the URL.
+        raise self.retry(
+            countdown=retry_delay_s(self.request.retries), exc=webhooks.AttemptFailed(failure)
+        ) from None
+    except Exception as exc:  # a bug; Celery's "raised unexpected" line would print a message with the URL
+        log.error("job %s: %s webhook to %s failed (%s)", job_id, event, where, type(exc).__name__)
+        return "failed"
+    log.info("job %s: %s webhook to %s delivered", job_id, event, where)
     return "delivered"

@@ -170,9 +170,16 @@ def enqueue_webhook(url: str, event: str, payload: dict[str, Any], celery: Celer
     """Send one webhook event to the delivery workers (worker/webhooks.py); one webhook-id per event."""
     import secrets
 
+    from app.core.webhooks import celery_argsrepr
+
     msg_id = "msg_" + secrets.token_urlsafe(12)
     (celery or producer()).send_task(
-        TaskName.WEBHOOK.value, args=[url, event, payload, msg_id], queue=QueueName.WEBHOOKS.value
+        TaskName.WEBHOOK.value,
+        args=[url, event, payload, msg_id],
+        # Celery logs a task's args: the URL may carry credentials, so the log gets it redacted.
+        argsrepr=celery_argsrepr(url, event, payload, msg_id),
+        kwargsrepr="{}",
+        queue=QueueName.WEBHOOKS.value,
     )
 
 

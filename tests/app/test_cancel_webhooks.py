@@ -48,7 +48,14 @@ def _webhook_args(settings: Settings) -> list[list[Any]]:
 def _deliver_all(settings: Settings) -> None:
     """What the webhook worker does with each queued event."""
     for url, event, payload, msg_id in _webhook_args(settings):
-        deliver(url, event, payload, settings.webhook_signing_key, msg_id=msg_id)
+        deliver(
+            url,
+            event,
+            payload,
+            settings.webhook_signing_key,
+            msg_id=msg_id,
+            allow_private=settings.webhooks_allow_private,
+        )
 
 
 def test_the_page_cancel_form_sends_the_completed_webhook_like_the_api(

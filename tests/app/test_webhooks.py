@@ -18,6 +18,7 @@ from app.core.webhooks import (
 from tests.fixtures.webhook_receiver import WebhookReceiver, answers
 
 SECRET = b"s3cret"
+# The receivers listen on loopback; deliver() itself refuses private addresses unless allowed.
 
 
 @pytest.fixture
@@ -32,9 +33,9 @@ def test_delivery_is_signed_and_one_attempt_per_call(receiver: WebhookReceiver) 
     retryable, and the next call with the same id is the retry the receiver can de-duplicate."""
     payload = {"id": "job1", "status": "succeeded"}
     with pytest.raises(httpx.HTTPStatusError) as refused:
-        deliver(receiver.url, "completed", payload, SECRET, msg_id="msg_1")
+        deliver(receiver.url, "completed", payload, SECRET, msg_id="msg_1", allow_private=True)
     assert is_retryable(refused.value) and len(receiver.deliveries) == 1
-    assert deliver(receiver.url, "completed", payload, SECRET, msg_id="msg_1") == 204
+    assert deliver(receiver.url, "completed", payload, SECRET, msg_id="msg_1", allow_private=True) == 204
     assert [d.headers["webhook-id"] for d in receiver.deliveries] == ["msg_1", "msg_1"]
     headers, body = receiver.deliveries[-1].headers, receiver.deliveries[-1].body
     assert verify(SECRET, headers, body)
@@ -47,15 +48,15 @@ def test_client_errors_are_not_retryable_and_network_errors_are() -> None:
     r = WebhookReceiver(answers([429], then=404))
     try:
         with pytest.raises(httpx.HTTPStatusError) as too_many:
-            deliver(r.url, "start", {}, SECRET)
+            deliver(r.url, "start", {}, SECRET, allow_private=True)
         with pytest.raises(httpx.HTTPStatusError) as not_found:
-            deliver(r.url, "start", {}, SECRET)
+            deliver(r.url, "start", {}, SECRET, allow_private=True)
         assert is_retryable(too_many.value) and not is_retryable(not_found.value)
         assert len(r.deliveries) == 2
     finally:
         r.close()
     with pytest.raises(httpx.TransportError) as unreachable:
-        deliver(r.url, "start", {}, SECRET, timeout_s=2)  # the receiver is closed now
+        deliver(r.url, "start", {}, SECRET, timeout_s=2, allow_private=True)  # the receiver is closed now
     assert is_retryable(unreachable.value)
     assert not is_retryable(ValueError("not an HTTP failure"))
 
