@@ -190,14 +190,15 @@ def test_out_of_memory_fails_the_job_and_the_next_job_still_runs(
 def test_the_soft_time_limit_fails_the_job_with_timeout(settings, store, sessions, make_job, load_job):
     import time
 
-    settings = settings.model_copy(update={"task_soft_time_limit_s": 1, "task_time_limit_s": 30})
+    limited = settings.model_copy(update={"task_soft_time_limit_s": 1, "task_time_limit_s": 30})
     job_id = make_job()
     slow = CountingAnimator(steps=100, on_step=lambda i: time.sleep(0.05))
-    assert run(job_id, settings, store, sessions, slow) == "failed"
+    assert run(job_id, limited, store, sessions, slow) == "failed"
     job = load_job(job_id)
     assert job.error_code == "timeout" and "1 s" in job.error_message
     assert 0 < slow.reported < 60  # stopped about one second in, long before its 100 steps (5+ s)
-    assert run(make_job(), settings, store, sessions) == "succeeded"  # the process goes on
+    # The process goes on. Under the usual limit: a real render can take over 1 s on a busy machine.
+    assert run(make_job(), settings, store, sessions) == "succeeded"
 
 
 def test_the_time_limit_follows_the_animator_when_unset(settings, store, sessions, make_job, load_job):
