@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     broker_url: str = ""
     storage_url: str = ""
     migrate_on_start: bool = False
+    # Database connections a process keeps pooled, and how many more it may open at a peak (unset:
+    # 40 + 10 for SQLite, 10 + 20 for a server database). app.core.db.make_engine takes them.
+    database_pool_size: int | None = Field(None, ge=1)
+    database_max_overflow: int | None = Field(None, ge=0)
 
     # S3-compatible storage (storage_url = s3://bucket[/prefix])
     s3_endpoint_url: str | None = None
@@ -56,9 +60,20 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=10_000)
     min_side_px: int = Field(64, ge=16)
+    # Uploads decoded at once in the web process (near-limit photos; a small photo needs no slot).
+    decode_concurrency: int = Field(2, ge=1, le=64)
+    # Memory all photo decodes of one web process may hold at once (estimated from each header).
+    decode_memory_mb: int = Field(512, ge=16)
+    # How long an upload may wait for its share of decode memory before a 503 with Retry-After.
+    decode_wait_s: float = Field(5.0, gt=0, le=120)
+    # Deadline for receiving a whole upload body (a slowly trickled body gets a 408).
+    upload_timeout_s: float = Field(60.0, gt=0, le=3600)
     free_animations_per_day: int = Field(5, ge=0)
     retention_hours: float = Field(24, gt=0)
     rate_limit: str = "120/minute"
+    # Open /events streams at once per visitor (cookie) and per client address; more answer 429.
+    event_streams_per_visitor: int = Field(4, ge=1)
+    event_streams_per_address: int = Field(16, ge=1)
     # Comma-separated addresses or networks (VIVIFY_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1) whose
     # X-Forwarded-For is believed.
     trusted_proxies: Annotated[list[str], NoDecode] = []

@@ -31,7 +31,9 @@ class ErrorCode(str, enum.Enum):
     TOO_MANY_FIELDS = "too_many_fields"
     FIELD_TOO_LARGE = "field_too_large"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    IDEMPOTENCY_MISMATCH = "idempotency_key_reused"  # the key came before with other fields
     CROSS_SITE = "cross_site"
+    REQUEST_TIMEOUT = "request_timeout"  # the request body did not arrive in time
     ERROR = "error"  # an HTTP status no other code names
     # The photo.
     MISSING_PHOTO = "missing_photo"
@@ -61,6 +63,7 @@ class ErrorCode(str, enum.Enum):
     STORAGE_UNAVAILABLE = "storage_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
     INTERNAL = "internal"  # a 500: nothing about the cause is told
+    SERVER_BUSY = "server_busy"  # too many photos being read at once: try again in a few seconds
     # A failed job (job.error.code), set by the worker.
     TIMEOUT = "timeout"
     OUT_OF_MEMORY = "out_of_memory"
@@ -118,6 +121,10 @@ class Unsupported(Refused):
 
 class Throttled(Refused):
     """A limit is spent: the daily allowance or the request rate. `retry_after_s` says when it resets."""
+
+
+class TimedOut(Refused):
+    """The request did not arrive in time (a body trickled slower than the upload deadline allows)."""
 
 
 class Unavailable(Refused):

@@ -9,6 +9,7 @@ A photo the service will not take raises the domain error of its kind (app.core.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -56,8 +57,90 @@ def _unsupported(what: str) -> Unsupported:
     )
 
 
-def open_photo(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
-    """Open and fully decode an upload, or raise Malformed, TooLarge, Unsupported or Invalid."""
+# JPEG structure: a marker is 0xFF then a byte other than 0x00 (stuffing), 0xFF (fill) or RST0-7.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# Bytes that can never end a scan (no 0xFF): spliced in before the EOI marker to see whether the last
+# scan was complete (a complete one ignores them; a cut one decodes them as more of its data).
+_PROBE_FILLER = bytes(b for b in np.random.default_rng(7).integers(0, 255, 2048, dtype=np.uint8))
+
+# Bytes per pixel Pillow keeps for an image of each mode (RGB and the like are stored 4 bytes wide),
+# plus what the conversion to a mode Image.reduce can shrink costs ("P" → RGBA, "1" → L, 16-bit → I).
+_BYTES_PER_PIXEL = {"1": 1 + 1, "L": 1, "P": 1 + 4, **{m: 2 + 4 for m in ("I;16", "I;16B", "I;16L", "I;16N")}}
+_DEFAULT_BYTES_PER_PIXEL = 4
+# The steps after the early shrink (sRGB, white background, thumbnail, the fresh copy) hold up to this
+# many copies of the shrunk image at 4 bytes a pixel; and libjpeg needs this much per source pixel for
+# a progressive file's coefficients (2 bytes × 64 per 8×8 block, 4:2:0 chroma: 3 bytes in all).
+_COPIES_AFTER_SHRINK = 3
+_JPEG_COEFFICIENT_BYTES = 3
+
+
+@dataclass
+class PendingPhoto:
+    """An upload whose header has been read and checked, not yet decoded (see decode_photo)."""
+
+    image: Image.Image  # opened lazily; for a JPEG, draft() already asks libjpeg for a smaller size
+    source_format: str
+    width: int  # as stored in the file
+    height: int
+    decode_bytes: int  # the memory decoding and normalising it will need, estimated
+    jpeg_eoi: int | None = None  # where a JPEG's end marker starts
+
+
+def jpeg_end(data: bytes) -> int | None:
+    """Where the EOI marker that closes the JPEG's (last) scan starts, or None when the file stops
+    before it. Segments are skipped by their lengths, so thumbnails in EXIF and anything a camera
+    writes after the EOI (MPF images, vendor trailers) do not count."""
+    pos, n = 2, len(data)
+    while pos + 1 < n:
+        if data[pos] != 0xFF:  # junk between segments: libjpeg skips it to the next marker, so do we
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                return None
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:
+            return pos
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # standalone markers
+            pos += 2
+            continue
+        if pos + 3 >= n:
+            return None
+        seg_end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker != 0xDA:  # SOS: the entropy-coded data follows its header up to the next marker
+            pos = seg_end
+            continue
+        found = _NEXT_MARKER.search(data, seg_end)
+        if found is None:
+            return None
+        pos = found.start()
+    return None
+
+
+def _jpeg_cut_short(data: bytes, eoi: int) -> bool:
+    """True when the last scan stops before its data does: libjpeg then pads the rest (a grey lower
+    half) and only warns. Decoded twice at 1/8 scale, as sent and with filler spliced in before the
+    EOI: a complete scan ignores the filler, a cut one decodes it as more data and differs."""
+
+    def tiny(blob: bytes) -> bytes:
+        with Image.open(io.BytesIO(blob), formats=["JPEG"]) as img:
+            img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+            return img.tobytes()
+
+    return tiny(data) != tiny(data[:eoi] + _PROBE_FILLER + data[eoi:])
+
+
+def _shrink_factor(width: int, height: int) -> int:
+    """The integer factor that brings the long side under 2×MAX_STORED_SIDE, never under MAX_STORED_SIDE."""
+    return max(1, max(width, height) // MAX_STORED_SIDE)
+
+
+def inspect_photo(data: bytes, *, max_pixels: int, min_side: int) -> PendingPhoto:
+    """Check an upload from its header alone (format, pixel count, animation, size, a JPEG's end) and
+    estimate what decoding it costs; decodes no pixel. Raises Malformed, TooLarge, Unsupported or Invalid."""
     if not data:
         raise Malformed(ErrorCode.EMPTY_FILE, "The uploaded file is empty.")
     fmt = sniff_format(data[:32])
@@ -80,21 +163,89 @@ def open_photo(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
                 )
             if getattr(img, "is_animated", False) or getattr(img, "n_frames", 1) > 1:
                 raise _unsupported("An animated image")
-            img.load()
+            mode = img.mode
+            decoded_w, decoded_h = width, height
+            extra = 0
+            if fmt == "JPEG":
+                scale = _shrink_factor(width, height)
+                if scale > 1:  # libjpeg decodes at 1/2, 1/4 or 1/8 size directly (DCT scaling)
+                    img.draft(mode, (max(1, width // scale), max(1, height // scale)))
+                    decoded_w, decoded_h = img.size
+                if img.info.get("progressive") or img.info.get("progression"):
+                    extra = width * height * _JPEG_COEFFICIENT_BYTES
     except Refused:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise TooLarge(ErrorCode.TOO_MANY_PIXELS, "The photo has too many pixels.") from None
     except Exception as exc:  # Pillow's decoders raise many types on hostile input; all mean "unreadable"
+        raise _unreadable(exc) from None
+    if fmt == "JPEG" and jpeg_end(data) is None:
         raise Malformed(
-            ErrorCode.UNREADABLE_IMAGE, f"The photo could not be read ({type(exc).__name__}); is it complete?"
-        ) from None
+            ErrorCode.UNREADABLE_IMAGE, "The photo is incomplete (the JPEG stops before its end marker)."
+        )
     if min(width, height) < min_side:
         raise Invalid(
             ErrorCode.PHOTO_TOO_SMALL,
             f"The photo is {width}×{height} pixels; each side needs {min_side} or more.",
         )
-    return img
+    factor = _shrink_factor(decoded_w, decoded_h)
+    shrunk = -(-decoded_w // factor) * -(-decoded_h // factor)
+    bpp = _BYTES_PER_PIXEL.get(mode, _DEFAULT_BYTES_PER_PIXEL)
+    cost = decoded_w * decoded_h * bpp + extra + shrunk * _DEFAULT_BYTES_PER_PIXEL * _COPIES_AFTER_SHRINK
+    return PendingPhoto(img, fmt, width, height, cost, jpeg_end(data) if fmt == "JPEG" else None)
+
+
+def _unreadable(exc: Exception) -> Malformed:
+    return Malformed(
+        ErrorCode.UNREADABLE_IMAGE, f"The photo could not be read ({type(exc).__name__}); is it complete?"
+    )
+
+
+# Modes whose pixels Image.reduce may average (not palette indices, not packed 16-bit).
+_REDUCIBLE = frozenset({"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "I", "F"})
+_REDUCE_AS = {"P": "RGBA", "PA": "RGBA", "1": "L"}  # the rest: 16-bit → I, any other → RGB
+SOURCE_MODE = "vivify_source_mode"  # in a shrunk image's info: the mode it was decoded in
+
+
+def decode_photo(pending: PendingPhoto, data: bytes) -> Image.Image:
+    """Decode a checked upload and shrink it at once (integer box reduction) so that its long side is
+    under 2×MAX_STORED_SIDE: every later step works on the small copy, the full one is freed here.
+    Raises Malformed when the pixels cannot be read (a cut-off or damaged file)."""
+    img = pending.image
+    try:
+        img.load()
+        if pending.source_format == "JPEG":
+            eoi = pending.jpeg_eoi
+            if eoi is None or _jpeg_cut_short(data, eoi):
+                raise Malformed(
+                    ErrorCode.UNREADABLE_IMAGE,
+                    "The photo is incomplete (its JPEG data stops early); upload the whole file.",
+                )
+        factor = _shrink_factor(*img.size)
+        if factor > 1:
+            exif = img.getexif()  # the orientation must survive the shrink
+            info = {**img.info, SOURCE_MODE: img.mode}
+            if img.mode not in _REDUCIBLE:
+                img = img.convert(_REDUCE_AS.get(img.mode, "I" if img.mode.startswith("I;16") else "RGB"))
+            small = img.reduce(factor)
+            img.close()
+            pending.image.close()
+            small.info = info
+            if exif:
+                small.info["exif"] = exif.tobytes()
+            small.format = pending.source_format
+            return small
+        return img
+    except Refused:
+        raise
+    except Exception as exc:
+        raise _unreadable(exc) from None
+
+
+def open_photo(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
+    """Open and decode an upload (shrunk below 2×MAX_STORED_SIDE), or raise Malformed, TooLarge,
+    Unsupported or Invalid. Takes no share of the decode budget: see app.core.service.photos."""
+    return decode_photo(inspect_photo(data, max_pixels=max_pixels, min_side=min_side), data)
 
 
 def _to_srgb(img: Image.Image) -> Image.Image:
@@ -115,9 +266,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
     """Any decoded mode → 8-bit RGB; transparency is flattened onto white."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+        arr = np.asarray(img, dtype=np.float32)
+        source = str(img.info.get(SOURCE_MODE, mode))
+        top = 65535.0 if source.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr * np.float32(255.0 / top) + np.float32(0.5), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
     if mode in ("P", "PA", "LA", "RGBa", "La"):
         img = img.convert("RGBA")
     img = _to_srgb(img) if img.mode in ("RGB", "RGBA", "CMYK", "L") else img
@@ -129,22 +282,34 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def normalise(img: Image.Image) -> Photo:
-    """Upright (EXIF orientation applied), RGB, bounded size, re-encoded without metadata."""
+    """Upright (EXIF orientation applied), RGB, bounded size, re-encoded without metadata. Consumes
+    `img`: each step closes the copy before it, so at most two copies are alive at once."""
     source_format = img.format or "?"
-    img = ImageOps.exif_transpose(img) or img
-    rgb = to_rgb(img)
+    upright = ImageOps.exif_transpose(img) or img
+    if upright is not img:
+        img.close()
+    rgb = to_rgb(upright)
+    if rgb is not upright:
+        upright.close()
     if max(rgb.size) > MAX_STORED_SIDE:
         rgb.thumbnail((MAX_STORED_SIDE, MAX_STORED_SIDE), Image.Resampling.LANCZOS)
     # A fresh image: no EXIF, GPS, ICC or comments can ride along into storage.
     clean = Image.frombytes("RGB", rgb.size, rgb.tobytes())
+    rgb.close()
     buf = io.BytesIO()
     clean.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True, subsampling="4:2:0")
     return Photo(clean, buf.getvalue(), clean.width, clean.height, source_format)
 
 
 def read_photo(data: bytes, *, max_pixels: int, min_side: int) -> Photo:
-    """Validate and normalise an upload in one call (CPU-bound: run it in a worker thread)."""
-    img = open_photo(data, max_pixels=max_pixels, min_side=min_side)
+    """Validate and normalise an upload in one call (CPU-bound: run it in a worker thread). Takes no
+    share of the decode budget: the web tier goes through app.core.service.photos."""
+    return finish_photo(inspect_photo(data, max_pixels=max_pixels, min_side=min_side), data)
+
+
+def finish_photo(pending: PendingPhoto, data: bytes) -> Photo:
+    """Decode and normalise an upload inspect_photo accepted (CPU-bound: run it in a worker thread)."""
+    img = decode_photo(pending, data)
     try:
         return normalise(img)
     except Exception as exc:  # e.g. malformed EXIF or ICC data that only fails while converting

@@ -110,6 +110,11 @@ _ERRORS: Final[dict[str, tuple[str, str]]] = {
     "too_many_fields": ("The form did not arrive whole.", _RELOAD),
     "field_too_large": ("Something in the form is too long.", "Use fewer words, then try again."),
     "invalid_idempotency_key": ("We could not read that request.", _RELOAD),
+    "idempotency_key_reused": (
+        "That request key was already used for another photo or other settings.",
+        "Send a new Idempotency-Key for a new animation.",
+    ),
+    "request_timeout": ("The photo took too long to arrive.", "Check your connection, then try again."),
     "cross_site": ("That request came from another site.", "Open Vivify in its own tab and try again."),
     "error": ("We could not do that.", _RELOAD),
     # The photo.
@@ -161,6 +166,7 @@ _ERRORS: Final[dict[str, tuple[str, str]]] = {
     "storage_unavailable": ("Our storage is busy right now.", _TRY_AGAIN),
     "database_unavailable": ("We are busy right now.", _TRY_AGAIN),
     "unavailable": ("We are busy right now.", _TRY_AGAIN),
+    "server_busy": ("We are busy reading other photos right now.", _TRY_AGAIN),
     "internal": _DEFAULT,
     # A failed job.
     "timeout": ("This animation took too long and was stopped.", "Try again; a smaller photo is quicker."),

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from app.core.errors import (
     Conflict,
@@ -25,6 +26,7 @@ from app.core.errors import (
     NotFound,
     Refused,
     Throttled,
+    TimedOut,
     TooLarge,
     Unavailable,
     Unsupported,
@@ -35,6 +37,9 @@ from app.web.metrics import Metrics
 log = logging.getLogger("vivify.api")
 
 RETRY_AFTER_UNAVAILABLE_S = 5
+# The status logged and counted for a request whose client went away before it was answered (nginx's
+# "client closed request"); the answer itself reaches no one.
+CLIENT_CLOSED = 499
 
 
 class ApiError(Exception):
@@ -54,6 +59,7 @@ STATUS: dict[type[Refused], int] = {
     Refused: 400,
     Malformed: 400,
     NotFound: 404,
+    TimedOut: 408,
     Conflict: 409,
     TooLarge: 413,
     Unsupported: 415,
@@ -144,6 +150,11 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, ErrorCode.ERROR).value
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> Response:
+        log.info("client went away during %s %s", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(StorageUnavailable)
     async def _storage(_: Request, exc: StorageUnavailable) -> JSONResponse:

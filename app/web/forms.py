@@ -8,8 +8,10 @@ Only the reading is here: the values are checked by the job service (app.core.se
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import anyio
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
@@ -17,7 +19,7 @@ from starlette.formparsers import MultiPartException
 from starlette.types import Message
 
 from app.core.config import Settings
-from app.core.errors import ErrorCode, Invalid, Malformed, TooLarge, Unsupported
+from app.core.errors import ErrorCode, Invalid, Malformed, TimedOut, TooLarge, Unsupported
 from app.core.service import JobRequest
 
 FORM_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and the small text fields
@@ -111,7 +113,15 @@ async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
 
     limited = Request(request.scope, counting_receive)
     try:
-        form = await limited.form(max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
+        # One deadline for the whole body: a client trickling bytes cannot hold a request open for good.
+        with anyio.move_on_after(settings.upload_timeout_s) as deadline:
+            form = await limited.form(max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
+        if deadline.cancelled_caught:
+            raise TimedOut(
+                ErrorCode.REQUEST_TIMEOUT,
+                f"The upload did not arrive within {math.ceil(settings.upload_timeout_s)} seconds; "
+                "check the connection and try again.",
+            )
     except BodyTooLarge:
         raise too_large(settings) from None
     except (HTTPException, MultiPartException) as exc:

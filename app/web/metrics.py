@@ -15,11 +15,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.tables import Job, JobStatus
 
 log = logging.getLogger("vivify.metrics")
+
+CLIENT_CLOSED = 499  # a client that went away mid-request: neither our error (500) nor answered
 
 
 class JobsByStatus(Collector):
@@ -105,6 +108,9 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_and_time)
+        except ClientDisconnect:  # not answered by a handler: the client is gone, nothing failed here
+            status = CLIENT_CLOSED
+            log.info("client went away during %s %s", scope["method"], scope.get("path", ""))
         finally:
             self.metrics.requests.labels(scope["method"], _route(scope), str(status)).inc()
 

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -19,11 +20,22 @@ from tests.app.api_helpers import make_settings
 
 LIMIT = 1024 * 1024  # 1 MiB upload limit for this test
 CLAIMED = 200 * 1024 * 1024  # what the client says it will send
+UPLOAD_TIMEOUT_S = 1.5
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    s = make_settings(tmp_path, max_upload_bytes=LIMIT)
+    yield from _serve(tmp_path, max_upload_bytes=LIMIT)
+
+
+@pytest.fixture
+def impatient_server(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A server that gives an upload body UPLOAD_TIMEOUT_S to arrive."""
+    yield from _serve(tmp_path, upload_timeout_s=UPLOAD_TIMEOUT_S)
+
+
+def _serve(tmp_path: Path, **overrides: Any) -> Iterator[tuple[str, int]]:
+    s = make_settings(tmp_path, **overrides)
     migrations.upgrade(s.resolved_database_url)
     config = uvicorn.Config(create_app(s), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     srv = uvicorn.Server(config)
@@ -117,3 +129,58 @@ def test_chunked_upload_is_cut_off_soon_after_the_limit(server: tuple[str, int])
     # The server stopped reading near the limit: far less than the 200 MB the client had to send.
     print(f"sent {sent} bytes before the 413")
     assert sent < 16 * LIMIT, sent
+
+
+def _metric(server: tuple[str, int], route: str) -> dict[str, float]:
+    """vivify_http_requests_total for POST `route`, by status."""
+    with socket.create_connection(server) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        text = _read_answer(sock).partition(b"\r\n\r\n")[2].decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("vivify_http_requests_total{") and f'route="{route}"' in line:
+            status = line.split('status="')[1].split('"')[0]
+            found[status] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def test_a_trickled_body_gets_408_at_the_upload_deadline(impatient_server: tuple[str, int]) -> None:
+    with socket.create_connection(impatient_server) as sock:
+        sock.sendall(
+            b"POST /api/v1/photo-check HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n" + HEAD
+        )
+        start = time.monotonic()
+        answer = b""
+        while time.monotonic() - start < 4 * UPLOAD_TIMEOUT_S:  # one byte every 0.1 s: never finishes
+            readable, _, _ = select.select([sock], [], [], 0.1)
+            if readable:
+                answer = _read_answer(sock)
+                break
+            sock.sendall(b"\x00")
+        waited = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body["error"]["code"] == "request_timeout" and "seconds" in body["error"]["message"]
+    assert UPLOAD_TIMEOUT_S * 0.9 < waited < UPLOAD_TIMEOUT_S + 2, waited
+    assert _metric(impatient_server, "/api/v1/photo-check") == {"408": 1.0}
+
+
+def test_a_client_that_goes_away_mid_upload_is_no_server_error(
+    server: tuple[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    with socket.create_connection(server) as sock:
+        sock.sendall(
+            b"POST /api/v1/photo-check HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 500000\r\n\r\n"
+            + HEAD
+            + b"\x00" * 20000
+        )
+        time.sleep(0.3)  # the server is reading the body now
+    deadline = time.monotonic() + 10
+    while not (seen := _metric(server, "/api/v1/photo-check")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen == {"499": 1.0}, seen  # counted as the client's going, not as a 500
+    assert "unhandled error" not in caplog.text
+    assert "client went away during POST /api/v1/photo-check" in caplog.text

@@ -9,13 +9,14 @@ from typing import Any
 from anyio import to_thread
 
 from app.core.config import Settings
+from app.core.decode_budget import DecodeBudget, decode_budget
 from app.core.errors import Conflict, ErrorCode, Invalid, Refused
 from app.core.schemas import as_utc
 from app.core.service.fields import clean_motion, parse_seed
 from app.core.service.plans import plan_json
 from app.core.storage import ObjectStore
 from app.core.tables import Job, utcnow
-from app.core.uploads import Photo, read_photo
+from app.core.uploads import PendingPhoto, Photo, finish_photo, inspect_photo
 from models.quality import check_photo as quality_report
 
 log = logging.getLogger("vivify.service")
@@ -30,11 +31,38 @@ class CheckedPhoto:
     quality: dict[str, Any] | None
 
 
-def analyse_photo(data: bytes, settings: Settings) -> CheckedPhoto:
-    """Validate, normalise and rate an upload (CPU-bound: call from a worker thread)."""
-    photo = read_photo(data, max_pixels=settings.max_pixels, min_side=settings.min_side_px)
+def budget_of(settings: Settings) -> DecodeBudget:
+    """The web process's decode allowance (app.core.decode_budget) for these settings."""
+    return decode_budget(settings.decode_concurrency, settings.decode_memory_mb, settings.decode_wait_s)
+
+
+def _inspect(data: bytes, settings: Settings) -> PendingPhoto:
+    return inspect_photo(data, max_pixels=settings.max_pixels, min_side=settings.min_side_px)
+
+
+def _rated(photo: Photo) -> CheckedPhoto:
+    """The quality check works on the normalised photo (≤ MAX_STORED_SIDE; it looks at ≤ 1024 px)."""
     report = _json_safe(quality_report(photo.image))
     return CheckedPhoto(photo=photo, size_bytes=len(photo.jpeg), quality=report)
+
+
+def analyse_photo(data: bytes, settings: Settings) -> CheckedPhoto:
+    """Validate, normalise and rate an upload (CPU-bound: call from a worker thread). The decode holds
+    its share of the decode budget; waiting for it blocks this thread (at most decode_wait_s), so
+    async callers should prefer analyse_upload, which waits on the event loop."""
+    pending = _inspect(data, settings)
+    with budget_of(settings).hold(pending.decode_bytes):
+        photo = finish_photo(pending, data)
+    return _rated(photo)
+
+
+async def analyse_upload(data: bytes, settings: Settings) -> CheckedPhoto:
+    """analyse_photo for async callers: the header is read and the photo decoded in worker threads, and
+    the wait for a share of the decode budget keeps no thread busy."""
+    pending = await to_thread.run_sync(_inspect, data, settings)
+    async with budget_of(settings).hold_async(pending.decode_bytes):
+        photo = await to_thread.run_sync(finish_photo, pending, data)
+    return await to_thread.run_sync(_rated, photo)
 
 
 def _json_safe(value: Any) -> Any:
@@ -74,7 +102,7 @@ async def check_photo(
     """The pre-submit check: the photo's report, what would refuse a job made from it (the photo, or a
     motion or seed a job would refuse), and the motion it would get. Raises when the photo itself is
     refused."""
-    checked = await to_thread.run_sync(analyse_photo, data, settings)
+    checked = await analyse_upload(data, settings)
     problem = photo_problem(checked, settings)
     if problem is not None:
         return PhotoCheck(checked, problem, plan=None, seed=None)
