@@ -10,18 +10,20 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int | None = None, max_overflow: int | None = None) -> Engine:
+    """An engine for `url`. `pool_size` / `max_overflow` (Settings.database_pool_size and
+    database_max_overflow) override the per-database defaults below."""
     if url.startswith("sqlite"):
         # One connection per request thread (anyio's pool has 40): SQLite connections are cheap, and a
         # request must never wait on the pool behind others doing slow work.
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=40,
-            max_overflow=10,
+            pool_size=40 if pool_size is None else pool_size,
+            max_overflow=10 if max_overflow is None else max_overflow,
             pool_timeout=10,
         )
 
@@ -35,12 +37,27 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=10)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10 if pool_size is None else pool_size,
+        max_overflow=20 if max_overflow is None else max_overflow,
+        pool_timeout=10,
+    )
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The engine Settings describe: its database and its pool."""
+    return make_engine(
+        settings.resolved_database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
 
 
 @functools.lru_cache(maxsize=4)
 def get_engine(url: str | None = None) -> Engine:
-    return make_engine(url or get_settings().resolved_database_url)
+    return make_engine(url) if url else engine_for(get_settings())
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:

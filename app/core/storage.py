@@ -25,8 +25,12 @@ class ObjectStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
-    def presigned_url(self, key: str, ttl_s: int, filename: str | None = None) -> str | None:
-        """A short-lived download URL, or None when the store cannot make one (local folder)."""
+    def presigned_url(
+        self, key: str, ttl_s: int, filename: str | None = None, *, head: bool = False
+    ) -> str | None:
+        """A short-lived download URL, or None when the store cannot make one (local folder).
+
+        `head`: signed for HEAD instead of GET (a signature names its method)."""
         ...
 
     def local_path(self, key: str) -> Path | None:
@@ -74,7 +78,9 @@ class LocalStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def presigned_url(self, key: str, ttl_s: int, filename: str | None = None) -> str | None:
+    def presigned_url(
+        self, key: str, ttl_s: int, filename: str | None = None, *, head: bool = False
+    ) -> str | None:
         return None
 
     def local_path(self, key: str) -> Path | None:
@@ -151,11 +157,14 @@ class S3Store:
     def delete(self, key: str) -> None:
         self._call(self.client.delete_object, Key=self._key(key))
 
-    def presigned_url(self, key: str, ttl_s: int, filename: str | None = None) -> str | None:
+    def presigned_url(
+        self, key: str, ttl_s: int, filename: str | None = None, *, head: bool = False
+    ) -> str | None:
         params = {"Bucket": self.bucket, "Key": self._key(key)}
-        if filename:
+        if filename and not head:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-        return self.signer.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_s)
+        operation = "head_object" if head else "get_object"
+        return self.signer.generate_presigned_url(operation, Params=params, ExpiresIn=ttl_s)
 
     def local_path(self, key: str) -> Path | None:
         return None

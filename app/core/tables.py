@@ -75,6 +75,9 @@ class Job(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     # A client's Idempotency-Key: a retried submit with the same key returns this job.
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    # With a key: a hash of what was asked (photo bytes, motion, seed, animator, webhook and its events),
+    # so a retry that asks for something else is refused. None without a key and for older jobs.
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     webhook_events: Mapped[list[str] | None] = mapped_column(JSON)
 

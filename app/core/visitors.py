@@ -84,40 +84,87 @@ def _networks(proxies: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddre
     return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in proxies if p.strip())
 
 
-def _is_trusted(ip: str, proxies: tuple[str, ...]) -> bool:
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# NAT64's well-known prefix (RFC 6052): an IPv4 host translated into IPv6 sits in its last 32 bits.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _ipv4_inside(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for, when it is only a wrapping of one: IPv4-mapped
+    (::ffff:a.b.c.d, how a dual-stack socket shows an IPv4 peer), NAT64 (64:ff9b::a.b.c.d), 6to4
+    (2002:AABB:CCDD::/48, owned by the IPv4 host AABBCCDD) and Teredo (2001::/32, the client's
+    public IPv4)."""
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr in _NAT64:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    if addr.sixtofour is not None:
+        return addr.sixtofour
+    if addr.teredo is not None:
+        return addr.teredo[1]
+    return None
+
+
+def parse_ip(ip: str) -> Address | None:
+    """The address in `ip`, an IPv6 wrapping of an IPv4 address unwrapped to it; None if not one."""
     try:
-        addr = ipaddress.ip_address(ip)
+        addr = ipaddress.ip_address(ip.strip())
     except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address):
+        inner = _ipv4_inside(addr)
+        if inner is not None:
+            return inner
+        if addr.scope_id:  # fe80::1%eth0: the zone names our interface, not the client
+            addr = ipaddress.IPv6Address(int(addr))
+    return addr
+
+
+def normalize_ip(ip: str) -> str:
+    """`ip` in one canonical text (::FFFF:1.2.3.4 → 1.2.3.4, 2001:DB8::0001 → 2001:db8::1); text that
+    is no address comes back as it is."""
+    addr = parse_ip(ip)
+    return str(addr) if addr is not None else ip
+
+
+def _is_trusted(ip: str, proxies: tuple[str, ...]) -> bool:
+    addr = parse_ip(ip)
+    if addr is None:
         return False
     return any(addr in net for net in _networks(proxies))
 
 
 def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: list[str]) -> str:
-    """The client's address. X-Forwarded-For counts only when the peer is a trusted proxy; then the
-    right-most address that is not itself a trusted proxy is the client (the left part is client-made)."""
-    peer = peer or "0.0.0.0"
+    """The client's address, normalised (normalize_ip). X-Forwarded-For counts only when the peer is a
+    trusted proxy; then the right-most address that is not itself a trusted proxy is the client (the
+    left part is client-made)."""
+    peer = normalize_ip(peer or "0.0.0.0")
     proxies = tuple(trusted_proxies)
     if not forwarded_for or not proxies or not _is_trusted(peer, proxies):
         return peer
     hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
+        if parse_ip(hop) is None:
             return peer  # a garbled header: fall back to what we can see
         if not _is_trusted(hop, proxies):
-            return hop
-    return hops[0] if hops else peer
+            return normalize_ip(hop)
+    return normalize_ip(hops[0]) if hops else peer
+
+
+def ip_key(ip: str) -> str:
+    """What one client's addresses share: an IPv4 address (also when wrapped in IPv6), an IPv6 /64."""
+    addr = parse_ip(ip)
+    if addr is None:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network(f"{addr}/64", strict=False))
+    return str(addr)
 
 
 def hash_ip(settings: Settings, ip: str) -> str:
-    try:
-        addr = ipaddress.ip_address(ip)
-        key = str(ipaddress.ip_network(f"{addr}/64", strict=False)) if addr.version == 6 else str(addr)
-    except ValueError:
-        key = ip
     secret = settings.secret_key.get_secret_value().encode()
-    return hmac.new(secret, b"ip:" + key.encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(secret, b"ip:" + ip_key(ip).encode(), hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

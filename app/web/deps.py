@@ -116,3 +116,27 @@ def owned_job(job_id: str, service: ServiceDep) -> Job:
 
 
 OwnedJobDep = Annotated[Job, Depends(owned_job)]
+
+
+def owned_job_released(
+    job_id: str,
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    producer: ProducerDep,
+    metrics: MetricsDep,
+    visitor: VisitorDep,
+) -> Job:
+    """The visitor's job (NotFound as owned_job), read with a session of its own that is closed before
+    this returns: its connection is back in the pool before the response starts. For responses that
+    last (an event stream may run for half an hour), which must not hold a pooled connection meanwhile.
+
+    Checkout and return happen in one worker-thread call: a request never holds a connection while it
+    waits for a thread (with many such requests at once, that wait could outlast the pool)."""
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        # Loaded attributes stay readable once the session is closed (close() expires nothing).
+        return JobService(session, settings, store, producer, metrics, visitor).owned(job_id)
+
+
+OwnedJobReleasedDep = Annotated[Job, Depends(owned_job_released)]

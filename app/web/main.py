@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 
 from app.core.config import Settings, get_settings
-from app.core.db import make_engine
+from app.core.db import engine_for
 from app.core.queue import make_producer
 from app.core.storage import make_store
 from app.web.errors import install_error_handlers
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         migrations.upgrade(settings.resolved_database_url)
 
-    engine = make_engine(settings.resolved_database_url)
+    engine = engine_for(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -191,3 +191,104 @@ def test_canceling_a_queued_job_sends_its_completed_event(
     hooks = [m.read_text() for m in broker_messages(settings) if "vivify.webhook" in m.read_text()]
     assert len(hooks) == 1  # only the job whose filter has `completed`
     assert '"routing_key": "webhooks"' in hooks[0]
+
+
+def _another_photo(photo: bytes) -> bytes:
+    """The same portrait saved again: other bytes, the same picture."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(photo)).save(buf, "JPEG", quality=80)
+    assert buf.getvalue() != photo
+    return buf.getvalue()
+
+
+def test_a_key_reused_with_other_fields_is_a_422_and_spends_nothing(
+    client: TestClient, app: FastAPI, settings: Settings, small_portrait_jpeg: bytes
+) -> None:
+    hook = "https://93.184.216.34/h"
+    fields = {"motion": "look left", "seed": "7", "webhook": hook, "webhook_events_filter": "start,completed"}
+    first = post(client, small_portrait_jpeg, "k-1", **fields)
+    assert first.status_code == 202, first.text
+    changed = [
+        (_another_photo(small_portrait_jpeg), fields),
+        (small_portrait_jpeg, {**fields, "motion": "look right"}),
+        (small_portrait_jpeg, {**fields, "seed": "8"}),
+        (small_portrait_jpeg, {k: v for k, v in fields.items() if k != "seed"}),  # now a random seed
+        (small_portrait_jpeg, {**fields, "webhook": "https://93.184.216.34/other"}),
+        (small_portrait_jpeg, {**fields, "webhook_events_filter": "completed"}),
+    ]
+    for photo, other in changed:
+        r = post(client, photo, "k-1", **other)
+        assert r.status_code == 422, (other, r.text)
+        assert r.headers["content-type"] == "application/json"
+        assert r.json() == {
+            "error": {"code": "idempotency_key_reused", "message": r.json()["error"]["message"]}
+        }
+        assert "Idempotency-Key" in r.json()["error"]["message"]
+    # The same fields are still a replay, and nothing above made a job or spent the allowance.
+    again = post(client, small_portrait_jpeg, "k-1", **fields)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert client.get("/api/v1/quota").json()["used"] == 1
+    assert len(client.get("/api/v1/jobs").json()["jobs"]) == 1
+    assert len([m for m in broker_messages(settings) if "vivify.animate" in m.read_text()]) <= 1
+    stored = row(app, first.json()["id"]).request_fingerprint
+    assert stored is not None and len(stored) == 64
+
+
+def test_a_key_reused_for_another_animator_is_a_422(tmp_path: Path, small_portrait_jpeg: bytes) -> None:
+    s = make_settings(tmp_path, extra_animators="diffusion")
+    migrations.upgrade(s.resolved_database_url)
+    with TestClient(create_app(s)) as c:
+        first = post(c, small_portrait_jpeg, "k-anim", animator="diffusion")
+        assert first.status_code == 202, first.text
+        r = post(c, small_portrait_jpeg, "k-anim")  # the default animator this time
+        assert r.status_code == 422 and r.json()["error"]["code"] == "idempotency_key_reused"
+        same = post(c, small_portrait_jpeg, "k-anim", animator="diffusion")
+        assert same.status_code == 200 and same.json()["id"] == first.json()["id"]
+
+
+def test_without_a_key_no_fingerprint_and_old_jobs_without_one_still_replay(
+    client: TestClient, app: FastAPI, small_portrait_jpeg: bytes
+) -> None:
+    plain = post(client, small_portrait_jpeg)
+    assert row(app, plain.json()["id"]).request_fingerprint is None
+    keyed = post(client, small_portrait_jpeg, "k-old", motion="smile").json()["id"]
+    # A job stored before fingerprints existed (the column is NULL): there is nothing to compare.
+    with app.state.sessions() as session:
+        job = session.get(Job, keyed)
+        assert job is not None
+        job.request_fingerprint = None
+        session.commit()
+    r = post(client, _another_photo(small_portrait_jpeg), "k-old", motion="nod")
+    assert r.status_code == 200 and r.json()["id"] == keyed
+
+
+def test_fingerprint_covers_each_field_and_a_racing_duplicate_is_checked_too() -> None:
+    from app.core.errors import Invalid
+    from app.core.service.create import JobRequest, check_replay, request_fingerprint
+
+    base = JobRequest(
+        photo=b"abc", consent=True, motion="nod", seed="1", animator="a", webhook="w", webhook_events="x"
+    )
+    prints = {request_fingerprint(base)}
+    for change in (
+        {"photo": b"abd"},
+        {"motion": "smile"},
+        {"seed": "2"},
+        {"seed": None},
+        {"animator": "b"},
+        {"webhook": None},
+        {"webhook_events": "y"},
+    ):
+        prints.add(request_fingerprint(JobRequest(**{**base.__dict__, **change})))
+    assert len(prints) == 8  # every field changes the fingerprint
+    assert request_fingerprint(JobRequest(**{**base.__dict__, "consent": False})) == request_fingerprint(base)
+    job = Job(request_fingerprint=request_fingerprint(base))
+    assert check_replay(job, request_fingerprint(base)) is job
+    with pytest.raises(Invalid) as refused:
+        check_replay(job, request_fingerprint(JobRequest(**{**base.__dict__, "seed": "9"})))
+    assert refused.value.code == "idempotency_key_reused"

@@ -20,7 +20,7 @@ def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
     try:
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-            assert MigrationContext.configure(conn).get_current_revision() == "0004"
+            assert MigrationContext.configure(conn).get_current_revision() == "0005"
         assert set(inspect(engine).get_table_names()) == {"jobs", "submissions", "alembic_version"}
     finally:
         engine.dispose()
@@ -35,3 +35,36 @@ def test_create_app_migrates_on_start_when_told(tmp_path: Path) -> None:
     s = make_settings(tmp_path, migrate_on_start=True)
     with TestClient(create_app(s)) as c:
         assert c.get("/api/v1/jobs").json() == {"jobs": []}
+
+
+def test_0005_adds_the_request_fingerprint_to_existing_jobs_and_goes_back(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    cfg = migrations.alembic_config(url)
+    command.upgrade(cfg, "0004")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            columns = (
+                "id, visitor_id, status, stage, stage_detail, progress, cancel_requested, seed, animator,"
+                " queue, priority, idempotency_key, photo_width, photo_height, photo_bytes, attempts,"
+                " created_at, expires_at"
+            )
+            values = (
+                "'j1', 'v1', 'queued', 'queued', '', 0, 0, 1, 'push-in', 'animate', 0, 'key-1', 1, 1, 1, 0,"
+                " '2026-01-01', '2026-01-02'"
+            )
+            conn.execute(text(f"INSERT INTO jobs ({columns}) VALUES ({values})"))
+        assert "request_fingerprint" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT idempotency_key, request_fingerprint FROM jobs")).one()
+        assert tuple(row) == ("key-1", None)  # kept, with no fingerprint: a retry of it still replays
+        command.downgrade(cfg, "0004")
+        assert "request_fingerprint" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id FROM jobs")).scalar_one() == "j1"
+    finally:
+        engine.dispose()

@@ -29,9 +29,11 @@ from app.core.service.create import (
     JobCounters,
     JobRequest,
     check_again,
+    check_replay,
     check_request,
     create_job,
     find_idempotent,
+    request_fingerprint,
 )
 from app.core.service.fields import (
     MAX_MOTION_CHARS,
@@ -124,18 +126,21 @@ class JobService:
 
     async def create(self, request: JobRequest, idempotency_key: str | None = None) -> Created:
         """Every check, then the job. Under an Idempotency-Key the visitor already used, the job the
-        first submit created, before any check that could now refuse it (the allowance spent meanwhile)."""
+        first submit created, before any check that could now refuse it (the allowance spent meanwhile);
+        Invalid idempotency_key_reused (422) when that submit asked for another photo or other fields."""
+        fingerprint = None
         if idempotency_key is not None:
+            fingerprint = await to_thread.run_sync(request_fingerprint, request)  # hashes the photo
             existing = await to_thread.run_sync(find_idempotent, self.session, self.visitor, idempotency_key)
             if existing is not None:
-                return Created(existing, replayed=True)
+                return Created(check_replay(existing, fingerprint), replayed=True)
         accepted = await check_request(
             request, session=self.session, settings=self.settings, visitor=self.visitor
         )
         try:
-            job = await self._create(accepted, idempotency_key)
+            job = await self._create(accepted, idempotency_key, fingerprint)
         except DuplicateSubmit as dup:  # a concurrent retry committed first
-            return Created(dup.job, replayed=True)
+            return Created(check_replay(dup.job, fingerprint), replayed=True)
         return Created(job, replayed=False)
 
     async def again(self, job: Job, motion: str | None, seed: str | None) -> Job:
@@ -173,7 +178,9 @@ class JobService:
 
     # Helpers.
 
-    async def _create(self, accepted: Accepted, idempotency_key: str | None = None) -> Job:
+    async def _create(
+        self, accepted: Accepted, idempotency_key: str | None = None, fingerprint: str | None = None
+    ) -> Job:
         make = functools.partial(
             create_job,
             session=self.session,
@@ -189,6 +196,7 @@ class JobService:
             idempotency_key=idempotency_key,
             webhook=accepted.webhook,
             motion_plan=accepted.plan,
+            request_fingerprint=fingerprint,
         )
         return await to_thread.run_sync(make)  # it blocks on storage and the database
 

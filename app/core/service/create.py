@@ -3,6 +3,8 @@ only then the queue."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,7 +24,7 @@ from app.core.service.fields import WebhookRequest, check_webhook, choose_animat
 from app.core.service.photos import (
     CheckedPhoto,
     StoredPhoto,
-    analyse_photo,
+    analyse_upload,
     photo_problem,
     remove_photo,
     store_photo,
@@ -79,6 +81,37 @@ class DuplicateSubmit(Exception):
         self.job = job
 
 
+IDEMPOTENCY_MISMATCH_MESSAGE = (
+    "This Idempotency-Key was already used with another photo or other fields; use a new key for a new job."
+)
+
+
+def request_fingerprint(request: JobRequest) -> str:
+    """A hash of what a submit asks for: the photo's bytes and every field that shapes the job, as
+    sent (so a retry that leaves the seed out matches its first try, whose seed was drawn at random).
+    Consent is not in it: a job exists only once it was given."""
+    fields = {
+        "photo": hashlib.sha256(request.photo).hexdigest(),
+        "motion": request.motion,
+        "seed": request.seed,
+        "animator": request.animator,
+        "webhook": request.webhook,
+        "webhook_events": request.webhook_events,
+    }
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_replay(job: Job, fingerprint: str | None) -> Job:
+    """The job a retried submit gets back, or Invalid idempotency_key_reused when the key's first
+    submit asked for something else. A job stored without a fingerprint (from before fingerprints)
+    is answered as a replay: there is nothing to compare."""
+    stored = job.request_fingerprint
+    if fingerprint is not None and stored is not None and stored != fingerprint:
+        raise Invalid(ErrorCode.IDEMPOTENCY_MISMATCH, IDEMPOTENCY_MISMATCH_MESSAGE)
+    return job
+
+
 def find_idempotent(session: Session, visitor: Visitor, key: str | None) -> Job | None:
     """The visitor's job submitted under this key, if any (keys of other visitors never match)."""
     if key is None:
@@ -101,6 +134,7 @@ def create_job(
     idempotency_key: str | None = None,
     webhook: WebhookRequest | None = None,
     motion_plan: dict[str, Any] | None = None,
+    request_fingerprint: str | None = None,
 ) -> Job:
     """Store the photo (or copy another job's stored one), commit the job and its submission, then
     enqueue. Never loses a committed job: if the broker is down the job stays queued and the reconciler
@@ -135,6 +169,7 @@ def create_job(
         queue=queue_for(animator, model),
         priority=priority_for(animator),
         idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint if idempotency_key is not None else None,
         webhook_url=webhook.url if webhook else None,
         webhook_events=webhook.events if webhook else None,
         photo_key=key,
@@ -216,7 +251,7 @@ async def check_request(
     animator = choose_animator(request.animator, settings)
     webhook = await to_thread.run_sync(check_webhook, request.webhook, request.webhook_events, settings)
     await to_thread.run_sync(check_allowance, session, settings, visitor)
-    checked = await to_thread.run_sync(analyse_photo, request.photo, settings)
+    checked = await analyse_upload(request.photo, settings)  # waits for the decode budget off-thread
     problem = photo_problem(checked, settings, animator)
     if problem is not None:
         raise problem

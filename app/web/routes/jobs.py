@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 
 from app.core.errors import ErrorCode, NotFound, Refused
 from app.core.schemas import API, ErrorOut, JobList, JobOut, QuotaOut, job_out
 from app.core.service import JobService, clean_idempotency_key
 from app.core.tables import Job, JobStatus
-from app.web.deps import MetricsDep, OwnedJobDep, RateLimited, ServiceDep, SessionDep, SettingsDep
+from app.web.deps import (
+    MetricsDep,
+    OwnedJobDep,
+    OwnedJobReleasedDep,
+    RateLimited,
+    ServiceDep,
+    SessionDep,
+    SettingsDep,
+    VisitorDep,
+)
 from app.web.errors import rejected
 from app.web.forms import read_upload_form
+from app.web.media import MediaFileResponse
+from app.web.streams import SlotEventSourceResponse, shared_snapshots, stream_slots
 
 router = APIRouter(prefix=API, tags=["jobs"])
 
@@ -195,56 +206,85 @@ def _snapshot(sessions: sessionmaker[Session], job_id: str) -> JobOut | None:
 
 @router.get(
     "/jobs/{job_id}/events",
-    responses={200: {"content": {"text/event-stream": {}}}, **_errors(404)},
+    dependencies=[RateLimited],
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        204: {"description": "The job is final and the client saw it (Last-Event-ID)"},
+        **_errors(404, 429),
+    },
     summary="Server-Sent Events: one `job` event with the Job per change, until the job is final",
+    description=(
+        "A visitor may hold a few streams open at once (Settings.event_streams_per_visitor, and "
+        "event_streams_per_address per client address); one more answers 429 `rate_limited` with "
+        "Retry-After. A stream holds no database connection: the streams of a job share its polls, each of "
+        "which takes one for a moment."
+    ),
 )
-async def job_events(request: Request, job: OwnedJobDep) -> Response:
+async def job_events(
+    request: Request, job: OwnedJobReleasedDep, visitor: VisitorDep, settings: SettingsDep
+) -> Response:
+    # No request-scoped session here: one would keep its pooled connection until the response ends,
+    # up to EVENTS_MAX_S later, and a few dozen streams would drain the pool. The job was read with a
+    # session already closed (OwnedJobReleasedDep); the polls below each borrow a connection briefly.
     sessions: sessionmaker[Session] = request.app.state.sessions
     poll_s: float = getattr(request.app.state, "events_poll_s", EVENTS_POLL_S)
-    job_id = job.id
+    job_id, status = job.id, JobStatus(job.status)
     # A browser's EventSource reconnects whenever a stream ends; once it has seen the final state,
     # 204 tells it to stop (the event id carries the status it last saw).
-    if JobStatus(job.status).is_final and request.headers.get("last-event-id") == job.status:
+    if status.is_final and request.headers.get("last-event-id") == status.value:
         return Response(status_code=204)
+    # The streams of one job share its polls (one short session per poll, not one per stream).
+    snapshots = shared_snapshots(request.app.state, functools.partial(_snapshot, sessions))
 
     async def events() -> AsyncIterator[ServerSentEvent]:
+        seen: JobOut | None = None
         last = None
         deadline = time.monotonic() + EVENTS_MAX_S
         while time.monotonic() < deadline:
             try:
-                current = await run_in_threadpool(_snapshot, sessions, job_id)
+                current = await snapshots.get(job_id, max_age_s=poll_s / 2)
             except (OperationalError, PoolTimeout):  # a database blip: try again next poll
                 await asyncio.sleep(poll_s * 4)
                 continue
             if current is None:  # deleted meanwhile
                 return
-            data = current.model_dump_json()
-            if data != last:
-                last = data
-                yield ServerSentEvent(data=data, event="job", id=current.status)
+            if current is not seen:  # a new snapshot (a shared one is handed out again as it is)
+                seen = current
+                data = current.model_dump_json()
+                if data != last:
+                    last = data
+                    yield ServerSentEvent(data=data, event="job", id=current.status)
             if JobStatus(current.status).is_final or await request.is_disconnected():
                 return
             await asyncio.sleep(poll_s)
 
-    return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})
+    # Taken last, right before the response that gives it back however the stream ends.
+    slot = stream_slots(request.app.state, settings).acquire(visitor.id, visitor.ip_hash)  # or 429
+    return SlotEventSourceResponse(events(), slot=slot, ping=15, headers={"Cache-Control": "no-store"})
 
 
 def _media(
-    job: Job, service: JobService, kind: Literal["video", "poster"], download: bool
-) -> RedirectResponse | FileResponse:
+    job: Job, service: JobService, kind: Literal["video", "poster"], download: bool, head: bool = False
+) -> RedirectResponse | MediaFileResponse:
     key = service.media_key(job, kind)
     is_video = kind == "video"
     filename = f"vivify-{job.id}.{'mp4' if is_video else 'jpg'}"
     ttl_s = service.settings.presigned_url_ttl_s
-    url = service.store.presigned_url(key, ttl_s, filename=filename if download else None)
+    url = service.store.presigned_url(key, ttl_s, filename=filename if download else None, head=head)
     if url is not None:
         # Handed only to the job's owner, valid for minutes; never logged.
         return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     path = service.store.local_path(key)
-    if path is None:
+    try:
+        stat = path.stat() if path is not None else None
+    except FileNotFoundError:  # deleted (retention) since the job was read
+        stat = None
+    if path is None or stat is None:
         raise NotFound(ErrorCode.GONE, f"The {kind} is no longer stored.")
-    return FileResponse(
+    return MediaFileResponse(
         path,
+        what=kind,
+        stat_result=stat,
         media_type="video/mp4" if is_video else "image/jpeg",
         filename=filename if download else None,
         content_disposition_type="attachment" if download else "inline",
@@ -257,22 +297,51 @@ MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"video/mp4": {}, "image/jpeg": {}}},
     206: {"description": "Partial content (Range)"},
     307: {"description": "Redirect to a short-lived presigned URL (S3 storage)"},
-    **_errors(404, 409),
+    **_errors(404, 409, 416),
 }
+MEDIA_RANGES = (
+    "Range requests (RFC 9110): one or more byte ranges answer 206; a reversed range (`bytes=5-1`) or "
+    "one that is not satisfiable (`bytes=-0`, past the end) answers 416 `range_not_satisfiable` with "
+    "`Content-Range: bytes */<size>`; a Range that is not a byte range set is ignored (200, whole)."
+)
 
 
-@router.get("/jobs/{job_id}/video", responses=MEDIA_RESPONSES, response_model=None)
+@router.get("/jobs/{job_id}/video", responses=MEDIA_RESPONSES, response_model=None, description=MEDIA_RANGES)
 def get_video(
     job: OwnedJobDep, service: ServiceDep, download: Download = False
-) -> RedirectResponse | FileResponse:
+) -> RedirectResponse | MediaFileResponse:
     return _media(job, service, "video", download)
 
 
-@router.get("/jobs/{job_id}/poster", responses=MEDIA_RESPONSES, response_model=None)
+@router.head(
+    "/jobs/{job_id}/video",
+    responses=MEDIA_RESPONSES,
+    response_model=None,
+    summary="The video's headers, as GET answers them, without the body",
+)
+def head_video(
+    job: OwnedJobDep, service: ServiceDep, download: Download = False
+) -> RedirectResponse | MediaFileResponse:
+    return _media(job, service, "video", download, head=True)
+
+
+@router.get("/jobs/{job_id}/poster", responses=MEDIA_RESPONSES, response_model=None, description=MEDIA_RANGES)
 def get_poster(
     job: OwnedJobDep, service: ServiceDep, download: Download = False
-) -> RedirectResponse | FileResponse:
+) -> RedirectResponse | MediaFileResponse:
     return _media(job, service, "poster", download)
+
+
+@router.head(
+    "/jobs/{job_id}/poster",
+    responses=MEDIA_RESPONSES,
+    response_model=None,
+    summary="The poster's headers, as GET answers them, without the body",
+)
+def head_poster(
+    job: OwnedJobDep, service: ServiceDep, download: Download = False
+) -> RedirectResponse | MediaFileResponse:
+    return _media(job, service, "poster", download, head=True)
 
 
 @router.post(
