@@ -186,9 +186,11 @@ class JobProgress:
         job_id: str,
         min_interval_s: float = 0.2,
         on_write: Callable[[Session], None] | None = None,
+        attempt: int | None = None,
     ) -> None:
         self.sessions = sessions
         self.job_id = job_id
+        self.attempt = attempt  # the claim this run holds: a superseded run is told to stop
         self.min_interval_s = min_interval_s
         self.on_write = on_write  # after each written update, e.g. the throttled `progress` webhook
         self._stage: str | None = None
@@ -203,7 +205,7 @@ class JobProgress:
         lo, hi = STAGE_SPAN.get(stage, (0.0, 1.0))
         overall = lo + (hi - lo) * max(0.0, min(1.0, fraction))
         with self.sessions() as session:
-            stop = jobs.report_progress(session, self.job_id, stage, overall, detail)
+            stop = jobs.report_progress(session, self.job_id, stage, overall, detail, attempt=self.attempt)
             if not stop and self.on_write is not None:
                 self.on_write(session)
         if stop:
@@ -264,6 +266,7 @@ class Claimed:
     motion: str | None
     seed: int
     events: JobEvents
+    attempt: int  # this run's fence (jobs.claim)
 
 
 def setup_animator(settings: Settings) -> Animator:
@@ -278,13 +281,13 @@ def setup_animator(settings: Settings) -> Animator:
 def claim(sessions: Sessions, job_id: str, worker: str, settings: Settings) -> Claimed | None:
     """Mark the job running on this worker and send its `start` event; None if it is final or gone."""
     with sessions() as session:
-        job = jobs.claim(session, job_id, worker)
+        job = jobs.claim(session, job_id, worker, take_over_after_s=settings.stale_job_after_s)
         if job is None:
-            log.info("job %s is final or gone: skipped", job_id)
+            log.info("job %s is final, gone or running elsewhere: skipped", job_id)
             return None
         events = JobEvents(session, job, settings)
         events.start(session)
-        return Claimed(job.photo_key or "", job.motion, job.seed, events)
+        return Claimed(job.photo_key or "", job.motion, job.seed, events, job.attempts)
 
 
 def load_photo(store: ObjectStore, key: str) -> Image.Image:
@@ -325,9 +328,11 @@ def render(
     return clip
 
 
-def store_clip(store: ObjectStore, sessions: Sessions, job_id: str, clip: Clip) -> str:
+def store_clip(
+    store: ObjectStore, sessions: Sessions, job_id: str, clip: Clip, attempt: int | None = None
+) -> str:
     """Write the clip and poster at the job's keys, then mark it succeeded; "skipped" if the job ended
-    meanwhile (its objects are removed again)."""
+    meanwhile (its objects are removed again) or another run holds it now (they are its keys too)."""
     t0 = time.perf_counter()
     vkey, pkey = video_key(job_id), poster_key(job_id)
     store.put(vkey, clip.mp4, "video/mp4")
@@ -350,11 +355,12 @@ def store_clip(store: ObjectStore, sessions: Sessions, job_id: str, clip: Clip) 
             poster_key=pkey,
             video_info=video_info,
             stage_seconds=stage_seconds,
+            attempt=attempt,
         ):
             log.info("job %s succeeded (%d bytes)", job_id, len(clip.mp4))
             return "succeeded"
         current = session.get(Job, job_id)
-        if current is None or current.status != JobStatus.SUCCEEDED:
+        if current is None or current.status in (JobStatus.FAILED, JobStatus.CANCELED):
             # Deleted or ended while we rendered: do not leave a clip behind for it.
             store.delete(vkey)
             store.delete(pkey)
@@ -362,12 +368,23 @@ def store_clip(store: ObjectStore, sessions: Sessions, job_id: str, clip: Clip) 
 
 
 def record_failure(
-    sessions: Sessions, job_id: str, exc: BaseException, *, retries_spent: bool = False
+    sessions: Sessions,
+    job_id: str,
+    exc: BaseException,
+    *,
+    retries_spent: bool = False,
+    attempt: int | None = None,
 ) -> str:
     """End the job as FAILURES says for `exc`. A retryable failure is raised again, for Celery to retry,
     until its retries are spent."""
     failure = failure_for(exc)
     if failure.retryable and not retries_spent:
+        if attempt is not None:
+            try:  # back in line, so Celery's retry may run on any worker (else: the reconciler's re-send)
+                with sessions() as session:
+                    jobs.release(session, job_id, attempt)
+            except Exception:
+                log.info("job %s: not released for its retry (database unreachable)", job_id)
         raise exc
     if failure.code is ErrorCode.OUT_OF_MEMORY:
         model_cache.free_device_memory()  # so the next job gets the memory this one held
@@ -375,7 +392,9 @@ def record_failure(
         log.error("job %s: unexpected error", job_id, exc_info=exc)
     code, message = failure.describe(exc)
     with sessions() as session:
-        jobs.fail(session, job_id, code, message)
+        if not jobs.fail(session, job_id, code, message, attempt=attempt):
+            log.info("job %s: %s not recorded, the job ended or another run holds it", job_id, code)
+            return "skipped"
     log.info("job %s failed: %s", job_id, code)
     return "failed"
 
@@ -405,29 +424,38 @@ def animate_job(
         animator = animator or setup_animator(settings)
     except AnimatorSetupFailed as exc:
         with sessions() as session:
-            if jobs.claim(session, job_id, worker) is None:
+            claimed = jobs.claim(session, job_id, worker, take_over_after_s=settings.stale_job_after_s)
+            if claimed is None:
                 return "skipped"
-        return record_failure(sessions, job_id, exc)
+            attempt = claimed.attempts
+        return record_failure(sessions, job_id, exc, attempt=attempt)
 
     job = claim(sessions, job_id, worker, settings)
     if job is None:
         return "skipped"
-    progress = JobProgress(sessions, job_id, min_interval_s=progress_interval_s, on_write=job.events.progress)
+    progress = JobProgress(
+        sessions,
+        job_id,
+        min_interval_s=progress_interval_s,
+        on_write=job.events.progress,
+        attempt=job.attempt,
+    )
 
     def on_hard_limit(exc: TimedOut) -> None:  # from the watchdog thread, just before the process exits
-        record_failure(sessions, job_id, exc)
+        record_failure(sessions, job_id, exc, attempt=job.attempt)
 
     try:
         photo = load_photo(store, job.photo_key)
         clip = render(animator, photo, job, progress, settings, on_hard_limit)
+        return store_clip(store, sessions, job_id, clip, attempt=job.attempt)
     except Canceled:
         with sessions() as session:
-            jobs.mark_canceled(session, job_id)
+            if not jobs.mark_canceled(session, job_id, attempt=job.attempt):
+                return "skipped"  # not canceled: this run was superseded, and stopped
         log.info("job %s canceled", job_id)
         return "canceled"
     except Exception as exc:
-        return record_failure(sessions, job_id, exc)
-    return store_clip(store, sessions, job_id, clip)
+        return record_failure(sessions, job_id, exc, attempt=job.attempt)
 
 
 class AnimateTask(Task):
@@ -473,7 +501,9 @@ def job_ended(job_id: str, settings: Settings | None = None, sessions: Sessions 
 )
 def animate(self: Task, job_id: str) -> str:
     with job_context(job_id):  # the job id on every log line of this job
-        outcome = animate_job(job_id, worker=self.request.hostname or f"worker-{os.getpid()}")
+        # One name per process: a claim by the same name is this process's retry, never a parallel run.
+        worker = f"{self.request.hostname or 'worker'}#{os.getpid()}"
+        outcome = animate_job(job_id, worker=worker)
     if outcome != "skipped":  # a redelivered message for a final job: counted and announced already
         job_ended(job_id)
     return outcome

@@ -2,6 +2,11 @@
 
 Every transition is one conditional UPDATE (`... WHERE status IN (allowed)`), so two processes racing
 on the same job (a redelivered task, a cancel, the reconciler) can never move a status backwards.
+
+A run is fenced by its attempt number: each claim increments `attempts`, and a worker's writes
+(progress, success, failure, cancel) name the attempt they belong to. A run that another claim has
+superseded (its worker looked dead, the job was re-sent) can no longer write, and stops at its next
+progress report instead of finishing a second time.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.db import rows_changed
@@ -27,23 +32,50 @@ def get_job(session: Session, job_id: str, visitor_id: str | None = None) -> Job
     return job
 
 
-def _transition(session: Session, job_id: str, allowed: list[JobStatus], **values: Any) -> bool:
-    result = session.execute(update(Job).where(Job.id == job_id, Job.status.in_(allowed)).values(**values))
+def _transition(
+    session: Session,
+    job_id: str,
+    allowed: list[JobStatus],
+    *conditions: ColumnElement[bool],
+    attempt: int | None = None,
+    **values: Any,
+) -> bool:
+    """One conditional UPDATE; `attempt`: only while that claim still holds the job (the fence)."""
+    fence = [Job.attempts == attempt] if attempt is not None else []
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_(allowed), *conditions, *fence).values(**values)
+    )
     session.commit()
     return rows_changed(result) == 1
+
+
+def _touched() -> ColumnElement[Any]:
+    """When anything last showed the job alive: its worker's heartbeat, else its (re-)sending."""
+    return func.coalesce(Job.heartbeat_at, Job.enqueued_at, Job.created_at)
 
 
 def mark_enqueued(session: Session, job_id: str) -> None:
     _transition(session, job_id, [_Q], enqueued_at=utcnow())
 
 
-def claim(session: Session, job_id: str, worker: str) -> Job | None:
-    """Start (or, after a redelivery, restart) a job. None when it is final or unknown: skip it."""
+def claim(session: Session, job_id: str, worker: str, take_over_after_s: float | None = None) -> Job | None:
+    """Start a queued job; its `attempts` is then this run's fence. None when it is final, unknown or
+    running: skip it.
+
+    A running job is taken again by the same `worker` (a retry: one process runs one task at a time,
+    so its earlier run has ended), and taken over by another only when nothing has touched it for
+    `take_over_after_s` (its worker died and the broker redelivered the message before the reconciler
+    re-queued it). A younger one has a live run: a second would render the same clip twice, at once."""
     now = utcnow()
+    runnable: ColumnElement[bool] = or_(Job.status == _Q, and_(Job.status == _R, Job.worker == worker))
+    if take_over_after_s is not None:
+        stale = and_(Job.status == _R, _touched() < now - timedelta(seconds=take_over_after_s))
+        runnable = or_(runnable, stale)
     ok = _transition(
         session,
         job_id,
         [_Q, _R],
+        runnable,
         status=_R,
         worker=worker,
         attempts=Job.attempts + 1,
@@ -60,13 +92,23 @@ def claim(session: Session, job_id: str, worker: str) -> Job | None:
     return job
 
 
-def report_progress(session: Session, job_id: str, stage: str, progress: float, detail: str = "") -> bool:
+def release(session: Session, job_id: str, attempt: int) -> bool:
+    """Put a running job back in line (its retry may then run on any worker); only by its own run."""
+    return _transition(
+        session, job_id, [_R], attempt=attempt, status=_Q, stage="queued", stage_detail="", progress=0.0
+    )
+
+
+def report_progress(
+    session: Session, job_id: str, stage: str, progress: float, detail: str = "", attempt: int | None = None
+) -> bool:
     """Write progress; returns True when the caller should stop: cancel asked, or the job is no longer
-    running (deleted, or failed by the reconciler)."""
+    this run's (deleted, failed or re-queued by the reconciler, taken over by another claim)."""
     still_running = _transition(
         session,
         job_id,
         [_R],
+        attempt=attempt,
         stage=stage,
         stage_detail=detail[:64],
         progress=max(0.0, min(1.0, progress)),
@@ -85,11 +127,13 @@ def succeed(
     poster_key: str,
     video_info: dict[str, Any],
     stage_seconds: dict[str, float],
+    attempt: int | None = None,
 ) -> bool:
     return _transition(
         session,
         job_id,
         [_R],
+        attempt=attempt,
         status=JobStatus.SUCCEEDED,
         stage="done",
         stage_detail="",
@@ -102,11 +146,12 @@ def succeed(
     )
 
 
-def fail(session: Session, job_id: str, code: str, message: str) -> bool:
+def fail(session: Session, job_id: str, code: str, message: str, attempt: int | None = None) -> bool:
     return _transition(
         session,
         job_id,
         [_Q, _R],
+        attempt=attempt,
         status=JobStatus.FAILED,
         error_code=code,
         error_message=message[:2000],
@@ -114,9 +159,15 @@ def fail(session: Session, job_id: str, code: str, message: str) -> bool:
     )
 
 
-def mark_canceled(session: Session, job_id: str) -> bool:
+def mark_canceled(session: Session, job_id: str, attempt: int | None = None) -> bool:
     return _transition(
-        session, job_id, [_Q, _R], status=JobStatus.CANCELED, stage="canceled", finished_at=utcnow()
+        session,
+        job_id,
+        [_Q, _R],
+        attempt=attempt,
+        status=JobStatus.CANCELED,
+        stage="canceled",
+        finished_at=utcnow(),
     )
 
 
@@ -177,25 +228,51 @@ def eta_seconds(session: Session, job: Job, default_run_s: float = 20.0) -> floa
 def stale_jobs(session: Session, older_than_s: int) -> list[Job]:
     """Queued or running jobs nothing has touched for a while (lost message, dead worker)."""
     cutoff: datetime = utcnow() - timedelta(seconds=older_than_s)
-    touched = func.coalesce(Job.heartbeat_at, Job.enqueued_at, Job.created_at)
-    return list(session.scalars(select(Job).where(Job.status.in_([_Q, _R]), touched < cutoff)))
+    return list(session.scalars(select(Job).where(Job.status.in_([_Q, _R]), _touched() < cutoff)))
 
 
 def touch_stale(session: Session, job_id: str, older_than_s: int) -> bool:
     """Mark a stale queued/running job as re-sent now; False if it moved or another reconciler won.
 
-    Only the caller that gets True sends the job id again, so two reconcilers never double-send.
+    Only the caller that gets True sends the job id again, so two reconcilers never double-send. A
+    running one goes back in line (queued), so the message sent again may claim it, and its old run, if
+    it was only slow, stops at its next progress report.
     """
     cutoff = utcnow() - timedelta(seconds=older_than_s)
-    touched = func.coalesce(Job.heartbeat_at, Job.enqueued_at, Job.created_at)
     now = utcnow()
+    was_running = Job.status == _R
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status.in_([_Q, _R]), touched < cutoff)
-        .values(enqueued_at=now, heartbeat_at=case((Job.status == _R, now), else_=Job.heartbeat_at))
+        .where(Job.id == job_id, Job.status.in_([_Q, _R]), _touched() < cutoff)
+        .values(
+            enqueued_at=now,
+            heartbeat_at=case((was_running, now), else_=Job.heartbeat_at),
+            stage=case((was_running, "queued"), else_=Job.stage),
+            stage_detail=case((was_running, ""), else_=Job.stage_detail),
+            progress=case((was_running, 0.0), else_=Job.progress),
+            status=_Q,
+        )
     )
     session.commit()
     return rows_changed(result) == 1
+
+
+def mark_completed_event(session: Session, job_id: str) -> None:
+    """The job's `completed` webhook is with the broker (or not wanted): nothing to re-announce."""
+    session.execute(update(Job).where(Job.id == job_id).values(completed_event_at=utcnow()))
+    session.commit()
+
+
+def unannounced_jobs(session: Session, older_than_s: float, limit: int = 500) -> list[Job]:
+    """Final jobs with a webhook whose `completed` event was never handed to the broker."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    query = select(Job).where(
+        Job.status.in_(FINAL_STATUSES),
+        Job.webhook_url.is_not(None),
+        Job.completed_event_at.is_(None),
+        Job.finished_at < cutoff,
+    )
+    return list(session.scalars(query.order_by(Job.finished_at).limit(limit)))
 
 
 def expired_jobs(session: Session, now: datetime | None = None) -> list[Job]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from PIL import Image
 
 from app.core import jobs
 from app.core.storage import LocalStore, StorageUnavailable, poster_key, video_key
-from app.core.tables import Job
+from app.core.tables import Job, utcnow
 from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage
 from models.push_in import PushInAnimator
 from models.video import probe
@@ -115,12 +116,55 @@ def test_a_redelivered_task_never_writes_a_second_clip(settings, store, sessions
 
 def test_a_job_whose_worker_died_is_finished_by_the_redelivery(settings, store, sessions, make_job, load_job):
     job_id = make_job()
-    with sessions() as session:  # the first worker claimed it, then vanished
+    with sessions() as session:  # the first worker claimed it, then vanished: no heartbeat since
         jobs.claim(session, job_id, "dead-worker")
+        session.get(Job, job_id).heartbeat_at = utcnow() - timedelta(seconds=settings.stale_job_after_s + 1)
+        session.commit()
     assert run(job_id, settings, store, sessions, worker="w2") == "succeeded"
     job = load_job(job_id)
     assert (job.status, job.attempts, job.worker) == ("succeeded", 2, "w2")
     assert len([k for k in job_objects(store, job_id) if k.endswith(".mp4")]) == 1
+
+
+def test_a_duplicate_message_never_starts_a_second_run_beside_a_live_one(
+    settings, store, sessions, make_job, load_job
+):
+    """A reconciler re-send and a broker redelivery of one job can reach two workers; the job's live run
+    (a fresh heartbeat) keeps it, and the other skips without animating."""
+    job_id = make_job()
+    with sessions() as session:
+        jobs.claim(session, job_id, "w1")  # running on w1, heartbeat now
+    animator = CountingAnimator()
+    assert run(job_id, settings, store, sessions, animator, worker="w2") == "skipped"
+    assert animator.reported == 0
+    job = load_job(job_id)
+    assert (job.status, job.attempts, job.worker) == ("running", 1, "w1")
+    # The same process may take its own job again (a Celery retry after a storage error).
+    assert run(job_id, settings, store, sessions, worker="w1") == "succeeded"
+    assert load_job(job_id).attempts == 2
+
+
+def test_a_superseded_run_can_no_longer_write(settings, store, sessions, make_job, load_job):
+    """Each claim fences the runs before it: the old run's progress tells it to stop, and its success,
+    failure or cancel are not recorded."""
+    job_id = make_job()
+    with sessions() as session:
+        old = jobs.claim(session, job_id, "slow-worker")
+        assert old is not None
+        old_attempt = old.attempts
+        session.get(Job, job_id).heartbeat_at = utcnow() - timedelta(seconds=settings.stale_job_after_s + 1)
+        session.commit()
+        new = jobs.claim(session, job_id, "w2", take_over_after_s=settings.stale_job_after_s)
+        assert new is not None and new.attempts == old_attempt + 1
+        assert jobs.report_progress(session, job_id, "animating", 0.5, attempt=old_attempt)  # stop
+        assert not jobs.report_progress(session, job_id, "animating", 0.5, attempt=new.attempts)
+        info = {"video_key": "v", "poster_key": "p", "video_info": {}, "stage_seconds": {}}
+        assert not jobs.succeed(session, job_id, **info, attempt=old_attempt)
+        assert not jobs.fail(session, job_id, "timeout", "late", attempt=old_attempt)
+        assert not jobs.mark_canceled(session, job_id, attempt=old_attempt)
+        assert load_job(job_id).status == "running"
+        assert jobs.succeed(session, job_id, **info, attempt=new.attempts)
+    assert load_job(job_id).status == "succeeded"
 
 
 def test_cancel_stops_the_animator_within_one_step(settings, store, sessions, make_job, load_job):
@@ -149,7 +193,7 @@ def test_a_deleted_job_stops_its_render_and_leaves_no_clip(settings, store, sess
                 session.commit()
 
     animator = CountingAnimator(steps=20, on_step=delete_at)
-    assert run(job_id, settings, store, sessions, animator) == "canceled"
+    assert run(job_id, settings, store, sessions, animator) == "skipped"  # stopped; nothing to record
     assert animator.reported == 3
     assert load_job(job_id) is None
     assert not [k for k in job_objects(store, job_id) if not k.endswith("photo.jpg")]
@@ -246,8 +290,9 @@ def test_a_storage_outage_propagates_for_retry_and_leaves_the_job_unfinished(
     with pytest.raises(StorageUnavailable):
         run(job_id, settings, DownStore(store.root), sessions)
     job = load_job(job_id)
-    assert job.status == "running" and job.video_key is None  # never succeeded without its clip
-    assert run(job_id, settings, store, sessions, worker="w2") == "succeeded"  # the retry finishes it
+    assert job.status == "queued" and job.video_key is None  # never succeeded without its clip...
+    # ...and back in line, so Celery's retry finishes it on whichever worker takes it.
+    assert run(job_id, settings, store, sessions, worker="w2") == "succeeded"
 
 
 def test_progress_is_written_throttled_and_mapped_to_the_whole_job(settings, sessions, make_job, load_job):
