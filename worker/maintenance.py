@@ -3,7 +3,8 @@
 The reconciler is the backstop for every way a job id can go missing: the enqueue after the commit
 failed, the broker lost its data, a worker died holding the message. Nothing stays queued or running
 forever: a stale job is sent again (a duplicate message is harmless, the task skips final jobs and
-writes deterministic keys), and after too many attempts it fails with `worker_lost`.
+jobs another worker is running, and writes deterministic keys), and after too many attempts it fails
+with `worker_lost`. It also re-sends a final job's `completed` webhook that never reached the broker.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from celery import Celery
 from sqlalchemy import delete
 
 from app.core import jobs
@@ -24,6 +26,7 @@ from app.core.tables import JobStatus, Submission, utcnow
 from app.core.visitors import ALLOWANCE_WINDOW
 from worker.celery_app import app
 from worker.tasks import Sessions, default_sessions
+from worker.webhooks import JobEvents
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +41,16 @@ def _send(job_id: str, queue: str) -> None:
     app.send_task(TaskName.ANIMATE.value, args=[job_id], queue=queue)
 
 
-def reconcile(settings: Settings, sessions: Sessions, enqueue: Enqueue = _send) -> dict[str, int]:
-    """Re-send or fail queued/running jobs nothing has touched for `stale_job_after_s`."""
-    counts = {"requeued": 0, "failed": 0}
+# A job's own worker sends `completed` right after the commit; the reconciler waits this long first.
+COMPLETED_EVENT_GRACE_S = 10.0
+
+
+def reconcile(
+    settings: Settings, sessions: Sessions, enqueue: Enqueue = _send, celery: Celery | None = None
+) -> dict[str, int]:
+    """Re-send or fail queued/running jobs nothing has touched for `stale_job_after_s`, and re-send
+    `completed` webhooks that were never enqueued."""
+    counts = {"requeued": 0, "failed": 0, "announced": 0}
     with sessions() as session:
         stale = [
             (j.id, j.status, j.attempts, j.queue)
@@ -59,6 +69,10 @@ def reconcile(settings: Settings, sessions: Sessions, enqueue: Enqueue = _send) 
             if jobs.touch_stale(session, job_id, settings.stale_job_after_s):
                 enqueue(job_id, queue)
                 counts["requeued"] += 1
+        for job in jobs.unannounced_jobs(session, COMPLETED_EVENT_GRACE_S):
+            JobEvents(session, job, settings, celery=celery).completed(session)
+            session.refresh(job)
+            counts["announced"] += job.completed_event_at is not None
     if any(counts.values()):
         log.warning("reconciled stale jobs: %s", counts)
     return counts

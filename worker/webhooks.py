@@ -7,7 +7,10 @@ retrying 5xx/429/network errors with exponential backoff through Celery (no slee
 bounded number of times. So a slow or dead receiver never delays an animation, and a delivery failure
 never fails the job.
 
-Each event keeps one `webhook-id` across its retries, so a receiver can drop duplicates.
+Each event keeps one `webhook-id` across its retries, so a receiver can drop duplicates; a job's
+`start` and `completed` events have one id whoever sends them (webhooks.event_id). `completed` is
+recorded once enqueued (Job.completed_event_at); the reconciler re-sends it for a job that ended with
+none (the broker was down, or the worker died right after the commit), so it is never lost.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import httpx
 from celery import Celery, Task
 
-from app.core import webhooks
+from app.core import jobs, webhooks
 from app.core.config import Settings, get_settings
 from app.core.queue import QueueName, TaskName
 from app.core.schemas import job_out
@@ -55,6 +58,7 @@ class JobEvents:
         self.events = set(job.webhook_events or webhooks.parse_events(None))
         self.job_id = job.id
         self.interval_s = settings.webhook_progress_interval_s
+        self.key = settings.webhook_signing_key
         self.celery = celery or app
         self.clock = clock
         self._last_progress: float | None = None
@@ -79,18 +83,28 @@ class JobEvents:
         self._emit(session, "progress")
 
     def completed(self, session: Any) -> None:
-        self._emit(session, "completed")
-
-    def _emit(self, session: Any, event: str) -> None:
-        if not self.wants(event):
+        if not self.active:
             return
+        if not self.wants("completed") or self._emit(session, "completed"):
+            try:
+                jobs.mark_completed_event(session, self.job_id)
+            except Exception as exc:  # re-sent by the reconciler: same id, the receiver drops it
+                log.warning("job %s: completed webhook not recorded (%s)", self.job_id, type(exc).__name__)
+
+    def _emit(self, session: Any, event: str) -> bool:
+        """Enqueue one event; False when it could not be (logged)."""
+        if not self.wants(event):
+            return False
         try:
             job = session.get(Job, self.job_id)
             if job is None:
-                return
+                return False
             session.refresh(job)
             payload = job_out(session, job).model_dump(mode="json")
-            msg_id = "msg_" + secrets.token_urlsafe(12)
+            if event == "progress":
+                msg_id = "msg_" + secrets.token_urlsafe(12)
+            else:
+                msg_id = webhooks.event_id(self.key, self.job_id, event)
             self.celery.send_task(
                 TaskName.WEBHOOK.value,
                 args=[self.url, event, payload, msg_id],
@@ -102,6 +116,8 @@ class JobEvents:
             )
         except Exception as exc:  # the job goes on whatever happens to its webhook
             log.warning("job %s: %s webhook not enqueued (%s)", self.job_id, event, type(exc).__name__)
+            return False
+        return True
 
 
 @app.task(name=TaskName.WEBHOOK.value, bind=True, acks_late=True, ignore_result=True, max_retries=None)

@@ -166,13 +166,12 @@ def producer() -> Celery:
     return make_producer(get_settings())
 
 
-def enqueue_webhook(url: str, event: str, payload: dict[str, Any], celery: Celery | None = None) -> None:
-    """Send one webhook event to the delivery workers (worker/webhooks.py); one webhook-id per event."""
-    import secrets
-
+def enqueue_webhook(
+    url: str, event: str, payload: dict[str, Any], msg_id: str, celery: Celery | None = None
+) -> None:
+    """Send one webhook event to the delivery workers (worker/webhooks.py) under its webhook-id."""
     from app.core.webhooks import celery_argsrepr
 
-    msg_id = "msg_" + secrets.token_urlsafe(12)
     (celery or producer()).send_task(
         TaskName.WEBHOOK.value,
         args=[url, event, payload, msg_id],

@@ -102,6 +102,10 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    # When the `completed` webhook was handed to the broker (or found not wanted). A final job with a
+    # webhook and none is re-announced by the reconciler: the broker was down as it ended, or its
+    # worker died between the commit and the send.
+    completed_event_at: Mapped[datetime | None] = mapped_column()
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
     __table_args__ = (

@@ -225,6 +225,13 @@ def check_url(url: str, *, allow_private: bool = False) -> str:
     return url
 
 
+def event_id(key: bytes, job_id: str, event: str) -> str:
+    """The webhook-id of a job's `start` or `completed` event: the same whichever process sends it and
+    however often (a re-run, the reconciler re-sending a lost event), so receivers drop the repeats."""
+    mac = hmac.new(key, f"vivify-event.{job_id}.{event}".encode(), hashlib.sha256).digest()
+    return "msg_" + base64.urlsafe_b64encode(mac[:16]).decode().rstrip("=")
+
+
 def sign(secret: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     mac = hmac.new(secret, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode()

@@ -3,7 +3,7 @@ another request is refused instead of answered with the first job.
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-02
+Create Date: 2026-11-27
 """
 
 from __future__ import annotations

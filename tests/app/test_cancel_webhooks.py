@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 
 import migrations
 from app.core.config import Settings
-from app.core.webhooks import deliver, verify
+from app.core.db import session_factory
+from app.core.jobs import unannounced_jobs
+from app.core.webhooks import deliver, event_id, verify
 from app.web.main import create_app
 from tests.app.api_helpers import broker_messages, make_settings, post_job
 from tests.fixtures.webhook_receiver import WebhookReceiver
@@ -85,3 +87,9 @@ def test_the_page_cancel_form_sends_the_completed_webhook_like_the_api(
     # The page's event carries the same Job the API answers with.
     api, page = events[by_api], events[by_page]
     assert set(api) == set(page) and page["urls"]["self"] == f"/api/v1/jobs/{by_page}"
+    # Each under the job's one `completed` id, and recorded as handed over: the reconciler sends nothing.
+    ids = {json.loads(d.body)["data"]["id"]: d.headers["webhook-id"] for d in delivered}
+    key = hook_settings.webhook_signing_key
+    assert ids == {job_id: event_id(key, job_id, "completed") for job_id in (by_api, by_page)}
+    with session_factory(hook_settings.resolved_database_url)() as session:
+        assert unannounced_jobs(session, older_than_s=-60) == []

@@ -20,7 +20,7 @@ def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
     try:
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-            assert MigrationContext.configure(conn).get_current_revision() == "0005"
+            assert MigrationContext.configure(conn).get_current_revision() == "0006"
         assert set(inspect(engine).get_table_names()) == {"jobs", "submissions", "alembic_version"}
     finally:
         engine.dispose()
@@ -66,5 +66,40 @@ def test_0005_adds_the_request_fingerprint_to_existing_jobs_and_goes_back(tmp_pa
         assert "request_fingerprint" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
         with engine.connect() as conn:
             assert conn.execute(text("SELECT id FROM jobs")).scalar_one() == "j1"
+    finally:
+        engine.dispose()
+
+
+def test_0006_counts_jobs_that_ended_before_it_as_announced(tmp_path: Path) -> None:
+    """Upgrading must not make the reconciler re-send `completed` for every job that ever ended."""
+    from alembic import command
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    cfg = migrations.alembic_config(url)
+    command.upgrade(cfg, "0005")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            columns = (
+                "id, visitor_id, status, stage, stage_detail, progress, cancel_requested, seed, animator,"
+                " queue, priority, photo_width, photo_height, photo_bytes, attempts, created_at, expires_at,"
+                " finished_at, webhook_url"
+            )
+            for job_id, status, finished in (
+                ("done", "succeeded", "'2026-01-01 10:00:00'"),
+                ("q", "queued", "NULL"),
+            ):
+                values = (
+                    f"'{job_id}', 'v1', '{status}', 'queued', '', 0, 0, 1, 'push-in', 'animate', 0,"
+                    f" 1, 1, 1, 0, '2026-01-01', '2026-01-02', {finished}, 'https://hooks.example/h'"
+                )
+                conn.execute(text(f"INSERT INTO jobs ({columns}) VALUES ({values})"))
+        command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            rows = dict(conn.execute(text("SELECT id, completed_event_at FROM jobs")).all())
+        assert rows["done"] is not None and rows["q"] is None
+        command.downgrade(cfg, "0005")
+        assert "completed_event_at" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
     finally:
         engine.dispose()

@@ -477,7 +477,7 @@ def test_the_enqueued_event_shows_celery_a_redacted_url(
         job = session.get(Job, job_id)
         assert job is not None
         JobEvents(session, job, settings, celery=app.state.producer).start(session)
-    enqueue_webhook(hook, "completed", {"id": job_id}, celery=app.state.producer)  # the cancel path
+    enqueue_webhook(hook, "completed", {"id": job_id}, "msg_x", celery=app.state.producer)  # cancel path
     messages = [
         json.loads(p.read_text())
         for p in broker_messages(settings)

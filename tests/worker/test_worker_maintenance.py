@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -39,18 +41,24 @@ def test_reconciler_resends_lost_jobs_and_fails_jobs_that_keep_losing_workers(
     counts = reconcile(settings, sessions, lambda job_id, queue: sent.append((job_id, queue)))
 
     assert sorted(sent) == sorted((j, "animate") for j in (lost_message, never_enqueued, dead_worker))
-    assert counts == {"requeued": 3, "failed": 1}
+    assert counts == {"requeued": 3, "failed": 1, "announced": 0}
     failed = load_job(hopeless)
     assert (failed.status, failed.error_code) == ("failed", "worker_lost")
     assert "stopped responding" in failed.error_message
-    assert load_job(dead_worker).status == "running"  # status never moves backwards
+    # Back in line, so the message sent again may claim it (a live run would keep its heartbeat fresh).
+    requeued = load_job(dead_worker)
+    assert (requeued.status, requeued.stage, requeued.progress) == ("queued", "queued", 0.0)
     for untouched in (healthy_running, fresh_queued, done):
         assert untouched not in {j for j, _ in sent}
     assert load_job(done).status == "succeeded"
 
     # Re-sent jobs are marked: the next run does not send them again (no message storm).
     again: list[tuple[str, str]] = []
-    assert reconcile(settings, sessions, lambda j, q: again.append((j, q))) == {"requeued": 0, "failed": 0}
+    assert reconcile(settings, sessions, lambda j, q: again.append((j, q))) == {
+        "requeued": 0,
+        "failed": 0,
+        "announced": 0,
+    }
     assert again == []
 
 
@@ -61,8 +69,9 @@ def test_no_job_stays_running_forever(settings, sessions, make_job, load_job):
         reconcile(settings, sessions, lambda j, q: None)
         with sessions() as session:  # the re-sent task is claimed, then its worker dies again
             job = session.get(Job, job_id)
-            if job.status != "running":
+            if job.status != "queued":
                 break
+            job.status = "running"
             job.attempts += 1
             job.heartbeat_at = ago(10_000)
             session.commit()
@@ -119,3 +128,42 @@ def test_purge_keeps_the_row_when_the_store_is_down_and_finishes_later(
     assert load_job(job_id) is not None
     assert purge_expired(settings, sessions, store) == {"purged": 1, "errors": 0, "submissions": 0}
     assert load_job(job_id) is None and not [k for k in stored(store) if job_id in k]
+
+
+def test_a_lost_completed_webhook_is_sent_again_once_under_its_one_id(
+    settings, sessions, make_job, load_job
+) -> None:
+    """The broker was down as the job ended (or its worker died right after the commit): the reconciler
+    hands the `completed` event to the broker, under the id the worker would have used, and only once."""
+    from app.core.queue import make_producer
+    from app.core.webhooks import event_id
+    from tests.app.api_helpers import broker_messages
+
+    hook = {"webhook_url": "https://hooks.example/h"}
+    lost = make_job(status="succeeded", finished_at=ago(60), **hook)
+    just_ended = make_job(status="succeeded", finished_at=ago(1), **hook)  # its worker is sending it now
+    unwanted = make_job(status="failed", finished_at=ago(60), webhook_events=["start"], **hook)
+    announced = make_job(status="succeeded", finished_at=ago(60), completed_event_at=ago(59), **hook)
+    no_hook = make_job(status="succeeded", finished_at=ago(60))
+    running = make_job(status="running", heartbeat_at=ago(1), attempts=1, **hook)
+
+    def sent() -> list[tuple[str, str, str]]:
+        out = []
+        for path in broker_messages(settings):
+            message = json.loads(path.read_text())
+            if message["headers"]["task"] == "vivify.webhook":
+                _url, event, payload, msg_id = json.loads(base64.b64decode(message["body"]))[0]
+                out.append((payload["id"], event, msg_id))
+        return out
+
+    producer = make_producer(settings)
+    counts = reconcile(settings, sessions, lambda j, q: None, celery=producer)
+    assert counts["announced"] == 2  # lost, and unwanted (recorded, nothing to send)
+    key = settings.webhook_signing_key
+    assert sent() == [(lost, "completed", event_id(key, lost, "completed"))]
+    assert load_job(lost).completed_event_at is not None and load_job(unwanted).completed_event_at is not None
+    for untouched in (just_ended, no_hook, running):
+        assert load_job(untouched).completed_event_at is None
+    assert load_job(announced).completed_event_at is not None
+    assert reconcile(settings, sessions, lambda j, q: None, celery=producer)["announced"] == 0
+    assert len(sent()) == 1  # not twice

@@ -13,7 +13,8 @@ from prometheus_client import generate_latest
 
 from app.core.config import Settings
 from app.core.queue import QueueName, TaskName
-from app.core.tables import Job
+from app.core.tables import Job, utcnow
+from app.core.webhooks import event_id
 from models.push_in import PushInAnimator
 from tests.fixtures.webhook_receiver import WebhookReceiver, answers
 from worker import metrics
@@ -62,7 +63,22 @@ def test_a_job_sends_start_progress_and_completed_to_the_webhooks_queue(
     assert url == "http://127.0.0.1:9/hook" and msg_id.startswith("msg_")
     assert payload["id"] == job_id and payload["status"] == "succeeded" and payload["progress"] == 1.0
     assert len({m["args"][3] for m in recorder.sent}) == len(recorder.sent)  # one id per event
-    assert load_job(job_id).status == "succeeded"
+    # `completed` has the job's one id for it, whoever sends it, and is recorded as handed over.
+    assert msg_id == event_id(settings.webhook_signing_key, job_id, "completed")
+    assert load_job(job_id).status == "succeeded" and load_job(job_id).completed_event_at is not None
+
+
+def test_a_completed_event_the_broker_refused_stays_unannounced(
+    settings: Settings, sessions, make_job, load_job
+) -> None:
+    class Down:
+        def send_task(self, name: str, *args: Any, **kwargs: Any) -> None:
+            raise ConnectionError("redis is down")
+
+    job_id = make_job(webhook_url="http://127.0.0.1:9/h", status="succeeded", finished_at=utcnow())
+    with sessions() as session:
+        JobEvents(session, session.get(Job, job_id), settings, celery=Down()).completed(session)
+    assert load_job(job_id).completed_event_at is None  # so the reconciler sends it again
 
 
 def test_the_filter_decides_and_no_webhook_sends_nothing(

@@ -204,12 +204,17 @@ class JobService:
         """A queued job ends here, so no worker will announce it: send its `completed` event now.
         (A running one is announced by its worker when it stops.)"""
         wanted = job.webhook_events or webhooks.parse_events(None)
-        if not job.webhook_url or "completed" not in wanted:
+        if not job.webhook_url:
+            return
+        if "completed" not in wanted:
+            jobs.mark_completed_event(self.session, job.id)
             return
         payload = job_out(self.session, job).model_dump(mode="json")
+        msg_id = webhooks.event_id(self.settings.webhook_signing_key, job.id, "completed")
         try:
-            enqueue_webhook(job.webhook_url, "completed", payload, celery=self.producer)
-        except Exception as exc:  # the cancel stands whatever happens to the event
+            enqueue_webhook(job.webhook_url, "completed", payload, msg_id, celery=self.producer)
+            jobs.mark_completed_event(self.session, job.id)
+        except Exception as exc:  # the cancel stands; the reconciler re-sends the event, same id
             log.warning("job %s: completed webhook not enqueued (%s)", job.id, type(exc).__name__)
 
 
