@@ -501,9 +501,9 @@ def job_ended(job_id: str, settings: Settings | None = None, sessions: Sessions 
 )
 def animate(self: Task, job_id: str) -> str:
     with job_context(job_id):  # the job id on every log line of this job
-        # One name per process: a claim by the same name is this process's retry, never a parallel run.
-        worker = f"{self.request.hostname or 'worker'}#{os.getpid()}"
-        outcome = animate_job(job_id, worker=worker)
+        # The node name: an animate worker is one solo process per name (app/cli/supervisor.py), so a
+        # claim under the same name is this process's own retry, never a parallel run.
+        outcome = animate_job(job_id, worker=self.request.hostname or f"worker-{os.getpid()}")
     if outcome != "skipped":  # a redelivered message for a final job: counted and announced already
         job_ended(job_id)
     return outcome
