@@ -7,6 +7,7 @@ initdb refuses root) and moto's S3-compatible HTTP server, each on a free port. 
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import secrets
@@ -16,8 +17,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -205,18 +208,80 @@ class S3Server:
             self.server = None
 
 
-class Service:
-    """One Vivify process (web, worker or up), its output kept in a log file."""
+class S3Process:
+    """moto's S3 server as its own process (`moto_server`), so an outage can be a real stalled server.
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    The same face as S3Server (endpoint, client(), keys()). moto keeps objects in memory, so a stop()
+    and start() loses them: pause() (SIGSTOP) and resume() (SIGCONT) take storage away instead, with
+    every object kept. While paused, connections are accepted by the kernel but never answered.
+    """
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / "moto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = Path(sys.executable).parent / "moto_server"
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
+        cmd += ["-H", "127.0.0.1", "-p", str(self.port)]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent(signal.SIGKILL)
+            )
+        wait_for(lambda: self.client().list_buckets() is not None, 30, "moto S3 server", 0.2)
+
+    def create_bucket(self, bucket: str = BUCKET) -> None:
+        self.client().create_bucket(Bucket=bucket)
+
+    client = S3Server.client
+    keys = S3Server.keys
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused process would not act on SIGTERM
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Service:
+    """One Vivify process (web, worker or up), its output kept in a log file.
+
+    `kind` (web, worker, events, beat) groups processes for a Supervisor's counts. `stopping` is set by
+    stop() before the signal goes out: an exit after it is planned, any other exit is the process's own.
+    """
+
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log_dir: Path, kind: str = ""
+    ) -> None:
         self.name = name
+        self.kind = kind or name.split("-")[0]
         exe = Path(sys.executable).parent / "vivify"
         self.cmd = [str(exe)] + args if exe.exists() else [sys.executable, "-m", "app.cli"] + args
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = False
+        self.started_at = 0.0  # time.monotonic() of the last start
+        self.log_offset = 0  # the log's size at the last start
 
     def start(self) -> Service:
+        self.stopping = False
+        self.started_at = time.monotonic()
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.cmd,
@@ -239,7 +304,22 @@ class Service:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def log_since_start(self) -> str:
+        """What the current (or last) run of the process logged."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode(errors="replace")
+
+    def send_signal(self, sig: int) -> None:
+        """Send `sig` as a planned stop (a Supervisor does not restart the process for it)."""
+        self.stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int | None:
+        self.stopping = True
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -250,6 +330,159 @@ class Service:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+@dataclass
+class UnplannedExit:
+    kind: str
+    name: str
+    pid: int
+    returncode: int | None
+    t: float  # wall clock when the exit was seen
+    uptime_s: float
+    restart_delay_s: float
+    last_error: str  # the last critical/error line of its log, shortened
+    restarted: bool = False  # False: the stack was stopping by then
+
+
+class Supervisor:
+    """Restarts watched Vivify processes that exit on their own, as docker-compose's
+    `restart: unless-stopped` does for every web/worker/webhooks/beat service (docker-compose.yml).
+
+    A process stopped through Service.stop()/signal() (a chaos kill, a web restart, the final stop) is
+    planned and left alone. Any other exit is counted per kind and the same Service is started again
+    (same command and environment, its log appended to) after `delay_s`, doubled after each exit within
+    `quick_s` of the start, up to `max_delay_s` (docker's policy also backs off a crash loop).
+
+    Restarts are started from this object's own thread: a child's parent-death signal fires when the
+    thread that started it ends, so the thread lives until close(), after the stack stopped its processes.
+    """
+
+    def __init__(
+        self,
+        delay_s: float = 1.0,
+        max_delay_s: float = 30.0,
+        quick_s: float = 10.0,
+        poll_s: float = 0.2,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.delay_s, self.max_delay_s, self.quick_s, self.poll_s = delay_s, max_delay_s, quick_s, poll_s
+        self.log = log
+        self.exits: list[UnplannedExit] = []
+        self._watched: list[Service] = []
+        self._kinds: set[str] = set()  # every kind ever watched, for counts of 0
+        self._quick_exits: dict[int, int] = {}  # id(service) -> consecutive quick exits
+        self._due: dict[int, float] = {}  # id(service) -> monotonic time of its restart
+        self._pending: dict[int, UnplannedExit] = {}  # id(service) -> the exit its restart answers
+        self._lock = threading.Lock()
+        self._holding = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def watch(self, svc: Service) -> Service:
+        with self._lock:
+            if svc not in self._watched:
+                self._watched.append(svc)
+            self._kinds.add(svc.kind)
+        return svc
+
+    def hold(self) -> None:
+        """Restart nothing from now on (the stack is shutting down); the thread keeps its children."""
+        self._holding.set()
+
+    def close(self) -> None:
+        """End the thread: call after every process it may have started has exited."""
+        self._holding.set()
+        self._closed.set()
+        self._thread.join(10)
+
+    def counts(self) -> dict[str, int]:
+        """Unplanned restarts done, per process kind (0 for a kind that never needed one)."""
+        with self._lock:
+            counts = dict.fromkeys(sorted(self._kinds), 0)
+            for ex in self.exits:
+                if ex.restarted:
+                    counts[ex.kind] = counts.get(ex.kind, 0) + 1
+            return counts
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able: unplanned restarts per process kind, and each exit."""
+        with self._lock:
+            exits = [asdict(ex) for ex in self.exits]
+        return {"unplanned_restarts": self.counts(), "unplanned_exits": exits}
+
+    def _loop(self) -> None:
+        while not self._closed.wait(self.poll_s):
+            if self._holding.is_set():
+                continue
+            try:
+                self._check()
+            except Exception as exc:  # keep supervising; a failed start is retried on the next pass
+                self._say(f"[supervisor] error: {exc!r}")
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            watched = list(self._watched)
+        for svc in watched:
+            key = id(svc)
+            if svc.stopping:  # planned: never restarted (a chaos kill starts its own replacement)
+                if not svc.alive():
+                    with self._lock:
+                        self._watched.remove(svc)
+                    self._due.pop(key, None)
+                    self._pending.pop(key, None)
+                continue
+            if svc.alive() or svc.proc is None:
+                continue
+            if key not in self._due:
+                uptime = now - svc.started_at
+                quick = self._quick_exits.get(key, 0) + 1 if uptime < self.quick_s else 0
+                self._quick_exits[key] = quick
+                delay = min(self.max_delay_s, self.delay_s * 2 ** max(0, quick - 1))
+                ex = UnplannedExit(
+                    svc.kind,
+                    svc.name,
+                    svc.proc.pid,
+                    svc.proc.returncode,
+                    time.time(),
+                    round(uptime, 1),
+                    delay,
+                    last_error_line(svc.log_since_start()),
+                )
+                with self._lock:
+                    self.exits.append(ex)
+                self._due[key] = now + delay
+                self._pending[key] = ex
+                self._say(
+                    f"[supervisor] {svc.name} (pid {ex.pid}) exited on its own with {ex.returncode} after "
+                    f"{ex.uptime_s:g} s; restarting in {delay:g} s. {ex.last_error}"
+                )
+            elif now >= self._due[key] and not svc.stopping:
+                del self._due[key]
+                svc.start()
+                self._pending.pop(key).restarted = True
+                self._say(f"[supervisor] {svc.name} restarted (pid {svc.pid})")
+
+    def _say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+
+
+def last_error_line(log: str, limit: int = 300) -> str:
+    """The last critical (else error) line of a process's log, for the record of why it exited."""
+    lines = log.splitlines()
+    for level in ("critical", "error"):
+        for line in reversed(lines):
+            if f'"level": "{level}"' in line or line.startswith(("CRITICAL", "ERROR", "Traceback")):
+                try:
+                    doc = json.loads(line)
+                    line = f"{doc.get('level')}: {doc.get('msg')}"
+                except ValueError:
+                    pass
+                return line[:limit]
+    return lines[-1][:limit] if lines else ""
 
 
 def base_env(**vivify: str) -> dict[str, str]:
@@ -291,14 +524,54 @@ class Stack:
         )
         self.settings.update(extra)
         self.services: list[Service] = []
+        # Variables other than VIVIFY_* for every process started from now on (e.g. a test animator's).
+        self.extra_env: dict[str, str] = {}
+        # With supervise(): restarts processes that exit on their own, as compose's restart policy does.
+        self.supervisor: Supervisor | None = None
+
+    def supervise(self, delay_s: float = 1.0, log: Callable[[str], None] | None = None) -> Supervisor:
+        """Watch every Vivify process started from now on (and those already running) like compose's
+        `restart: unless-stopped`: see Supervisor. Stack.stop() ends it."""
+        if self.supervisor is None:
+            self.supervisor = Supervisor(delay_s=delay_s, log=log)
+            for svc in self.services:
+                if svc.alive():
+                    self.supervisor.watch(svc)
+        return self.supervisor
+
+    def start_service(
+        self, name: str, args: list[str], kind: str, env: dict[str, str] | None = None
+    ) -> Service:
+        """Start a Vivify process (not waited for), kept in `services` and watched if supervised.
+        Call from a thread that outlives the process (the main thread): see die_with_parent."""
+        svc = Service(name, args, env if env is not None else self.env(), self.root, kind=kind)
+        self.services.append(svc.start())
+        if self.supervisor is not None:
+            self.supervisor.watch(svc)
+        return svc
 
     def env(self, **override: str) -> dict[str, str]:
-        return base_env(**{**self.settings, **override})
+        return {**base_env(**{**self.settings, **override}), **self.extra_env}
 
     def web(self) -> Service:
-        svc = Service("web", ["web", "--migrate", "--port", str(self.web_port)], self.env(), self.root)
-        self.services.append(svc.start())
+        svc = self.start_service("web", ["web", "--migrate", "--port", str(self.web_port)], "web")
         wait_for(lambda: self._healthy(svc), 60, f"web (log: {svc.log()[-2000:]})", 0.2)
+        return svc
+
+    def restart_web(self, sig: int = signal.SIGTERM) -> Service:
+        """Stop the running web process(es) with `sig` and start a fresh one on the same port."""
+        for svc in self.services:
+            if svc.name == "web" and svc.alive():
+                svc.stop(sig)
+        return self.web()
+
+    def events_worker(self, name: str = "events", beat: bool = False, threads: int = 4) -> Service:
+        """A light consumer of the webhooks queue (threads pool, as `vivify up` runs one); with `beat`
+        it also consumes the maintenance queue and runs the periodic tasks (the reconciler)."""
+        queues = "webhooks,maintenance" if beat else "webhooks"
+        args = ["worker", "-Q", queues, "--pool", "threads", "-c", str(threads), "-n", f"{name}@e2e"]
+        svc = self.start_service(f"worker-{name}", args + (["--beat"] if beat else []), "events")
+        wait_for(lambda: self._ready(svc), 60, f"worker {name}", 0.2)
         return svc
 
     def _healthy(self, svc: Service) -> bool:
@@ -309,8 +582,7 @@ class Stack:
     def worker(self, name: str = "w1", beat: bool = False, **override: str) -> Service:
         """`vivify worker` on its default queues; with `beat` it also runs the periodic tasks (reconciler)."""
         args = ["worker", "-n", f"{name}@e2e"] + (["--beat"] if beat else [])  # default queues
-        svc = Service(f"worker-{name}", args, self.env(**override), self.root)
-        self.services.append(svc.start())
+        svc = self.start_service(f"worker-{name}", args, "worker", self.env(**override))
         wait_for(lambda: self._ready(svc), 60, f"worker {name}", 0.2)
         return svc
 
@@ -353,11 +625,14 @@ class Stack:
 
     def stop(self) -> None:
         """SIGTERM every process at once (warm shutdowns overlap), then wait for each."""
+        if self.supervisor is not None:
+            self.supervisor.hold()  # a stop is planned: restart nothing
         for svc in self.services:
-            if svc.alive():
-                svc.proc.send_signal(signal.SIGTERM)
+            svc.send_signal(signal.SIGTERM)
         for svc in reversed(self.services):
             svc.stop()
+        if self.supervisor is not None:
+            self.supervisor.close()  # only now: its thread is the parent of the processes it restarted
 
 
 def wait_final(client: httpx.Client, job_id: str, timeout_s: float = 90) -> dict[str, Any]:
