@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from moto.server import ThreadedMotoServer
 from PIL import Image
 
 import migrations
@@ -49,3 +50,13 @@ def small_portrait_jpeg(portrait: Image.Image) -> bytes:
     img = portrait.copy()
     img.thumbnail((128, 128))
     return jpeg(img, quality=90)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible HTTP server (moto) on a free port, one per test module."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import boto3
 import httpx
-import pytest
 from fastapi.testclient import TestClient
-from moto.server import ThreadedMotoServer
 
 import migrations
 from app.core.storage import S3Store, photo_key, video_key
 from app.web.main import create_app
 from tests.app.api_helpers import finish_job, make_settings, post_job
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_video_redirects_to_a_presigned_url_for_its_owner_only(

@@ -5,7 +5,6 @@ for a reversed or unsatisfiable range; a Range that is not a byte range set is i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -14,7 +13,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from moto.server import ThreadedMotoServer
 
 import migrations
 from app.web.main import create_app
@@ -148,15 +146,6 @@ def test_range_parser(header: str, size: int, expected: list[tuple[int, int]] | 
 def test_range_parser_unsatisfiable(header: str, size: int) -> None:
     with pytest.raises(Unsatisfiable):
         satisfiable_ranges(header, size)
-
-
-@pytest.fixture
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_head_on_s3_storage_is_the_same_redirect(
