@@ -19,6 +19,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from app.core.addresses import IPAddress, embedded_ipv4
 from app.core.config import Settings
 from app.core.tables import Submission, utcnow
 
@@ -84,36 +85,14 @@ def _networks(proxies: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddre
     return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in proxies if p.strip())
 
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# NAT64's well-known prefix (RFC 6052): an IPv4 host translated into IPv6 sits in its last 32 bits.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def _ipv4_inside(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one stands for, when it is only a wrapping of one: IPv4-mapped
-    (::ffff:a.b.c.d, how a dual-stack socket shows an IPv4 peer), NAT64 (64:ff9b::a.b.c.d), 6to4
-    (2002:AABB:CCDD::/48, owned by the IPv4 host AABBCCDD) and Teredo (2001::/32, the client's
-    public IPv4)."""
-    if addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    if addr in _NAT64:
-        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
-    if addr.sixtofour is not None:
-        return addr.sixtofour
-    if addr.teredo is not None:
-        return addr.teredo[1]
-    return None
-
-
-def parse_ip(ip: str) -> Address | None:
+def parse_ip(ip: str) -> IPAddress | None:
     """The address in `ip`, an IPv6 wrapping of an IPv4 address unwrapped to it; None if not one."""
     try:
         addr = ipaddress.ip_address(ip.strip())
     except ValueError:
         return None
     if isinstance(addr, ipaddress.IPv6Address):
-        inner = _ipv4_inside(addr)
+        inner = embedded_ipv4(addr)
         if inner is not None:
             return inner
         if addr.scope_id:  # fe80::1%eth0: the zone names our interface, not the client

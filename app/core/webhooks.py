@@ -34,21 +34,17 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from app.core.addresses import IPAddress, embedded_ipv4
 
 EVENTS = ("start", "progress", "completed")
 MAX_URL_CHARS = 2000
 MAX_RESPONSE_BYTES = 64 * 1024  # we only need the status; the rest of an answer is never read
 
-IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# NAT64 (RFC 6052 well-known and RFC 8215 local-use) prefixes: the IPv4 address they wrap is where the
-# packets really go, so that address is the one judged.
-_NAT64_WKP = ipaddress.IPv6Network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 # A DNS label (RFC 1123, plus "_" which some real hosts use); 63 characters at most.
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 
@@ -157,24 +153,6 @@ def _parse(url: str) -> _Target:
         if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
             raise WebhookRefused("webhook URL has an invalid host name") from None
     return _Target(parsed, host, port, parsed.netloc.decode("ascii"), literal)
-
-
-def embedded_ipv4(addr: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (IPv4-mapped, NAT64, 6to4, Teredo client), else None."""
-    if not isinstance(addr, ipaddress.IPv6Address):
-        return None
-    if addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    if addr in _NAT64_WKP:
-        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
-    if addr in _NAT64_LOCAL:  # RFC 6052 /48 layout: v4 bytes 0-1 at bits 48-63, 2-3 at 72-87
-        packed = addr.packed
-        return ipaddress.IPv4Address(packed[6:8] + packed[9:11])
-    if addr.sixtofour is not None:
-        return addr.sixtofour
-    if addr.teredo is not None:
-        return addr.teredo[1]  # the client; Python has already undone the obfuscation
-    return None
 
 
 def is_public(addr: IPAddress) -> bool:

@@ -34,6 +34,7 @@ def test_two_mapped_clients_are_two_keys_and_a_mapped_address_is_its_ipv4(s: Set
     [
         ("64:ff9b::1.2.3.4", "1.2.3.4"),  # NAT64 well-known prefix
         ("64:ff9b::c633:6407", "198.51.100.7"),
+        ("64:ff9b:1:c633:64:700::", "198.51.100.7"),  # NAT64 local-use /48 (RFC 8215)
         ("2002:c633:6407::1", "198.51.100.7"),  # 6to4: the /48 belongs to the IPv4 host
         ("2002:c633:6407:abcd::99", "198.51.100.7"),  # another /64 of the same 6to4 host
     ],
