@@ -32,14 +32,11 @@ from app.core.errors import (
     Unsupported,
 )
 from app.core.storage import StorageUnavailable
-from app.web.metrics import Metrics
+from app.web.metrics import CLIENT_CLOSED, Metrics
 
 log = logging.getLogger("vivify.api")
 
 RETRY_AFTER_UNAVAILABLE_S = 5
-# The status logged and counted for a request whose client went away before it was answered (nginx's
-# "client closed request"); the answer itself reaches no one.
-CLIENT_CLOSED = 499
 
 
 class ApiError(Exception):
