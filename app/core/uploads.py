@@ -179,7 +179,8 @@ def inspect_photo(data: bytes, *, max_pixels: int, min_side: int) -> PendingPhot
         raise TooLarge(ErrorCode.TOO_MANY_PIXELS, "The photo has too many pixels.") from None
     except Exception as exc:  # Pillow's decoders raise many types on hostile input; all mean "unreadable"
         raise _unreadable(exc) from None
-    if fmt == "JPEG" and jpeg_end(data) is None:
+    eoi = jpeg_end(data) if fmt == "JPEG" else None
+    if fmt == "JPEG" and eoi is None:
         raise Malformed(
             ErrorCode.UNREADABLE_IMAGE, "The photo is incomplete (the JPEG stops before its end marker)."
         )
@@ -192,7 +193,7 @@ def inspect_photo(data: bytes, *, max_pixels: int, min_side: int) -> PendingPhot
     shrunk = -(-decoded_w // factor) * -(-decoded_h // factor)
     bpp = _BYTES_PER_PIXEL.get(mode, _DEFAULT_BYTES_PER_PIXEL)
     cost = decoded_w * decoded_h * bpp + extra + shrunk * _DEFAULT_BYTES_PER_PIXEL * _COPIES_AFTER_SHRINK
-    return PendingPhoto(img, fmt, width, height, cost, jpeg_end(data) if fmt == "JPEG" else None)
+    return PendingPhoto(img, fmt, width, height, cost, eoi)
 
 
 def _unreadable(exc: Exception) -> Malformed:
@@ -240,12 +241,6 @@ def decode_photo(pending: PendingPhoto, data: bytes) -> Image.Image:
         raise
     except Exception as exc:
         raise _unreadable(exc) from None
-
-
-def open_photo(data: bytes, *, max_pixels: int, min_side: int) -> Image.Image:
-    """Open and decode an upload (shrunk below 2×MAX_STORED_SIDE), or raise Malformed, TooLarge,
-    Unsupported or Invalid. Takes no share of the decode budget: see app.core.service.photos."""
-    return decode_photo(inspect_photo(data, max_pixels=max_pixels, min_side=min_side), data)
 
 
 def _to_srgb(img: Image.Image) -> Image.Image:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -87,7 +88,7 @@ def test_a_racing_duplicate_is_rolled_back_and_names_the_first_job(
 ) -> None:
     """Two submits that both passed the lookup: the unique index lets one commit; the other's photo
     and allowance go, and it answers with the first job."""
-    checked = service.analyse_photo(small_portrait_jpeg, settings)
+    checked = anyio.run(service.analyse_upload, small_portrait_jpeg, settings)
     visitor = Visitor(id="v-race", ip="127.0.0.1", ip_hash="h", is_new=False)
     args = dict(
         settings=settings,

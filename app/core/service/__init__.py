@@ -42,7 +42,7 @@ from app.core.service.fields import (
     clean_motion,
     parse_seed,
 )
-from app.core.service.photos import PhotoCheck, analyse_photo, check_photo
+from app.core.service.photos import PhotoCheck, analyse_upload, check_photo
 from app.core.storage import ObjectStore, poster_key, video_key
 from app.core.tables import Job, JobStatus
 from app.core.visitors import Visitor, allowance
@@ -54,7 +54,7 @@ __all__ = [
     "JobRequest",
     "JobService",
     "PhotoCheck",
-    "analyse_photo",
+    "analyse_upload",
     "check_photo",
     "clean_idempotency_key",
     "clean_motion",

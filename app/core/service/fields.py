@@ -92,6 +92,4 @@ def check_webhook(url: str | None, events: str | None, settings: Settings) -> We
         webhooks.check_url(url, allow_private=settings.webhooks_allow_private)
     except webhooks.WebhookRefused as exc:
         raise Invalid(ErrorCode.INVALID_WEBHOOK, f"The webhook was refused: {exc}.") from None
-    except ValueError:  # check_url raises only WebhookRefused; a parser slip is still the caller's 422
-        raise Invalid(ErrorCode.INVALID_WEBHOOK, "The webhook was refused: its URL is malformed.") from None
     return WebhookRequest(url=url, events=chosen)

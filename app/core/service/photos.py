@@ -46,19 +46,9 @@ def _rated(photo: Photo) -> CheckedPhoto:
     return CheckedPhoto(photo=photo, size_bytes=len(photo.jpeg), quality=report)
 
 
-def analyse_photo(data: bytes, settings: Settings) -> CheckedPhoto:
-    """Validate, normalise and rate an upload (CPU-bound: call from a worker thread). The decode holds
-    its share of the decode budget; waiting for it blocks this thread (at most decode_wait_s), so
-    async callers should prefer analyse_upload, which waits on the event loop."""
-    pending = _inspect(data, settings)
-    with budget_of(settings).hold(pending.decode_bytes):
-        photo = finish_photo(pending, data)
-    return _rated(photo)
-
-
 async def analyse_upload(data: bytes, settings: Settings) -> CheckedPhoto:
-    """analyse_photo for async callers: the header is read and the photo decoded in worker threads, and
-    the wait for a share of the decode budget keeps no thread busy."""
+    """Validate, normalise and rate an upload: the header is read and the photo decoded in worker
+    threads, holding its share of the decode budget; the wait for that share keeps no thread busy."""
     pending = await to_thread.run_sync(_inspect, data, settings)
     async with budget_of(settings).hold_async(pending.decode_bytes):
         photo = await to_thread.run_sync(finish_photo, pending, data)
