@@ -33,6 +33,7 @@ from models.motion import (
     MotionError,
     MotionPlan,
     Move,
+    SampledMotion,
     parse_motion,
 )
 
@@ -64,7 +65,9 @@ class PlannedMotion:
     peaks: dict[str, float]  # channel -> largest |value| over the clip, of the main (largest) face:
     # degrees for yaw/pitch/roll, 0-1 for the others
     intensity: float  # 0-1, overall motion strength (SVD's motion bucket scales from it)
-    plans: tuple[MotionPlan, ...]  # one per face, largest face first (at least one)
+    # One per face, largest face first (at least one); a recorded motion (models.motion_curves) is one
+    # RecordedMotion that every face follows.
+    plans: tuple[SampledMotion, ...]
 
     def to_json(self) -> dict[str, Any]:
         """For the API: plain, rounded numbers."""

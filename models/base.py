@@ -15,6 +15,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from models.motion_curves import RecordedMotion
+
 
 class Stage(str, Enum):
     """Stages of one job, in order. Their values are what the API and the page show."""
@@ -69,6 +71,9 @@ class AnimationRequest:
     steps: int | None = None
     fps: int = 24  # output frame rate
     duration_s: float | None = None  # output length; 3-5 s
+    # Curves recorded in the live view: then they are the motion (`motion` is not read) and the clip has
+    # one frame per sample at 24 fps; the diffusion animator reads them as a plan (words and strength).
+    curves: RecordedMotion | None = None
 
 
 @dataclass

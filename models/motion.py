@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -22,6 +23,13 @@ CHANNELS = ("yaw", "pitch", "roll", "gaze_x", "gaze_y", "blink", "smile", "brow"
 
 AUTO = "auto"
 HEAD_LIMITS = {"yaw": 15.0, "pitch": 10.0, "roll": 8.0}  # degrees a natural, planned motion stays within
+# The range of every channel: what a recorded (live-directed) motion may ask for, the live view's sliders
+# and look-at, and the amplitude the portrait rig's mesh is made accurate at (models/portrait/mesh.py).
+CHANNEL_LIMITS: dict[str, tuple[float, float]] = {
+    **{k: (-v, v) for k, v in HEAD_LIMITS.items()},
+    "gaze_x": (-1.0, 1.0), "gaze_y": (-1.0, 1.0),
+    "blink": (0.0, 1.0), "smile": (0.0, 1.0), "brow": (0.0, 1.0), "breath": (0.0, 1.0),
+}  # fmt: skip
 
 PRESETS: dict[str, str] = {
     AUTO: "planned for this photo from what it shows (the default)",
@@ -97,6 +105,15 @@ class Move:
     start: float
     end: float
     ramp: float
+
+
+class SampledMotion(Protocol):
+    """Anything that gives per-frame curves: a MotionPlan, or a recorded motion
+    (models/motion_curves.py's RecordedMotion). The portrait animator renders from either."""
+
+    def sample(self, n: int, fps: float, variant: int = 0) -> dict[str, np.ndarray]:
+        """Per-frame curves for every channel in CHANNELS, each float32 of shape (n,)."""
+        ...
 
 
 DEFAULT_WANDER = (3.0, 1.8, 1.2, 0.12)  # peak head wander: yaw, pitch, roll (degrees), gaze_x

@@ -9,7 +9,8 @@ Stages, as the product names them:
 
 Motion "auto" (the default) is planned from the photo's faces by models.auto_motion, the same plan the
 CPU portrait animator follows: text-conditioned families get the plan in words, SVD a motion bucket
-from its intensity. Explicit motion text keeps its own words.
+from its intensity. Recorded curves (models.motion_curves) reach the model the same way, as their plan's
+words and intensity. Explicit motion text keeps its own words.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from models.diffusion.loading import load_pipeline, unavailable
 from models.diffusion.speed import SpeedSettings
 from models.face import detect_face_box
 from models.motion import PRESETS, MotionError
+from models.motion_curves import RECORDED, planned_motion
 from models.postprocess import fit_to_face, match_colors
 
 MIN_DURATION_S, MAX_DURATION_S = 3.0, 5.0
@@ -45,6 +47,7 @@ _CALM = re.compile(r"\b(subtle|calm|gentle|still|slight|soft|quiet|breath\w*|bli
 _LIVELY = re.compile(r"\b(lively|big|dance|dancing|laugh\w*|wave|waving|excited|energetic|turn\w*)\b", re.I)
 # A planned motion's intensity 0..1 maps linearly onto these buckets; 0.5 gives SVD's own default, 127.
 SVD_CALM_BUCKET, SVD_LIVELY_BUCKET = 64, 190
+_PLANNED = (AUTO, RECORDED)  # motions whose plan (words, intensity) is what the model is told
 
 
 def describe_motion(motion: str | None) -> str:
@@ -61,9 +64,10 @@ def describe_motion(motion: str | None) -> str:
 
 
 def svd_motion_bucket(motion: str | None, default: int = 127, *, planned: PlannedMotion | None = None) -> int:
-    """Map the visitor's motion to SVD's motion_bucket_id. Auto with its plan: the plan's intensity
-    (0 → SVD_CALM_BUCKET, 1 → SVD_LIVELY_BUCKET); motion text: calm words lower it, lively words raise it."""
-    if planned is not None and planned.name == AUTO:
+    """Map the visitor's motion to SVD's motion_bucket_id. Auto or recorded curves with its plan: the plan's
+    intensity (0 → SVD_CALM_BUCKET, 1 → SVD_LIVELY_BUCKET); motion text: calm words lower it, lively words
+    raise it."""
+    if planned is not None and planned.name in _PLANNED:
         intensity = min(1.0, max(0.0, float(planned.intensity)))
         return round(SVD_CALM_BUCKET + (SVD_LIVELY_BUCKET - SVD_CALM_BUCKET) * intensity)
     if not motion or is_auto(motion):
@@ -78,9 +82,9 @@ def svd_motion_bucket(motion: str | None, default: int = 127, *, planned: Planne
 
 
 def motion_prompt(motion: str | None, planned: PlannedMotion | None = None) -> str:
-    """The prompt text: auto with its plan, the plan's description; else the preset's description or the
-    visitor's own motion text."""
-    if planned is not None and planned.name == AUTO:
+    """The prompt text: auto or recorded curves with its plan, the plan's description; else the preset's
+    description or the visitor's own motion text."""
+    if planned is not None and planned.name in _PLANNED:
         return f"Motion: {planned.description.strip().rstrip('.')}."
     return f"Motion: {describe_motion(motion)}."
 
@@ -241,7 +245,12 @@ class DiffusionAnimator:
         progress(Stage.ANALYZING, 0.0, "planning the motion")
         keep, fps = natural_length(frames, self.family.fps, request.duration_s)
         # The request's seed, as the portrait animator plans with it: one photo, one motion, one plan.
-        planned = plan_for(photo, request.motion, request.seed, duration_s=keep / fps)
+        # Recorded curves are their own plan: words and a strength written from them.
+        planned = (
+            planned_motion(request.curves)
+            if request.curves is not None
+            else plan_for(photo, request.motion, request.seed, duration_s=keep / fps)
+        )
         progress(Stage.ANALYZING, 0.0, "fitting the photo around the face")
         fit = fit_to_face(photo, size)
         video, marks = self._denoise(

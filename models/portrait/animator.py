@@ -17,15 +17,16 @@ from PIL import Image
 from models.auto_motion import plan_motion
 from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage
 from models.face import FaceAnalyzer
-from models.motion import MotionError, MotionPlan, parse_motion
-from models.portrait.rig import FACE_CHANNELS, Rig, build_rig
+from models.motion import MotionError, SampledMotion, parse_motion
+from models.motion_curves import CURVES_FPS
+from models.portrait.mesh import MAX_FACES, dense_rig, rig_of_rgb
+from models.portrait.rig import FACE_CHANNELS, Rig
 from models.portrait.warp import Renderer
 
 NO_FACE_MESSAGE = (
     "No face was found in this photo, so there is nothing to animate. Tip: use a photo where the face "
     "looks toward the camera, is well lit, not covered, and fills at least a fifth of the picture."
 )
-MIN_FACE_PX = 16  # smaller faces are left still
 
 
 class PortraitAnimator:
@@ -33,7 +34,9 @@ class PortraitAnimator:
 
     name = "portrait"
 
-    def __init__(self, max_side: int = 1080, max_faces: int = 3, default_duration_s: float = 4.0) -> None:
+    def __init__(
+        self, max_side: int = 1080, max_faces: int = MAX_FACES, default_duration_s: float = 4.0
+    ) -> None:
         self.max_side = max_side
         self.max_faces = max_faces
         self.default_duration_s = default_duration_s
@@ -49,24 +52,32 @@ class PortraitAnimator:
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         progress(Stage.ANALYZING, 0.0, "reading the face")
+        recorded = request.curves  # recorded curves are the motion: the text is not read
         try:
-            parse_motion(request.motion, request.seed)  # bad text fails before any face work
+            if recorded is None:
+                parse_motion(request.motion, request.seed)  # bad text fails before any face work
         except MotionError as e:
             raise AnimationError("bad_motion", str(e)) from e
         self.setup()
         assert self._analyzer is not None
-        rgb = np.asarray(_fit(photo, request.size, self.max_side))
+        rgb = np.asarray(fit_photo(photo, request.size, self.max_side))
         h, w = rgb.shape[:2]
-        analysis = self._analyzer.analyze(rgb)
-        faces = [f for f in analysis.faces if f.width >= MIN_FACE_PX]
-        if not faces:
+        # The mesh is the rig the browser's live view draws (the photo check's rig of this same photo);
+        # every frame is rendered from it.
+        found = rig_of_rgb(rgb, self._analyzer, self.max_faces)
+        if found is None:
             raise AnimationError("no_face", NO_FACE_MESSAGE)
-        rig = build_rig(w, h, faces, analysis.mask)
-        fps = request.fps
-        n = request.frames or max(1, round(fps * (request.duration_s or self.default_duration_s)))
-        seed = request.seed or 0
-        planned = plan_motion(rgb, request.motion, seed, faces=faces, duration_s=n / fps, fps=fps)
-        coeffs, eyes = plan_to_channels(planned.plans, rig, n, fps)
+        mesh, faces = found
+        rig = dense_rig(mesh)
+        motion: SampledMotion | Sequence[SampledMotion]
+        if recorded is not None:  # exactly the samples, one frame each, every face alike
+            fps, n, motion = CURVES_FPS, recorded.samples, recorded
+        else:
+            fps = request.fps
+            n = request.frames or max(1, round(fps * (request.duration_s or self.default_duration_s)))
+            seed = request.seed or 0
+            motion = plan_motion(rgb, request.motion, seed, faces=faces, duration_s=n / fps, fps=fps).plans
+        coeffs, eyes = plan_to_channels(motion, rig, n, fps)
         renderer = Renderer(rig, rgb)
         seconds[Stage.ANALYZING.value] = time.perf_counter() - t0
         progress(Stage.ANALYZING, 1.0, f"{len(faces)} face{'s' if len(faces) > 1 else ''}")
@@ -81,14 +92,15 @@ class PortraitAnimator:
 
 
 def plan_to_channels(
-    plans: MotionPlan | Sequence[MotionPlan], rig: Rig, n: int, fps: float
+    plans: SampledMotion | Sequence[SampledMotion], rig: Rig, n: int, fps: float
 ) -> tuple[np.ndarray, list[list[tuple[float, float, float]]]]:
     """Per-frame basis coefficients (n, C) and per-frame, per-face eye states (blink, gaze_x, gaze_y).
 
     Face i follows plans[i] (the last plan for faces beyond them; one plan serves every face). Each face
-    also samples its own variant, so people in one photo don't move in lockstep.
+    also samples its own variant, so people in one photo don't move in lockstep (a MotionPlan's variant;
+    a recorded motion ignores it, and every face follows the recording).
     """
-    per_face = (plans,) if isinstance(plans, MotionPlan) else tuple(plans)
+    per_face = tuple(plans) if isinstance(plans, Sequence) else (plans,)
     if not per_face:
         raise ValueError("need at least one motion plan")
     coeffs = np.zeros((n, rig.channels), np.float32)
@@ -104,7 +116,7 @@ def plan_to_channels(
     return coeffs, eyes
 
 
-def _fit(photo: Image.Image, size: tuple[int, int] | None, max_side: int) -> Image.Image:
+def fit_photo(photo: Image.Image, size: tuple[int, int] | None, max_side: int) -> Image.Image:
     """The photo at output size: `size` if asked, else at most `max_side` long side (never enlarged)."""
     img = photo.convert("RGB")
     if size:

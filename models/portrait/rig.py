@@ -51,7 +51,6 @@ BREATH_PX = 0.005  # rise of the shoulders at full breath, in image heights
 
 @dataclass
 class FaceRig:
-    face: Face
     eyes: tuple[EyeRig, ...]
     first_channel: int  # index of this face's "yaw" row in Rig.basis
 
@@ -93,11 +92,11 @@ def build_rig(width: int, height: int, faces: list[Face], person: np.ndarray | N
     for face in faces:
         first = len(rows)
         rows.extend(_face_fields(face, gx, gy, mask, k))
-        face_rigs.append(FaceRig(face=face, eyes=_eyes(face), first_channel=first))
+        face_rigs.append(FaceRig(eyes=_eyes(face), first_channel=first))
     breath = len(rows)
     rows.append(_breath_field(faces[0], gx, gy, mask, k, height))
     basis = np.stack([r.reshape(-1) for r in rows]).astype(np.float32)
-    return Rig(width, height, k, basis, face_rigs, breath, _roi(basis, hf, wf, face_rigs, k))
+    return Rig(width, height, k, basis, face_rigs, breath, roi_of(basis, hf, wf, face_rigs, k))
 
 
 def _face_fields(face: Face, gx: np.ndarray, gy: np.ndarray, mask: np.ndarray, k: int) -> list[np.ndarray]:
@@ -193,7 +192,7 @@ def _eyes(face: Face) -> tuple[EyeRig, ...]:
     )
 
 
-def _roi(basis: np.ndarray, hf: int, wf: int, faces: list[FaceRig], k: int) -> tuple[int, int, int, int]:
+def roi_of(basis: np.ndarray, hf: int, wf: int, faces: list[FaceRig], k: int) -> tuple[int, int, int, int]:
     """Coarse rows/columns that can move at all; everything outside is copied from the photo."""
     moving = (np.abs(basis).max(axis=0).reshape(2, hf, wf).max(axis=0)) > 1e-3
     for f in faces:

@@ -374,3 +374,31 @@ def test_explicit_motion_ignores_its_plan() -> None:
     assert planned.name != AUTO and planned.description != "look left and smile"  # so the test tells
     assert motion_prompt("look left and smile", planned) == "Motion: look left and smile."
     assert svd_motion_bucket("look left and smile", planned=planned) == 127
+
+
+def test_recorded_curves_are_the_prompt_and_the_motion_bucket(
+    animators: dict, portrait: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recorded curves reach a diffusion model as their plan: words for a prompt, intensity for SVD."""
+    from models.motion_curves import RecordedMotion, planned_motion
+
+    t = np.arange(96) / 96
+    turn = np.sin(np.pi * np.clip(t / 0.45, 0, 1))
+    smile = 0.8 * np.clip(np.sin(np.pi * np.clip((t - 0.55) / 0.35, 0, 1)), 0, 1)
+    lively = RecordedMotion({"yaw": tuple(-14 * turn), "smile": tuple(smile)})
+    calm = RecordedMotion({"yaw": tuple(-3.5 * turn)})
+    wan, svd = animators["wan"], animators["svd"]
+    wan_calls, svd_calls = _pipeline_calls(wan, monkeypatch), _pipeline_calls(svd, monkeypatch)
+
+    def planning(*args: Any, **kwargs: Any) -> PlannedMotion:
+        raise AssertionError("recorded curves are their own plan: the photo is not planned")
+
+    monkeypatch.setattr("models.diffusion.animator.plan_motion", planning)
+    wan.animate(portrait, AnimationRequest(seed=4, motion="recorded", curves=lively), Recorder())
+    assert wan_calls[-1]["prompt"] == wan.family.prompt_prefix + "Motion: turns toward the left, then smiles."
+    buckets = []
+    for recorded in (calm, lively):
+        svd.animate(portrait, AnimationRequest(seed=4, motion="recorded", curves=recorded), Recorder())
+        buckets.append(svd_calls[-1]["motion_bucket_id"])
+        assert buckets[-1] == svd_motion_bucket("recorded", planned=planned_motion(recorded))
+    assert SVD_CALM_BUCKET < buckets[0] < 127 < buckets[1] <= SVD_LIVELY_BUCKET

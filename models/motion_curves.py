@@ -1,0 +1,315 @@
+"""Recorded motion: the curves a visitor directed live in the browser, as a job's motion.
+
+The live view (static/js) samples every channel once per frame at 24 fps while the visitor records, and
+sends them with the job as `motion_curves`, a JSON string:
+
+    {"fps": 24, "channels": {"yaw": [..], "smile": [..], ...}}
+
+Channel names are models.motion.CHANNELS (a missing channel is 0 throughout); every list has the same
+length n, 72 <= n <= 120 (3 to 5 s at 24 fps), sample i is frame i; numbers only, finite and within
+CHANNEL_LIMITS; the field is at most 32 KiB. The worker renders exactly those samples, except that the
+last few ease toward the first so the clip loops (`close_loop`, which the browser's playback mirrors).
+
+Numpy only at import (like models/motion.py): the web tier checks curves at upload time to answer 422.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, overload
+
+import numpy as np
+
+from models.motion import CHANNEL_LIMITS, CHANNELS, HEAD_LIMITS
+
+if TYPE_CHECKING:
+    from models.auto_motion import PlannedMotion
+
+__all__ = [
+    "CURVES_FPS",
+    "MAX_CURVES_BYTES",
+    "MAX_SAMPLES",
+    "MIN_SAMPLES",
+    "RECORDED",
+    "CurvesError",
+    "RecordedMotion",
+    "close_loop",
+    "curves_rules",
+    "parse_curves",
+    "planned_motion",
+]
+
+RECORDED = "recorded"  # the job's motion when it carries recorded curves
+CURVES_FPS = 24  # one sample per frame of the clip
+MIN_SAMPLES, MAX_SAMPLES = 72, 120  # 3 to 5 s at 24 fps
+MAX_CURVES_BYTES = 32 * 1024  # the JSON field, UTF-8
+LOOP_SAMPLES = 12  # at most this many last samples ease back toward the first (close_loop)
+_UNITS = {"yaw": "degrees", "pitch": "degrees", "roll": "degrees"}
+
+
+class CurvesError(ValueError):
+    """Recorded curves that cannot be used; the message names the channel and what is wrong."""
+
+
+def curves_rules() -> dict[str, Any]:
+    """The rules a client needs to record acceptable curves (GET /v1/motions answers them)."""
+    return {
+        "fps": CURVES_FPS,
+        "min_samples": MIN_SAMPLES,
+        "max_samples": MAX_SAMPLES,
+        "max_bytes": MAX_CURVES_BYTES,
+        "channels": list(CHANNELS),
+        "limits": {k: [lo, hi] for k, (lo, hi) in CHANNEL_LIMITS.items()},
+        "loop_samples": LOOP_SAMPLES,
+    }
+
+
+def _smoothstep(x: float) -> float:
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _close(c: np.ndarray) -> np.ndarray:
+    n = len(c)
+    out = np.array(c, dtype=np.float64)
+    span = min(LOOP_SAMPLES, n // 4)
+    for i in range(n - span, n):
+        w = _smoothstep((i - (n - span) + 1) / (span + 1))
+        out[i] = out[i] + w * (out[0] - out[i])
+    return out
+
+
+@overload
+def close_loop(curves: Mapping[str, Sequence[float] | np.ndarray]) -> dict[str, np.ndarray]: ...
+@overload
+def close_loop(curves: Sequence[float] | np.ndarray) -> np.ndarray: ...
+def close_loop(
+    curves: Mapping[str, Sequence[float] | np.ndarray] | Sequence[float] | np.ndarray,
+) -> dict[str, np.ndarray] | np.ndarray:
+    """Each curve with its last L = min(12, n // 4) samples eased toward its first, so the clip loops:
+    for i in [n-L, n): w = smoothstep((i - (n - L) + 1) / (L + 1)), c'[i] = c[i] + w * (c[0] - c[i]),
+    smoothstep(x) = x*x*(3 - 2*x). Samples before n-L are untouched. float64: a dict of arrays for a
+    mapping of channels, one array for one curve (static/js/rig.js closeLoop is the same)."""
+    if isinstance(curves, Mapping):
+        return {name: _close(np.asarray(c, dtype=np.float64)) for name, c in curves.items()}
+    return _close(np.asarray(curves, dtype=np.float64))
+
+
+def _number(value: Any, channel: str, index: int) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        shown = json.dumps(value)[:40] if _jsonable(value) else type(value).__name__
+        raise CurvesError(f"Channel {channel!r}, sample {index}: {shown} is not a number.")
+    number = float(value)
+    if not math.isfinite(number):
+        raise CurvesError(f"Channel {channel!r}, sample {index}: the number is not finite.")
+    lo, hi = CHANNEL_LIMITS[channel]
+    if not lo <= number <= hi:
+        unit = f" {_UNITS[channel]}" if channel in _UNITS else ""
+        raise CurvesError(
+            f"Channel {channel!r}, sample {index}: {number:g} is out of range; "
+            f"it must be from {lo:g} to {hi:g}{unit}."
+        )
+    return number
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _checked(data: Any) -> dict[str, tuple[float, ...]]:
+    """The channels of a motion_curves object, or CurvesError naming what is wrong."""
+    if not isinstance(data, Mapping):
+        raise CurvesError('The motion curves must be a JSON object: {"fps": 24, "channels": {...}}.')
+    extra = sorted(str(k) for k in data if k not in ("fps", "channels"))
+    if extra:
+        raise CurvesError(f"Unknown field {extra[0]!r} in the motion curves; only fps and channels are read.")
+    if "fps" in data:
+        fps = data["fps"]
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps != CURVES_FPS:
+            shown = json.dumps(fps)[:40] if _jsonable(fps) else type(fps).__name__
+            raise CurvesError(
+                f"The motion curves' fps must be {CURVES_FPS} (the clip's frame rate), not {shown}."
+            )
+    channels = data.get("channels")
+    if not isinstance(channels, Mapping):
+        raise CurvesError('The motion curves need "channels": an object of channel name to samples.')
+    if not channels:
+        raise CurvesError(f"The motion curves name no channel; use at least one of {', '.join(CHANNELS)}.")
+    for name in channels:
+        if name not in CHANNELS:
+            raise CurvesError(f"Unknown channel {str(name)!r}; the channels are {', '.join(CHANNELS)}.")
+    for name, samples in channels.items():
+        if not isinstance(samples, (list, tuple)):
+            raise CurvesError(f"Channel {name!r} must be a list of numbers.")
+    lengths = {name: len(samples) for name, samples in channels.items()}
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"{k} has {v}" for k, v in lengths.items())
+        raise CurvesError(f"Every channel needs the same number of samples ({listed}).")
+    n = next(iter(lengths.values()))
+    if not MIN_SAMPLES <= n <= MAX_SAMPLES:
+        names = ", ".join(str(k) for k in channels)
+        raise CurvesError(
+            f"The recorded channels ({names}) have {n} samples; {MIN_SAMPLES} to {MAX_SAMPLES} are needed "
+            f"({MIN_SAMPLES // CURVES_FPS} to {MAX_SAMPLES // CURVES_FPS} s at {CURVES_FPS} fps)."
+        )
+    return {
+        name: tuple(_number(v, name, i) for i, v in enumerate(samples))
+        for name, samples in sorted(channels.items(), key=lambda item: CHANNELS.index(item[0]))
+    }
+
+
+def parse_curves(text: str | bytes) -> RecordedMotion:
+    """The `motion_curves` field → a RecordedMotion, or CurvesError naming what is wrong."""
+    raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    if len(raw) > MAX_CURVES_BYTES:
+        raise CurvesError(
+            f"The motion curves are {len(raw)} bytes; at most {MAX_CURVES_BYTES} "
+            f"({MAX_CURVES_BYTES // 1024} KiB) are accepted."
+        )
+    try:
+        data = json.loads(raw)  # NaN and Infinity parse, and are refused by channel and sample below
+    except (ValueError, RecursionError) as exc:
+        raise CurvesError(f"The motion curves are not valid JSON ({exc}).") from None
+    return RecordedMotion.from_json(data)
+
+
+@dataclass(frozen=True)
+class RecordedMotion:
+    """Curves recorded in the live view: exactly these samples become the clip's frames (loop-closed).
+
+    `curves` holds the channels that were sent (validated; others are 0). Every face follows the same
+    curves: there is no per-face variant, no extra blink and no wander."""
+
+    curves: Mapping[str, tuple[float, ...]]
+    name: ClassVar[str] = RECORDED
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "curves", _checked({"channels": dict(self.curves)}))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.curves.items()))
+
+    @property
+    def samples(self) -> int:
+        """n: the number of samples, one per frame at CURVES_FPS."""
+        return len(next(iter(self.curves.values())))
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples / CURVES_FPS
+
+    @classmethod
+    def from_json(cls, data: Any) -> RecordedMotion:
+        """From the parsed field (or the stored to_json()); CurvesError naming what is wrong."""
+        return cls(_checked(data))
+
+    def to_json(self) -> dict[str, Any]:
+        """For storage: the samples as sent (before the loop is closed)."""
+        return {"fps": CURVES_FPS, "channels": {k: list(v) for k, v in self.curves.items()}}
+
+    def closed(self) -> dict[str, np.ndarray]:
+        """Every channel of CHANNELS (missing = 0), loop-closed, float64, at the recorded samples."""
+        n = self.samples
+        full = {
+            k: np.asarray(self.curves[k], np.float64) if k in self.curves else np.zeros(n) for k in CHANNELS
+        }
+        return close_loop(full)
+
+    def sample(self, n: int, fps: float = CURVES_FPS, variant: int = 0) -> dict[str, np.ndarray]:
+        """Per-frame curves for all CHANNELS, float32 of shape (n,): exactly the (loop-closed) samples when
+        n is their count; otherwise resampled linearly over the clip, periodically (frame n is frame 0).
+        `variant` is accepted for the SampledMotion protocol and ignored: every face moves alike."""
+        if n < 1 or fps <= 0:
+            raise ValueError("need at least one frame and a positive fps")
+        curves = self.closed()
+        count = self.samples
+        if n == count:
+            return {k: v.astype(np.float32) for k, v in curves.items()}
+        at = np.arange(n, dtype=np.float64) * count / n
+        grid = np.arange(count + 1, dtype=np.float64)
+        return {k: np.interp(at, grid, np.append(v, v[0])).astype(np.float32) for k, v in curves.items()}
+
+
+# --- the recorded motion in words and numbers -----------------------------------------------------------
+
+# (channel, sign, threshold, words): an event is a stretch where sign*value passes the threshold.
+_EVENTS: tuple[tuple[str, float, float, str], ...] = (
+    ("yaw", -1.0, 3.0, "turns toward the left"),
+    ("yaw", 1.0, 3.0, "turns toward the right"),
+    ("pitch", 1.0, 2.5, "looks up"),
+    ("pitch", -1.0, 2.5, "looks down"),
+    ("roll", 1.0, 2.5, "tilts the head to the right"),
+    ("roll", -1.0, 2.5, "tilts the head to the left"),
+    ("gaze_x", -1.0, 0.3, "glances to the left"),
+    ("gaze_x", 1.0, 0.3, "glances to the right"),
+    ("gaze_y", -1.0, 0.3, "glances up"),
+    ("gaze_y", 1.0, 0.3, "glances down"),
+    ("smile", 1.0, 0.25, "smiles"),
+    ("brow", 1.0, 0.25, "raises the brows"),
+)
+_TOGETHER = 6  # events starting within this many samples (a quarter second) are joined by "and"
+_MAX_STEPS = 5
+
+
+def _starts(curve: np.ndarray, above: float) -> list[int]:
+    """Where the curve rises past `above` (a stretch at the very start counts from 0)."""
+    over = curve > above
+    return [i for i in range(len(curve)) if over[i] and (i == 0 or not over[i - 1])]
+
+
+def _count(k: int) -> str:
+    return "" if k == 1 else " twice" if k == 2 else f" {k} times"
+
+
+def describe_curves(curves: Mapping[str, np.ndarray]) -> str:
+    """The recorded motion in words, in time order: "turns toward the left, then smiles"."""
+    events: list[tuple[int, str]] = []
+    for channel, sign, threshold, words in _EVENTS:
+        for start in _starts(sign * curves[channel], threshold):
+            events.append((start, words))
+    blinks = _starts(curves["blink"], 0.5)
+    if blinks:
+        events.append((blinks[0], f"blinks{_count(len(blinks))}"))
+    if not events:
+        return "holds almost still" + (", breathing" if float(curves["breath"].max()) > 0.25 else "")
+    steps: list[tuple[int, list[str]]] = []
+    for start, words in sorted(events):
+        if steps and start - steps[-1][0] < _TOGETHER:
+            if words not in steps[-1][1]:
+                steps[-1][1].append(words)
+        elif steps and steps[-1][1] == [words]:
+            continue  # the same move again right after: said once
+        else:
+            steps.append((start, [words]))
+    text = ", then ".join(" and ".join(words) for _, words in steps[:_MAX_STEPS])
+    return text + (", and more" if len(steps) > _MAX_STEPS else "")
+
+
+def planned_motion(recorded: RecordedMotion) -> PlannedMotion:
+    """The recorded motion as the job's plan: name "recorded", a description in words, each channel's
+    peak, and an intensity 0..1 from the peaks relative to CHANNEL_LIMITS (head turns count fully, the
+    face's smaller moves at 0.7; blinks and breathing not at all, as for an auto plan)."""
+    from models.auto_motion import PlannedMotion  # lazily: it reads faces (PIL, mediapipe on demand)
+
+    curves = recorded.closed()
+    peaks = {k: float(np.abs(curves[k]).max()) for k in CHANNELS}
+
+    def share(k: str) -> float:
+        return peaks[k] / max(abs(v) for v in CHANNEL_LIMITS[k])
+
+    head = max(share(k) for k in HEAD_LIMITS)
+    face = max(share(k) for k in ("gaze_x", "gaze_y", "smile", "brow"))
+    intensity = float(np.clip(max(head, 0.7 * face), 0.0, 1.0))
+    return PlannedMotion(
+        name=RECORDED,
+        description=describe_curves(curves),
+        peaks=peaks,
+        intensity=intensity,
+        plans=(recorded,),
+    )
