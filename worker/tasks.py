@@ -34,6 +34,7 @@ from app.core.queue import TaskName
 from app.core.storage import ObjectStore, StorageUnavailable, get_store, poster_key, video_key
 from app.core.tables import FINAL_STATUSES, Job, JobStatus
 from models.base import AnimationError, AnimationRequest, Animator, Canceled, Clip, Stage
+from models.motion_curves import CurvesError, RecordedMotion
 from worker import metrics, model_cache
 from worker.celery_app import app
 from worker.webhooks import JobEvents
@@ -267,6 +268,7 @@ class Claimed:
     seed: int
     events: JobEvents
     attempt: int  # this run's fence (jobs.claim)
+    curves: dict[str, Any] | None = None  # recorded curves (RecordedMotion.to_json): then the motion
 
 
 def setup_animator(settings: Settings) -> Animator:
@@ -287,7 +289,7 @@ def claim(sessions: Sessions, job_id: str, worker: str, settings: Settings) -> C
             return None
         events = JobEvents(session, job, settings)
         events.start(session)
-        return Claimed(job.photo_key or "", job.motion, job.seed, events, job.attempts)
+        return Claimed(job.photo_key or "", job.motion, job.seed, events, job.attempts, job.motion_curves)
 
 
 def load_photo(store: ObjectStore, key: str) -> Image.Image:
@@ -302,6 +304,16 @@ def load_photo(store: ObjectStore, key: str) -> Image.Image:
     return photo
 
 
+def recorded_curves(job: Claimed) -> RecordedMotion | None:
+    """The job's recorded curves, checked again as stored; AnimationError bad_motion if they are not."""
+    if job.curves is None:
+        return None
+    try:
+        return RecordedMotion.from_json(job.curves)
+    except CurvesError as exc:
+        raise AnimationError("bad_motion", f"The recorded motion cannot be used: {exc}") from exc
+
+
 def render(
     animator: Animator,
     photo: Image.Image,
@@ -314,7 +326,7 @@ def render(
     from models.render import render_clip
 
     soft_s, hard_s = settings.time_limits(getattr(animator, "time_limit_s", None))
-    request = AnimationRequest(motion=job.motion, seed=job.seed, fps=24)
+    request = AnimationRequest(motion=job.motion, seed=job.seed, fps=24, curves=recorded_curves(job))
     try:
         with time_limits(soft_s, hard_s, lambda: on_hard_limit(TimedOut(hard_s))):
             clip = render_clip(animator, photo, request, progress)

@@ -50,6 +50,7 @@ class ErrorCode(str, enum.Enum):
     CONSENT_REQUIRED = "consent_required"
     UNKNOWN_MOTION = "unknown_motion"
     INVALID_MOTION = "invalid_motion"
+    INVALID_MOTION_CURVES = "invalid_motion_curves"  # recorded curves (motion_curves) that cannot be used
     INVALID_SEED = "invalid_seed"
     UNKNOWN_ANIMATOR = "unknown_animator"
     INVALID_WEBHOOK = "invalid_webhook"

@@ -122,6 +122,14 @@ class PhotoCheckOut(BaseModel):
     seed: int | None = Field(
         None, description="The seed the plan was made with: send it with the job to get this very plan."
     )
+    rig: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "Only with ?rig=true: the photo's rig for the live view (format vivify-rig, version 1: a "
+            "triangle mesh and each channel's per-vertex displacement, see docs/rig.md); null when the "
+            "check is not ok or no face is found. Built from the upload in memory; never stored."
+        ),
+    )
 
 
 class MotionPreset(BaseModel):
@@ -129,11 +137,28 @@ class MotionPreset(BaseModel):
     description: str
 
 
+class CurvesRulesOut(BaseModel):
+    """What a job's `motion_curves` may hold (models.motion_curves)."""
+
+    fps: int = Field(description="Samples per second: sample i is frame i of the clip.")
+    min_samples: int
+    max_samples: int
+    max_bytes: int = Field(description="The largest motion_curves field, in bytes (UTF-8 JSON).")
+    channels: list[str] = Field(description="The channel names; a channel left out is 0 throughout.")
+    limits: dict[str, tuple[float, float]] = Field(
+        description="Each channel's range: yaw, pitch and roll in degrees, the others as fractions."
+    )
+    loop_samples: int = Field(
+        description="At most this many last samples ease toward the first, so the clip loops."
+    )
+
+
 class MotionsOut(BaseModel):
     default: str | None = Field(description="The default motion: auto, planned from each photo's faces.")
     presets: list[MotionPreset]
     words: list[str] = Field(description="Words the motion text understands.")
     max_length: int
+    curves: CurvesRulesOut = Field(description="The rules of recorded motion curves (motion_curves).")
 
 
 class HealthOut(BaseModel):

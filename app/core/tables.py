@@ -67,6 +67,9 @@ class Job(Base):
     # The motion planned from the photo at submit (models.auto_motion's PlannedMotion.to_json), for the
     # visitor to read; None when planning failed, and for jobs from before plans.
     motion_plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Curves recorded in the live view (models.motion_curves' RecordedMotion.to_json): then they are the
+    # motion, and `motion` is "recorded". None for every other job.
+    motion_curves: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(Integer)
     animator: Mapped[str] = mapped_column(String(200))  # a name or a `package.module:Class` path
     model: Mapped[str | None] = mapped_column(String(300))

@@ -147,6 +147,10 @@ _ERRORS: Final[dict[str, tuple[str, str]]] = {
     ),
     "unknown_motion": _MOTION,
     "invalid_motion": _MOTION,
+    "invalid_motion_curves": (
+        "We could not use the recorded motion.",
+        "Record the motion again, or pick one of the motions instead.",
+    ),
     "invalid_seed": ("That seed is not a number we can use.", "Leave it empty, or use a whole number."),
     "unknown_animator": ("That animator is not offered here.", "Leave it out to use the default."),
     "invalid_webhook": ("That webhook address was refused.", "Use a public https address, or leave it out."),

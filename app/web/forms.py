@@ -22,8 +22,11 @@ from app.core.config import Settings
 from app.core.errors import ErrorCode, Invalid, Malformed, TimedOut, TooLarge, Unsupported
 from app.core.service import JobRequest
 
-FORM_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and the small text fields
-MAX_FIELD_BYTES = 16 * 1024
+# Boundaries, part headers and the text fields, recorded motion curves (up to 32 KiB) included.
+FORM_OVERHEAD_BYTES = 128 * 1024
+# A text field's bytes. Above the curves' own 32 KiB limit, so longer curves get their clear 422
+# (invalid_motion_curves) rather than a bare "too long".
+MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 12
 TRUE_WORDS = frozenset({"true", "on", "1", "yes"})  # "on" is what an HTML checkbox sends
 
@@ -42,6 +45,7 @@ class UploadForm:
     webhook: str | None = None
     webhook_events_filter: str | None = None  # "start,progress,completed" (repeated fields are joined)
     animator: str | None = None
+    motion_curves: str | None = None  # recorded curves (JSON), the live view's motion
 
     @property
     def page_motion(self) -> str | None:
@@ -58,6 +62,7 @@ class UploadForm:
             animator=self.animator,
             webhook=self.webhook,
             webhook_events=self.webhook_events_filter,
+            motion_curves=self.motion_curves,
         )
 
 
@@ -147,6 +152,7 @@ async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
             webhook=_first_text(form, "webhook"),
             webhook_events_filter=_all_text(form, "webhook_events_filter"),
             animator=_first_text(form, "animator"),
+            motion_curves=_first_text(form, "motion_curves"),
         )
     finally:
         await form.close()

@@ -20,7 +20,7 @@ def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
     try:
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-            assert MigrationContext.configure(conn).get_current_revision() == "0006"
+            assert MigrationContext.configure(conn).get_current_revision() == "0007"
         assert set(inspect(engine).get_table_names()) == {"jobs", "submissions", "alembic_version"}
     finally:
         engine.dispose()
@@ -101,5 +101,39 @@ def test_0006_counts_jobs_that_ended_before_it_as_announced(tmp_path: Path) -> N
         assert rows["done"] is not None and rows["q"] is None
         command.downgrade(cfg, "0005")
         assert "completed_event_at" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+    finally:
+        engine.dispose()
+
+
+def test_0007_adds_motion_curves_to_existing_jobs_and_goes_back(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    cfg = migrations.alembic_config(url)
+    command.upgrade(cfg, "0006")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            columns = (
+                "id, visitor_id, status, stage, stage_detail, progress, cancel_requested, seed, animator,"
+                " queue, priority, photo_width, photo_height, photo_bytes, attempts, created_at, expires_at"
+            )
+            values = (
+                "'j1', 'v1', 'queued', 'queued', '', 0, 0, 1, 'push-in', 'animate', 0, 1, 1, 1, 0,"
+                " '2026-01-01', '2026-01-02'"
+            )
+            conn.execute(text(f"INSERT INTO jobs ({columns}) VALUES ({values})"))
+        assert "motion_curves" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        command.upgrade(cfg, "head")
+        with engine.begin() as conn:
+            assert (
+                conn.execute(text("SELECT motion_curves FROM jobs")).scalar_one() is None
+            )  # older job: none
+            conn.execute(text("""UPDATE jobs SET motion_curves = '{"fps": 24, "channels": {"yaw": [0]}}'"""))
+        command.downgrade(cfg, "0006")
+        assert "motion_curves" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id FROM jobs")).scalar_one() == "j1"  # the job itself stays
     finally:
         engine.dispose()

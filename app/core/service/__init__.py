@@ -197,6 +197,7 @@ class JobService:
             webhook=accepted.webhook,
             motion_plan=accepted.plan,
             request_fingerprint=fingerprint,
+            motion_curves=accepted.curves,
         )
         return await to_thread.run_sync(make)  # it blocks on storage and the database
 

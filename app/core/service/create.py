@@ -20,7 +20,14 @@ from app.core import jobs
 from app.core.config import Settings
 from app.core.errors import ErrorCode, Invalid, Throttled
 from app.core.queue import enqueue_job, priority_for, queue_for
-from app.core.service.fields import WebhookRequest, check_webhook, choose_animator, clean_motion, parse_seed
+from app.core.service.fields import (
+    WebhookRequest,
+    check_webhook,
+    choose_animator,
+    clean_curves,
+    clean_motion,
+    parse_seed,
+)
 from app.core.service.photos import (
     CheckedPhoto,
     StoredPhoto,
@@ -30,10 +37,11 @@ from app.core.service.photos import (
     store_photo,
     stored_photo_of,
 )
-from app.core.service.plans import plan_json, plan_stored
+from app.core.service.plans import plan_json, plan_stored, recorded_plan_json
 from app.core.storage import ObjectStore, photo_key
 from app.core.tables import Job, JobStatus, new_job_id, utcnow
 from app.core.visitors import Allowance, Visitor, allowance, record_submission
+from models.motion_curves import RECORDED
 
 log = logging.getLogger("vivify.service")
 
@@ -98,6 +106,8 @@ def request_fingerprint(request: JobRequest) -> str:
         "webhook": request.webhook,
         "webhook_events": request.webhook_events,
     }
+    if request.motion_curves is not None:  # only when sent: fingerprints of other submits stay as they were
+        fields["motion_curves"] = request.motion_curves
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -135,6 +145,7 @@ def create_job(
     webhook: WebhookRequest | None = None,
     motion_plan: dict[str, Any] | None = None,
     request_fingerprint: str | None = None,
+    motion_curves: dict[str, Any] | None = None,
 ) -> Job:
     """Store the photo (or copy another job's stored one), commit the job and its submission, then
     enqueue. Never loses a committed job: if the broker is down the job stays queued and the reconciler
@@ -163,6 +174,7 @@ def create_job(
         cancel_requested=False,
         motion=motion,
         motion_plan=motion_plan,
+        motion_curves=motion_curves,
         seed=seed,
         animator=animator,
         model=model,
@@ -225,6 +237,7 @@ class JobRequest:
     animator: str | None = None
     webhook: str | None = None
     webhook_events: str | None = None  # "start,progress,completed"
+    motion_curves: str | None = None  # recorded curves, the JSON text as sent (models.motion_curves)
 
 
 @dataclass(frozen=True)
@@ -237,6 +250,7 @@ class Accepted:
     animator: str
     webhook: WebhookRequest | None
     plan: dict[str, Any] | None = None  # the motion planned from the photo; None if planning failed
+    curves: dict[str, Any] | None = None  # recorded curves (RecordedMotion.to_json), then motion "recorded"
 
 
 async def check_request(
@@ -246,7 +260,8 @@ async def check_request(
     over-quota visitor costs no decoding. Raises the first refusal."""
     if not request.consent:
         raise Invalid(ErrorCode.CONSENT_REQUIRED, CONSENT_MESSAGE)
-    motion = clean_motion(request.motion)
+    curves = clean_curves(request.motion_curves, request.motion)
+    motion = RECORDED if curves is not None else clean_motion(request.motion)
     seed = parse_seed(request.seed)
     animator = choose_animator(request.animator, settings)
     webhook = await to_thread.run_sync(check_webhook, request.webhook, request.webhook_events, settings)
@@ -255,6 +270,17 @@ async def check_request(
     problem = photo_problem(checked, settings, animator)
     if problem is not None:
         raise problem
+    if curves is not None:  # the recording is the motion: its plan is written from the curves
+        plan = recorded_plan_json(curves)
+        return Accepted(
+            checked=checked,
+            motion=motion,
+            seed=seed,
+            animator=animator,
+            webhook=webhook,
+            plan=plan,
+            curves=curves.to_json(),
+        )
     plan = await to_thread.run_sync(plan_json, checked.photo.image, motion, seed)
     return Accepted(checked=checked, motion=motion, seed=seed, animator=animator, webhook=webhook, plan=plan)
 

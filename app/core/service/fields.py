@@ -1,4 +1,5 @@
-"""The fields of a new job, checked: seed, motion, Idempotency-Key, animator, webhook."""
+"""The fields of a new job, checked: seed, motion, recorded motion curves, Idempotency-Key, animator,
+webhook."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from app.core.config import Settings
 from app.core.errors import ErrorCode, Invalid
 from models.auto_motion import AUTO
 from models.motion import MotionError, parse_motion
+from models.motion_curves import RECORDED, CurvesError, RecordedMotion, parse_curves
 
 IDEMPOTENCY_KEY_MAX = 128
 MAX_SEED = 2**31 - 1
@@ -45,6 +47,29 @@ def clean_motion(raw: str | None) -> str:
     except MotionError as exc:
         raise Invalid(ErrorCode.UNKNOWN_MOTION, str(exc)) from None
     return text
+
+
+def clean_curves(raw: str | None, motion: str | None) -> RecordedMotion | None:
+    """The recorded motion (`motion_curves`, checked by models.motion_curves), or None when none was sent.
+    With curves, the motion text must be blank or "recorded"; "recorded" needs curves."""
+    asked = " ".join((motion or "").split()).lower()
+    if not (raw or "").strip():
+        if asked == RECORDED:
+            raise Invalid(
+                ErrorCode.INVALID_MOTION_CURVES,
+                f'The motion "{RECORDED}" needs its curves: send them in the field motion_curves.',
+            )
+        return None
+    if asked not in ("", RECORDED):
+        raise Invalid(
+            ErrorCode.INVALID_MOTION_CURVES,
+            "Send either motion text or motion_curves, not both: with motion_curves, leave motion empty "
+            f'or set it to "{RECORDED}".',
+        )
+    try:
+        return parse_curves(raw or "")
+    except CurvesError as exc:
+        raise Invalid(ErrorCode.INVALID_MOTION_CURVES, str(exc)) from None
 
 
 def clean_idempotency_key(raw: str | None) -> str | None:

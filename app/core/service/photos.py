@@ -14,6 +14,7 @@ from app.core.errors import Conflict, ErrorCode, Invalid, Refused
 from app.core.schemas import as_utc
 from app.core.service.fields import clean_motion, parse_seed
 from app.core.service.plans import plan_json
+from app.core.service.rigs import DEFAULT_MAX_SIDE, rig_json
 from app.core.storage import ObjectStore
 from app.core.tables import Job, utcnow
 from app.core.uploads import PendingPhoto, Photo, finish_photo, inspect_photo
@@ -84,14 +85,16 @@ class PhotoCheck:
     problem: Refused | None  # what would refuse a job made from it
     plan: dict[str, Any] | None  # the motion such a job would get (PlannedMotion.to_json)
     seed: int | None  # the seed the plan was made with
+    rig: dict[str, Any] | None = None  # the live view's rig (MeshRig.to_json), when asked for and ok
 
 
 async def check_photo(
-    data: bytes, settings: Settings, motion: str | None = None, seed: str | None = None
+    data: bytes, settings: Settings, motion: str | None = None, seed: str | None = None, *, rig: bool = False
 ) -> PhotoCheck:
     """The pre-submit check: the photo's report, what would refuse a job made from it (the photo, or a
     motion or seed a job would refuse), and the motion it would get. Raises when the photo itself is
-    refused."""
+    refused. With `rig`, also the live view's rig of the photo as it will be stored (when the check is
+    ok and a face is found), at the portrait animator's render size."""
     checked = await analyse_upload(data, settings)
     problem = photo_problem(checked, settings)
     if problem is not None:
@@ -101,7 +104,11 @@ async def check_photo(
     except Invalid as exc:
         return PhotoCheck(checked, exc, plan=None, seed=None)
     plan = await to_thread.run_sync(plan_json, checked.photo.image, chosen, chosen_seed)
-    return PhotoCheck(checked, None, plan=plan, seed=chosen_seed)
+    built = None
+    if rig:
+        max_side = int(settings.animator_options.get("max_side", DEFAULT_MAX_SIDE))
+        built = await to_thread.run_sync(rig_json, checked.photo.jpeg, max_side)
+    return PhotoCheck(checked, None, plan=plan, seed=chosen_seed, rig=built)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from PIL import Image
 from app.core.schemas import MotionPlanOut
 from app.core.storage import ObjectStore
 from models.auto_motion import is_auto, plan_motion
+from models.motion_curves import RecordedMotion, planned_motion
 
 log = logging.getLogger("vivify.service")
 
@@ -27,6 +28,17 @@ def plan_json(image: Image.Image | None, motion: str | None, seed: int) -> dict[
         MotionPlanOut.model_validate(plan)  # what the API answers with: never store what it cannot read
     except Exception as exc:
         log.warning("motion not planned (%s)", type(exc).__name__, exc_info=True)
+        return None
+    return plan
+
+
+def recorded_plan_json(curves: RecordedMotion) -> dict[str, Any] | None:
+    """The plan of recorded curves (their words, peaks and intensity), as the job stores it, or None."""
+    try:
+        plan = planned_motion(curves).to_json()
+        MotionPlanOut.model_validate(plan)
+    except Exception as exc:
+        log.warning("recorded motion not described (%s)", type(exc).__name__, exc_info=True)
         return None
     return plan
 

@@ -33,6 +33,8 @@ from app.web.errors import rejected
 from app.web.forms import read_upload_form
 from app.web.media import MediaFileResponse
 from app.web.streams import SlotEventSourceResponse, shared_snapshots, stream_slots
+from models.motion import CHANNELS
+from models.motion_curves import CURVES_FPS, MAX_CURVES_BYTES, MAX_SAMPLES, MIN_SAMPLES
 
 router = APIRouter(prefix=API, tags=["jobs"])
 
@@ -63,6 +65,21 @@ UPLOAD_BODY: dict[str, Any] = {
                             ),
                         },
                         "seed": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+                        "motion_curves": {
+                            "type": "string",
+                            "maxLength": MAX_CURVES_BYTES,
+                            "description": (
+                                "Motion recorded in the live view, as JSON: "
+                                '{"fps": 24, "channels": {"yaw": [...], "smile": [...]}}. Channels: '
+                                f"{', '.join(CHANNELS)} (one left out is 0); every list the same length, "
+                                f"{MIN_SAMPLES} to {MAX_SAMPLES} samples at {CURVES_FPS} fps (sample i is "
+                                "frame i); finite numbers within each channel's range (GET /v1/motions); at "
+                                f"most {MAX_CURVES_BYTES} bytes. The clip renders exactly these samples, "
+                                "the last few eased toward the first so it loops. With it, `motion` must be "
+                                "empty or 'recorded'; the job's motion is then 'recorded'. Refused with 422 "
+                                "invalid_motion_curves."
+                            ),
+                        },
                         "animator": {
                             "type": "string",
                             "description": "One of the animators the service offers; default: the first.",
@@ -102,7 +119,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     summary="Upload a photo and start an animation",
     description=(
         "Without `motion` the job's motion is `auto`: planned from the photo's faces, and answered as "
-        "`plan` (what it will do, in words). "
+        "`plan` (what it will do, in words). With `motion_curves` (recorded in the live view) the motion "
+        "is `recorded`: the clip follows those curves, and `plan` describes them. "
         "With an `Idempotency-Key` header, a retried submit (same visitor, same key) answers 200 with "
         "the job the first one created, and spends no second animation of the allowance."
     ),

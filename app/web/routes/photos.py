@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 
 from app.core.errors import Refused
-from app.core.schemas import API, ErrorBody, MotionPreset, MotionsOut, PhotoCheckOut, PhotoOut, plan_out
+from app.core.schemas import (
+    API,
+    CurvesRulesOut,
+    ErrorBody,
+    MotionPreset,
+    MotionsOut,
+    PhotoCheckOut,
+    PhotoOut,
+    plan_out,
+)
 from app.core.service import MAX_MOTION_CHARS, check_photo
 from app.web.deps import MetricsDep, RateLimited, SettingsDep
 from app.web.errors import rejected
@@ -13,6 +24,7 @@ from app.web.forms import read_upload_form
 from app.web.routes.jobs import UPLOAD_BODY, _errors
 from models.auto_motion import AUTO
 from models.motion import PRESETS, understood_words
+from models.motion_curves import curves_rules
 
 router = APIRouter(prefix=API, tags=["photos"])
 
@@ -24,9 +36,13 @@ PHOTO_ONLY_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["photo"],
-                    "properties": UPLOAD_BODY["requestBody"]["content"]["multipart/form-data"]["schema"][
-                        "properties"
-                    ],
+                    "properties": {
+                        name: spec
+                        for name, spec in UPLOAD_BODY["requestBody"]["content"]["multipart/form-data"][
+                            "schema"
+                        ]["properties"].items()
+                        if name != "motion_curves"  # a job's field; the check plans text motions only
+                    },
                 }
             }
         },
@@ -44,16 +60,25 @@ PHOTO_ONLY_BODY = {
     description=(
         "Also the motion a job with this photo would get (`plan`), for the `motion` and `seed` sent "
         "(default: `auto`, planned from the photo's faces; a random seed, answered as `seed`). A motion "
-        "or seed a job would refuse makes `ok` false, with the refusal as `problem`."
+        "or seed a job would refuse makes `ok` false, with the refusal as `problem`. "
+        "With `?rig=true`, also `rig`: the photo's rig for the live view (null when not ok or no face); "
+        "without it the answer has no `rig`."
     ),
+    response_model_exclude_unset=True,
 )
-async def photo_check(request: Request, settings: SettingsDep, metrics: MetricsDep) -> PhotoCheckOut:
+async def photo_check(
+    request: Request,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    rig: Annotated[bool, Query(description="Also answer the photo's rig for the live view.")] = False,
+) -> PhotoCheckOut:
     try:
         form = await read_upload_form(request, settings)
-        result = await check_photo(form.photo, settings, form.motion, form.seed)
+        result = await check_photo(form.photo, settings, form.motion, form.seed, rig=rig)
     except Refused as exc:
         raise rejected(metrics, exc) from exc
     checked, problem = result.checked, result.problem
+    extra = {"rig": result.rig} if rig else {}
     return PhotoCheckOut(
         ok=problem is None,
         photo=PhotoOut(
@@ -65,6 +90,7 @@ async def photo_check(request: Request, settings: SettingsDep, metrics: MetricsD
         problem=ErrorBody(code=problem.code.value, message=problem.message) if problem else None,
         plan=plan_out(result.plan),
         seed=result.seed,
+        **extra,
     )
 
 
@@ -77,4 +103,5 @@ def motions() -> MotionsOut:
         presets=[MotionPreset(name=name, description=desc) for name, desc in PRESETS.items()],
         words=understood_words(),
         max_length=MAX_MOTION_CHARS,
+        curves=CurvesRulesOut.model_validate(curves_rules()),
     )
