@@ -40,6 +40,7 @@ TOLERANCE_PX = 1.0  # largest gap (px) between the mesh's and the dense fields' 
 MIN_FACE_PX = 16  # smaller faces are left still
 MAX_FACES = 3  # the portrait animator's default: more people in one photo stay still
 KNOTS = 25  # samples of each lid curve (eyes.py)
+MIN_AREA_RATIO, FOLD_STEPS = 0.3, 12  # the fold guard (FoldGuard; static/js/rig.js)
 MIN_CELL = 2  # new vertices are at least this many grid steps apart within a round: fewer, better placed
 MAX_ROUNDS = 24
 
@@ -173,7 +174,42 @@ def dense_rig(mesh: MeshRig) -> Rig:
     faces = [FaceRig(eyes=tuple(_shift_eye(e, -0.5) for e in f.eyes), first_channel=f.first_row)
              for f in mesh.faces]  # fmt: skip
     breath = next(i for i, (ch, _) in enumerate(mesh.rows) if ch == "breath")
-    return Rig(w, h, k, basis, faces, breath, roi_of(basis, hf, wf, faces, k))
+    return Rig(w, h, k, basis, faces, breath, roi_of(basis, hf, wf, faces, k), FoldGuard(mesh))
+
+
+class FoldGuard:
+    """How much of a frame's position motion the mesh can take without folding: 1, or the largest
+    fraction (bisection, FOLD_STEPS halvings) at which no moved triangle keeps less than MIN_AREA_RATIO of
+    its rest area. A strong roll can squeeze the feathered edge of a tall hat or hair; a pose past that
+    eases to a stop instead of jumping. The browser's live view makes this same test (static/js/rig.js),
+    so both scale a frame alike."""
+
+    def __init__(self, mesh: MeshRig) -> None:
+        self.displacements = mesh.displacements.astype(np.float64)  # (R, V, 2)
+        self.vertices = mesh.vertices.astype(np.float64)
+        self.triangles = mesh.triangles
+        self.rest = _doubled_areas(self.vertices, self.triangles)
+        self.counted = self.rest > 1e-6
+
+    def __call__(self, coeffs: np.ndarray) -> float:
+        motion = np.tensordot(np.asarray(coeffs, np.float64), self.displacements, axes=1)  # (V, 2)
+
+        def fits(scale: float) -> bool:
+            moved = _doubled_areas(self.vertices + scale * motion, self.triangles)
+            return bool((moved[self.counted] / self.rest[self.counted]).min() >= MIN_AREA_RATIO)
+
+        if fits(1.0):
+            return 1.0
+        lo, hi = 0.0, 1.0
+        for _ in range(FOLD_STEPS):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return lo
+
+
+def _doubled_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    a, b, c = (points[triangles[:, j]] for j in range(3))
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
 
 
 def render_values(mesh: MeshRig, rgb: np.ndarray, values: Mapping[str, float]) -> np.ndarray:

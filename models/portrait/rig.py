@@ -18,6 +18,7 @@ around each eye (see eyes.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -64,6 +65,9 @@ class Rig:
     faces: list[FaceRig]
     breath_channel: int
     roi: tuple[int, int, int, int]  # coarse-grid rows r0:r1 and columns c0:c1 where anything moves
+    # A rig drawn from a mesh: the factor its position motion is scaled by so no triangle folds (the
+    # browser makes the same test). None: the renderer checks its own backward map instead.
+    fold_scale: Callable[[np.ndarray], float] | None = None
 
     @property
     def field_shape(self) -> tuple[int, int]:

@@ -3,7 +3,8 @@
 The rig's basis fields are forward displacements (where a point of the photo goes). `cv2.remap` needs
 the inverse (where each output pixel comes from), found on the coarse grid by fixed-point iteration
 O(y) = −F(y + O(y)); it converges because the fields are smooth (|∇F| < 1, the same condition that
-makes the warp fold-free, which is checked every frame). The coarse map is upsampled to full
+makes the warp fold-free, which is checked every frame: on the mesh's triangles for a rig drawn from a
+mesh, as the browser does, else on this backward map). The coarse map is upsampled to full
 resolution only inside the region that can move; the rest of the frame is the photo, untouched.
 """
 
@@ -82,6 +83,12 @@ class Renderer:
         """Backward offsets (hf, wf, 2) in image pixels, scaled down if the warp would fold."""
         rig = self.rig
         hf, wf = rig.field_shape
+        if rig.fold_scale is not None:  # a mesh's rig: its triangles say how much motion it can take
+            scale = rig.fold_scale(coeffs)
+            if scale < 1.0:
+                self.folds_prevented += 1
+            forward = ((scale * coeffs) @ rig.basis).reshape(2, hf, wf).transpose(1, 2, 0)
+            return self._fixed_point(np.ascontiguousarray(forward))
         forward = np.ascontiguousarray((coeffs @ rig.basis).reshape(2, hf, wf).transpose(1, 2, 0))
         bound = float(np.abs(coeffs) @ self._slope)
         for _ in range(4):

@@ -17,6 +17,9 @@ const upload = start ? new UploadForm(start) : null;
 
 if (history) history.refresh();
 if (upload) upload.refreshQuota();
+// The live view, for tests and the benchmark (tests/browser/test_live.py, bench/live_view.py): the page's
+// own object, which can do nothing the visitor's pointer and sliders cannot.
+if (upload && upload.live) window.vivifyLive = upload.live;
 
 if (view) {
   view.addEventListener("change", (e) => history && history.upsert(e.detail));
@@ -49,6 +52,7 @@ if (upload && view) {
     const { job, thumb } = e.detail;
     document.getElementById("form-error").classList.replace("notice-ok", "notice-error");
     start.hidden = true;
+    if (upload.live) upload.live.stop(); // no frames for a hidden view; again() resumes it
     view.follow(job, { thumb });
     if (history) history.upsert(job);
     window.history.pushState({ job: job.id }, "", `/jobs/${job.id}`);

@@ -1,5 +1,6 @@
 // The upload form: pick or drop a photo, preview it, check it, choose a motion, consent, send.
 import { api, ApiError } from "./api.js";
+import { LiveView } from "./live.js";
 import { clockText, errorHelp, phrase, phraseParts, planText } from "./words.js";
 
 // Refusals of the motion or seed sent with the photo check: the photo itself is fine, so its report stays.
@@ -17,6 +18,10 @@ export class UploadForm extends EventTarget {
     this.planned = null; // {motion, seed} of the plan the photo check showed
     this.quota = null;
     this.form.noValidate = true; // our own messages, next to the control, in plain words
+    // "Direct it live" (live.js): with WebGL2 the photo check also brings the photo's rig to draw.
+    const livePanel = section.querySelector("#live");
+    this.live = livePanel ? new LiveView(livePanel, this.$("motion-recorded")) : null;
+    this.liveOk = null; // WebGL2 or not: asked at the first photo, not while the page paints
 
     for (const input of [this.$("photo"), this.$("photo-camera")]) {
       input.addEventListener("change", () => input.files.length && this.choose(input.files[0]));
@@ -81,28 +86,38 @@ export class UploadForm extends EventTarget {
     this.$("check-score-text").textContent = "";
     tips.replaceChildren();
     this.planned = null;
+    if (this.live) this.live.hide(); // the old photo's live view and recording go with it
     this.syncPlan();
     const body = new FormData();
     body.append("photo", file);
     const motion = this.motion();
-    if (motion) body.append("motion", motion);
+    if (motion && motion !== "recorded") body.append("motion", motion);
     try {
-      const result = await api("/photo-check", { method: "POST", body });
+      if (this.live && this.liveOk === null) this.liveOk = LiveView.supported();
+      const result = await api(this.liveOk ? "/photo-check?rig=true" : "/photo-check", { method: "POST", body });
       if (token !== this.checkToken) return;
       const problem = result && result.ok === false ? result.problem : null;
       if (problem && MOTION_PROBLEMS.has(problem.code)) {
         this.showQuality(result);
+        this.showLive(result, file);
         this.showError(errorHelp(problem.code, problem.message));
       } else if (problem) {
         this.showCheckProblem(problem.code, problem.message);
       } else {
         this.showQuality(result);
         this.showPlan(result, motion);
+        this.showLive(result, file);
       }
     } catch (err) {
       if (token !== this.checkToken) return;
       if (err instanceof ApiError) this.showCheckProblem(err.code, err.message);
     }
+  }
+
+  showLive(result, file) {
+    if (!this.live) return;
+    if (!this.liveOk) this.live.unsupported();
+    else if (result.rig) this.live.show(result.rig, file);
   }
 
   showQuality(result) {
@@ -178,10 +193,16 @@ export class UploadForm extends EventTarget {
   }
 
   motion() {
+    if (this.recordedChosen()) return "recorded";
     const text = this.$("motion-text").value.trim();
     if (text) return text;
     const checked = this.form.querySelector("input[name=motion]:checked");
     return checked ? checked.value : "";
+  }
+
+  recordedChosen() {
+    const radio = this.$("motion-recorded-input");
+    return Boolean(radio && radio.checked && !radio.disabled && this.live && this.live.curves());
   }
 
   async submit() {
@@ -198,7 +219,12 @@ export class UploadForm extends EventTarget {
     body.append("photo", this.file);
     body.append("consent", "true");
     const motion = this.motion();
-    if (motion) body.append("motion", motion);
+    if (motion === "recorded") {
+      // What the visitor directed live is the motion: the curves instead of a motion name.
+      body.append("motion_curves", JSON.stringify(this.live.curves()));
+    } else if (motion) {
+      body.append("motion", motion);
+    }
     // The seed of the plan shown, so the job does what the page said; later jobs get fresh seeds.
     const planned = this.planned && this.planned.motion === motion ? this.planned : null;
     if (planned && planned.seed != null) body.append("seed", String(planned.seed));
@@ -246,6 +272,7 @@ export class UploadForm extends EventTarget {
   // Back to the form with the same photo: choose another motion and send again.
   again() {
     this.section.hidden = false;
+    if (this.live) this.live.schedule();
     this.clearError();
     const first = this.form.querySelector("input[name=motion]:checked") || this.$("motion-text");
     this.$("motion-legend").scrollIntoView({ behavior: "smooth", block: "start" });

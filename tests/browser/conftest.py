@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -38,6 +39,13 @@ def _vivify_command() -> list[str]:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with vivify_up(tmp_path_factory) as base:
+        yield base
+
+
+@contextmanager
+def vivify_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`vivify up` on a free port with its own data (and so its own allowances); its base URL."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.fail("Debian's chromium and chromedriver are needed: apt-get install chromium chromium-driver")
     data = tmp_path_factory.mktemp("vivify-data")
@@ -84,7 +92,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def make_driver(*, javascript: bool = True, width: int = 1280, height: int = 900):
+def make_driver(*, javascript: bool = True, width: int = 1280, height: int = 900, webgl: bool = False):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -92,6 +100,9 @@ def make_driver(*, javascript: bool = True, width: int = 1280, height: int = 900
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--mute-audio", "--lang=en-GB"):
         options.add_argument(arg)
+    if webgl:  # WebGL2 in software (ANGLE on SwiftShader) for the live view; headless has none without it
+        for arg in ("--enable-unsafe-swiftshader", "--use-angle=swiftshader"):
+            options.add_argument(arg)
     options.add_argument(f"--window-size={width},{height}")
     options.add_argument("--force-device-scale-factor=1")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

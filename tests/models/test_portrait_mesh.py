@@ -108,10 +108,12 @@ def test_the_frame_from_the_mesh_matches_the_frame_from_the_fields(
     big_hopper: Image.Image, face_analyzer: FaceAnalyzer
 ) -> None:
     rgb, dense, mesh = _rig(big_hopper, face_analyzer)
-    coeffs = np.array([VALUES.get(ch, 0.0) for ch, _ in mesh.rows], np.float32)
-    eyes = [(VALUES["blink"], VALUES["gaze_x"], 0.0)]
+    values = {**VALUES, "roll": 1.0}  # a pose neither fold guard scales: this compares the fields alone
+    coeffs = np.array([values.get(ch, 0.0) for ch, _ in mesh.rows], np.float32)
+    assert dense_rig(mesh).fold_scale(coeffs) == 1.0  # type: ignore[misc]
+    eyes = [(values["blink"], values["gaze_x"], 0.0)]
     reference = Renderer(dense, rgb).render(coeffs, eyes)
-    frame = render_values(mesh, rgb, VALUES)
+    frame = render_values(mesh, rgb, values)
     x0, y0, x1, y1 = (int(round(t)) for t in mesh.faces[0].box)
     face, ref = frame[y0:y1, x0:x1], reference[y0:y1, x0:x1]
     assert structural_similarity(face, ref, channel_axis=2) > 0.97
@@ -163,3 +165,23 @@ def test_the_clip_is_rendered_from_the_rig_the_photo_check_answers(
     expected = render_values(travelled, np.asarray(big_hopper), held)
     assert np.array_equal(frames[30], expected)
     assert not np.array_equal(expected, np.asarray(big_hopper))
+
+
+@pytest.mark.parametrize("fixture", ["big_hopper", "astronaut"])
+def test_no_pose_within_the_limits_folds_the_warp(fixture: str, request, face_analyzer: FaceAnalyzer) -> None:
+    """At every corner of the channels' ranges the mesh's fold guard keeps the drawn warp fold-free, and
+    it leaves ordinary poses alone."""
+    import itertools
+
+    from models.portrait.mesh import FoldGuard
+
+    rgb, _, mesh = _rig(request.getfixturevalue(fixture), face_analyzer)
+    rig = dense_rig(mesh)
+    renderer = Renderer(rig, rgb)
+    assert isinstance(rig.fold_scale, FoldGuard)
+    for yaw, pitch, roll in itertools.product((-15, 15), (-10, 10), (-8, 8)):
+        values = {"yaw": yaw, "pitch": pitch, "roll": roll, "smile": 1.0, "brow": 1.0, "breath": 1.0}
+        coeffs = np.array([values[ch] for ch, _ in mesh.rows], np.float32)
+        assert renderer._min_jacobian(renderer._inverse(coeffs)) > 0.2, values
+    gentle = np.array([{"yaw": 4, "pitch": -2, "roll": 1, "smile": 0.5}.get(ch, 0.0) for ch, _ in mesh.rows])
+    assert rig.fold_scale(gentle.astype(np.float32)) == 1.0
