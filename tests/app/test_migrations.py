@@ -6,10 +6,25 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Connection, create_engine, inspect, text
 
 import migrations
 from app.core.tables import Base
+
+# A job row as every schema since 0002 can hold it: SQL literals by column.
+OLD_JOB = {
+    "id": "'j1'", "visitor_id": "'v1'", "status": "'queued'", "stage": "'queued'", "stage_detail": "''",
+    "progress": "0", "cancel_requested": "0", "seed": "1", "animator": "'push-in'", "queue": "'animate'",
+    "priority": "0", "photo_width": "1", "photo_height": "1", "photo_bytes": "1", "attempts": "0",
+    "created_at": "'2026-01-01'", "expires_at": "'2026-01-02'",
+}  # fmt: skip
+
+
+def insert_old_job(conn: Connection, **fields: str) -> None:
+    """Insert OLD_JOB, with `fields` (SQL literals) added or replaced, through a raw statement: the
+    database is at an older revision than app/core/tables.py describes."""
+    row = {**OLD_JOB, **fields}
+    conn.execute(text(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join(row.values())})"))
 
 
 def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
@@ -39,7 +54,6 @@ def test_create_app_migrates_on_start_when_told(tmp_path: Path) -> None:
 
 def test_0005_adds_the_request_fingerprint_to_existing_jobs_and_goes_back(tmp_path: Path) -> None:
     from alembic import command
-    from sqlalchemy import text
 
     url = f"sqlite:///{tmp_path}/old.db"
     cfg = migrations.alembic_config(url)
@@ -47,16 +61,7 @@ def test_0005_adds_the_request_fingerprint_to_existing_jobs_and_goes_back(tmp_pa
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            columns = (
-                "id, visitor_id, status, stage, stage_detail, progress, cancel_requested, seed, animator,"
-                " queue, priority, idempotency_key, photo_width, photo_height, photo_bytes, attempts,"
-                " created_at, expires_at"
-            )
-            values = (
-                "'j1', 'v1', 'queued', 'queued', '', 0, 0, 1, 'push-in', 'animate', 0, 'key-1', 1, 1, 1, 0,"
-                " '2026-01-01', '2026-01-02'"
-            )
-            conn.execute(text(f"INSERT INTO jobs ({columns}) VALUES ({values})"))
+            insert_old_job(conn, idempotency_key="'key-1'")
         assert "request_fingerprint" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
         command.upgrade(cfg, "head")
         with engine.connect() as conn:
@@ -73,7 +78,6 @@ def test_0005_adds_the_request_fingerprint_to_existing_jobs_and_goes_back(tmp_pa
 def test_0006_counts_jobs_that_ended_before_it_as_announced(tmp_path: Path) -> None:
     """Upgrading must not make the reconciler re-send `completed` for every job that ever ended."""
     from alembic import command
-    from sqlalchemy import text
 
     url = f"sqlite:///{tmp_path}/old.db"
     cfg = migrations.alembic_config(url)
@@ -81,20 +85,14 @@ def test_0006_counts_jobs_that_ended_before_it_as_announced(tmp_path: Path) -> N
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            columns = (
-                "id, visitor_id, status, stage, stage_detail, progress, cancel_requested, seed, animator,"
-                " queue, priority, photo_width, photo_height, photo_bytes, attempts, created_at, expires_at,"
-                " finished_at, webhook_url"
-            )
             for job_id, status, finished in (
                 ("done", "succeeded", "'2026-01-01 10:00:00'"),
                 ("q", "queued", "NULL"),
             ):
-                values = (
-                    f"'{job_id}', 'v1', '{status}', 'queued', '', 0, 0, 1, 'push-in', 'animate', 0,"
-                    f" 1, 1, 1, 0, '2026-01-01', '2026-01-02', {finished}, 'https://hooks.example/h'"
-                )
-                conn.execute(text(f"INSERT INTO jobs ({columns}) VALUES ({values})"))
+                insert_old_job(
+                    conn, id=f"'{job_id}'", status=f"'{status}'", finished_at=finished,
+                    webhook_url="'https://hooks.example/h'",
+                )  # fmt: skip
         command.upgrade(cfg, "head")
         with engine.connect() as conn:
             rows = dict(conn.execute(text("SELECT id, completed_event_at FROM jobs")).all())
@@ -107,7 +105,6 @@ def test_0006_counts_jobs_that_ended_before_it_as_announced(tmp_path: Path) -> N
 
 def test_0007_adds_motion_curves_to_existing_jobs_and_goes_back(tmp_path: Path) -> None:
     from alembic import command
-    from sqlalchemy import text
 
     url = f"sqlite:///{tmp_path}/old.db"
     cfg = migrations.alembic_config(url)
@@ -115,15 +112,7 @@ def test_0007_adds_motion_curves_to_existing_jobs_and_goes_back(tmp_path: Path) 
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            columns = (
-                "id, visitor_id, status, stage, stage_detail, progress, cancel_requested, seed, animator,"
-                " queue, priority, photo_width, photo_height, photo_bytes, attempts, created_at, expires_at"
-            )
-            values = (
-                "'j1', 'v1', 'queued', 'queued', '', 0, 0, 1, 'push-in', 'animate', 0, 1, 1, 1, 0,"
-                " '2026-01-01', '2026-01-02'"
-            )
-            conn.execute(text(f"INSERT INTO jobs ({columns}) VALUES ({values})"))
+            insert_old_job(conn)
         assert "motion_curves" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
         command.upgrade(cfg, "head")
         with engine.begin() as conn:
