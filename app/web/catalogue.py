@@ -71,6 +71,24 @@ PHRASES: Final[dict[str, str]] = {
     "quota_more_tomorrow": "More tomorrow.",
     "deleted_title": "Deleted.",
     "deleted_message": "Your photo and the clip are gone from our servers.",
+    # The live view (static/js/live.js): its status line, clock and buttons.
+    "live_failed": "The live view could not start ({reason}). The motions below still work.",
+    "live_recording": (
+        "Recording. Move over the portrait and use the sliders; "
+        "you can stop after 3 seconds, it stops by itself at 5."
+    ),
+    "live_too_short": "That was under 3 seconds, so it was not kept. Record again.",
+    "live_recorded": (
+        "Recorded {seconds} seconds. Play it back, or choose “My recording” below to make it the clip."
+    ),
+    "live_playing": "Playing your recording, looped as the clip will be.",
+    "live_stopped": "Stopped.",
+    "live_time": "{seconds} s",
+    "live_record": "Record",
+    "live_record_again": "Record again",
+    "live_stop_recording": "Stop recording",
+    "live_play": "Play",
+    "live_stop_playing": "Stop playing",
 }
 
 _JPEG_TIP = "Most phone and camera photos are JPEG; a screenshot of the photo works too."

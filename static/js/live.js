@@ -3,6 +3,7 @@
 // and blink, a toggle breathes; Record keeps 3 to 5 s of it at the clip's 24 samples a second, Play loops
 // it as the clip will (closeLoop), and "My recording" sends it with the job as its motion.
 import { CHANNELS, FPS, RigRenderer, clamp, closeLoop, fullValues, parseRig, webgl2Available } from "./rig.js";
+import { phrase } from "./words.js";
 
 const RECORD_MIN = 3 * FPS; // samples: Stop is allowed from 3 s
 const RECORD_MAX = 5 * FPS; // and recording stops by itself at 5 s
@@ -89,7 +90,7 @@ export class LiveView extends EventTarget {
       this.rig = rig;
     } catch (err) {
       if (token !== this.token) return;
-      this.unsupported(`The live view could not start (${err.message || err}). The motions below still work.`);
+      this.unsupported(phrase("live_failed", { reason: err.message || err }));
       return;
     }
     this.reset();
@@ -294,7 +295,7 @@ export class LiveView extends EventTarget {
     if (!this.renderer) return;
     this.stopPlaying();
     this.record = { start: performance.now(), samples: Object.fromEntries(CHANNELS.map((ch) => [ch, []])) };
-    this.say("Recording. Move over the portrait and use the sliders; you can stop after 3 seconds, it stops by itself at 5.");
+    this.say(phrase("live_recording"));
     this.syncButtons();
     this.schedule();
   }
@@ -306,7 +307,7 @@ export class LiveView extends EventTarget {
     const before = samples.yaw.length;
     while (samples.yaw.length < due) for (const ch of CHANNELS) samples[ch].push(values[ch]);
     if (before < RECORD_MIN && samples.yaw.length >= RECORD_MIN) this.syncButtons();
-    this.$("live-time").textContent = `${(samples.yaw.length / FPS).toFixed(1)} s`;
+    this.$("live-time").textContent = phrase("live_time", { seconds: (samples.yaw.length / FPS).toFixed(1) });
     if (samples.yaw.length >= RECORD_MAX) this.stopRecording();
   }
 
@@ -315,13 +316,13 @@ export class LiveView extends EventTarget {
     const { samples } = this.record;
     this.record = null;
     if (samples.yaw.length < RECORD_MIN) {
-      this.say("That was under 3 seconds, so it was not kept. Record again.");
+      this.say(phrase("live_too_short"));
     } else {
       this.recorded = samples;
       if (this.option) this.option.hidden = false;
       if (this.radio) this.radio.disabled = false;
       const seconds = (samples.yaw.length / FPS).toFixed(1);
-      this.say(`Recorded ${seconds} seconds. Play it back, or choose “My recording” below to make it the clip.`);
+      this.say(phrase("live_recorded", { seconds }));
       this.dispatchEvent(new CustomEvent("recorded", { detail: this.curves() }));
     }
     this.syncButtons();
@@ -331,7 +332,7 @@ export class LiveView extends EventTarget {
     if (!this.recorded || this.record) return;
     const curves = Object.fromEntries(CHANNELS.map((ch) => [ch, closeLoop(this.recorded[ch])]));
     this.play = { start: performance.now(), curves, n: this.recorded.yaw.length };
-    this.say("Playing your recording, looped as the clip will be.");
+    this.say(phrase("live_playing"));
     this.syncButtons();
     this.schedule();
   }
@@ -339,7 +340,7 @@ export class LiveView extends EventTarget {
   stopPlaying() {
     if (!this.play) return;
     this.play = null;
-    this.say("Stopped.");
+    this.say(phrase("live_stopped"));
     this.syncButtons();
     this.schedule();
   }
@@ -347,7 +348,7 @@ export class LiveView extends EventTarget {
   playValues(now) {
     const { curves, n, start } = this.play;
     const i = Math.floor(((now - start) / 1000) * FPS) % n;
-    this.$("live-time").textContent = `${(i / FPS).toFixed(1)} s`;
+    this.$("live-time").textContent = phrase("live_time", { seconds: (i / FPS).toFixed(1) });
     return Object.fromEntries(CHANNELS.map((ch) => [ch, curves[ch][i]]));
   }
 
@@ -355,10 +356,10 @@ export class LiveView extends EventTarget {
     const rec = this.$("live-record");
     const play = this.$("live-play");
     const n = this.record ? this.record.samples.yaw.length : 0;
-    rec.textContent = this.record ? "Stop recording" : this.recorded ? "Record again" : "Record";
+    rec.textContent = phrase(this.record ? "live_stop_recording" : this.recorded ? "live_record_again" : "live_record");
     rec.setAttribute("aria-pressed", String(Boolean(this.record)));
     rec.disabled = Boolean(this.record) && n < RECORD_MIN;
-    play.textContent = this.play ? "Stop playing" : "Play";
+    play.textContent = phrase(this.play ? "live_stop_playing" : "live_play");
     play.setAttribute("aria-pressed", String(Boolean(this.play)));
     play.disabled = !this.recorded || Boolean(this.record);
     this.panel.classList.toggle("is-recording", Boolean(this.record));

@@ -230,3 +230,12 @@ def test_motions_lists_the_curves_rules(client: TestClient) -> None:
         "motion_curves" not in check["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     )
     assert any(p["name"] == "rig" for p in check["parameters"])
+
+
+def test_a_recording_needs_the_consent_box_like_any_job(
+    client: TestClient, settings: Any, small_portrait_jpeg: bytes
+) -> None:
+    for consent in ("", "false"):
+        r = post_job(client, small_portrait_jpeg, motion_curves=_curves(), consent=consent)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "consent_required", r.text
+    assert client.get("/api/v1/jobs").json()["jobs"] == [] and broker_messages(settings) == []

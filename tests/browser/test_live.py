@@ -50,6 +50,16 @@ POSES = [
 FOLD_EDGE_POSE = {"yaw": -12, "pitch": 6, "roll": -3, "smile": 0.3, "brow": 1.0, "breath": 1}
 
 
+CAMERA_WATCH = """
+window.__cameraRequests = 0;
+if (navigator.mediaDevices) {
+  const devices = navigator.mediaDevices;
+  const ask = devices.getUserMedia && devices.getUserMedia.bind(devices);
+  navigator.mediaDevices.getUserMedia = (...args) => { window.__cameraRequests += 1; return ask(...args); };
+}
+"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server of its own: the journey tests spend this address's daily allowance; this file sends a job."""
@@ -61,6 +71,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def driver() -> Iterator[object]:
     """Chromium with software WebGL2 (the session's shared driver has none, as most visitors' do)."""
     browser = make_driver(webgl=True)
+    # The live view uses no camera: count any request for one, from before the page's own scripts run.
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CAMERA_WATCH})
     try:
         yield browser
     finally:
@@ -277,6 +289,7 @@ def test_a_recording_becomes_the_clip(live, server: str, rig: MeshRig) -> None:
     r = float(np.corrcoef(head[ok], expected[ok])[0, 1])
     print(f"clip head yaw vs recorded yaw: r = {r:.3f} over {ok.sum()} frames")
     assert r >= 0.8, (r, head.round(1).tolist(), expected.round(1).tolist())
+    assert driver.execute_script("return window.__cameraRequests") == 0  # directed by pointer, no camera
 
 
 def test_close_loop_is_the_servers(live) -> None:
