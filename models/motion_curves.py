@@ -122,8 +122,8 @@ def _jsonable(value: Any) -> bool:
     return True
 
 
-def _checked(data: Any) -> dict[str, tuple[float, ...]]:
-    """The channels of a motion_curves object, or CurvesError naming what is wrong."""
+def _channels_of(data: Any) -> Any:
+    """The `channels` of a motion_curves object whose other fields are right, or CurvesError."""
     if not isinstance(data, Mapping):
         raise CurvesError('The motion curves must be a JSON object: {"fps": 24, "channels": {...}}.')
     extra = sorted(str(k) for k in data if k not in ("fps", "channels"))
@@ -136,7 +136,11 @@ def _checked(data: Any) -> dict[str, tuple[float, ...]]:
             raise CurvesError(
                 f"The motion curves' fps must be {CURVES_FPS} (the clip's frame rate), not {shown}."
             )
-    channels = data.get("channels")
+    return data.get("channels")
+
+
+def _checked(channels: Any) -> dict[str, tuple[float, ...]]:
+    """The channels, checked (names, lengths, numbers, ranges), or CurvesError naming what is wrong."""
     if not isinstance(channels, Mapping):
         raise CurvesError('The motion curves need "channels": an object of channel name to samples.')
     if not channels:
@@ -190,7 +194,7 @@ class RecordedMotion:
     name: ClassVar[str] = RECORDED
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "curves", _checked({"channels": dict(self.curves)}))
+        object.__setattr__(self, "curves", _checked(self.curves))
 
     def __hash__(self) -> int:
         return hash(tuple(self.curves.items()))
@@ -207,7 +211,7 @@ class RecordedMotion:
     @classmethod
     def from_json(cls, data: Any) -> RecordedMotion:
         """From the parsed field (or the stored to_json()); CurvesError naming what is wrong."""
-        return cls(_checked(data))
+        return cls(_channels_of(data))
 
     def to_json(self) -> dict[str, Any]:
         """For storage: the samples as sent (before the loop is closed)."""

@@ -52,7 +52,6 @@ class MeshFace:
     width: float
     height: float
     eyes: tuple[EyeRig, ...]  # in image coordinates too (origin and box)
-    first_row: int  # this face's "yaw" row
 
 
 @dataclass
@@ -152,7 +151,6 @@ def mesh_rig(rig: Rig, faces: list[Face], tolerance_px: float = TOLERANCE_PX) ->
             width=float(face.width),
             height=float(face.size),
             eyes=tuple(_shift_eye(e, 0.5) for e in fr.eyes),
-            first_row=fr.first_channel,
         )
         for face, fr in zip(faces, rig.faces, strict=True)
     ]
@@ -171,8 +169,10 @@ def dense_rig(mesh: MeshRig) -> Rig:
     corners = mesh.triangles[index]  # (hf*wf, 3)
     fields = np.einsum("gc,rgcd->rdg", bary, disp[:, corners])  # (R, 2, hf*wf)
     basis = np.ascontiguousarray(fields.reshape(len(mesh.rows), -1), dtype=np.float32)
-    faces = [FaceRig(eyes=tuple(_shift_eye(e, -0.5) for e in f.eyes), first_channel=f.first_row)
-             for f in mesh.faces]  # fmt: skip
+    faces = [
+        FaceRig(eyes=tuple(_shift_eye(e, -0.5) for e in f.eyes), first_channel=mesh.rows.index(("yaw", i)))
+        for i, f in enumerate(mesh.faces)
+    ]
     breath = next(i for i, (ch, _) in enumerate(mesh.rows) if ch == "breath")
     return Rig(w, h, k, basis, faces, breath, roi_of(basis, hf, wf, faces, k), FoldGuard(mesh))
 
@@ -236,18 +236,19 @@ def _refine(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Vertices and triangles whose piecewise-linear fields stay within `tolerance` px of the dense ones
     (each row at its channel's full range): start coarse, then add the worst grid point of every cell
-    that is still off, with cells halving each round. The first `ring` vertices lie outside the photo."""
+    that is still off, with cells halving each round. The first (count) vertices, the ring, lie outside
+    the photo."""
     w, h, k = rig.width, rig.height, rig.k
     hf, wf = rig.field_shape
     side = max(w, h)
     step = side / 8.0
     margin = 0.04 * side + 8.0
+    ring = _rectangle(-margin, -margin, w + margin, h + margin, step)  # outside the photo: never moves
     points = [
-        *_rectangle(-margin, -margin, w + margin, h + margin, step),  # the ring: never moves
+        *ring,
         *_rectangle(0.0, 0.0, float(w), float(h), step / 2),
         *[(x, y) for y in _inside(0, h, step) for x in _inside(0, w, step)],
     ]
-    ring = len(_rectangle(-margin, -margin, w + margin, h + margin, step))
     verts = _unique(np.array(points, np.float32))
     gx = ((np.arange(wf, dtype=np.float32) + 0.5) * k)[None, :].repeat(hf, 0)
     gy = ((np.arange(hf, dtype=np.float32) + 0.5) * k)[:, None].repeat(wf, 1)
@@ -255,20 +256,20 @@ def _refine(
     for _ in range(MAX_ROUNDS):
         tris = _delaunay(verts, -margin - 2, -margin - 2, w + margin + 2, h + margin + 2)
         values = _sample(fields, verts, k, w, h)
-        values[:, :ring] = 0.0
+        values[:, : len(ring)] = 0.0
         index, bary = _locate(verts, tris, k, hf, wf)
         approx = np.einsum("gc,rgcd->rgd", bary, values[:, tris[index]]).reshape(fields.shape)
         err = (np.linalg.norm(approx - fields, axis=-1) * reach[:, None, None]).max(axis=0)
         added = _worst_per_cell(err, cell, tolerance)
         if not len(added):
-            return verts, tris, ring
+            return verts, tris, len(ring)
         new = np.stack([gx[added[:, 0], added[:, 1]], gy[added[:, 0], added[:, 1]]], axis=1)
         grown = _unique(np.concatenate([verts, new.astype(np.float32)]))
         if len(grown) == len(verts):  # only points it already has: as close as this grid can tell
-            return verts, tris, ring
+            return verts, tris, len(ring)
         verts = grown
         cell = max(MIN_CELL, cell // 2)
-    return verts, _delaunay(verts, -margin - 2, -margin - 2, w + margin + 2, h + margin + 2), ring
+    return verts, _delaunay(verts, -margin - 2, -margin - 2, w + margin + 2, h + margin + 2), len(ring)
 
 
 def _worst_per_cell(err: np.ndarray, cell: int, tolerance: float) -> np.ndarray:
@@ -414,7 +415,6 @@ def _face_json(f: MeshFace) -> dict[str, Any]:
         "centre": list(f.centre),
         "width": f.width,
         "height": f.height,
-        "first_row": f.first_row,
         "eyes": [
             {
                 "origin": e.origin.tolist(),
@@ -451,5 +451,4 @@ def _face_from_json(f: Mapping[str, Any]) -> MeshFace:
         width=float(f["width"]),
         height=float(f["height"]),
         eyes=tuple(eyes),
-        first_row=int(f["first_row"]),
     )

@@ -65,8 +65,8 @@ class Rig:
     faces: list[FaceRig]
     breath_channel: int
     roi: tuple[int, int, int, int]  # coarse-grid rows r0:r1 and columns c0:c1 where anything moves
-    # A rig drawn from a mesh: the factor its position motion is scaled by so no triangle folds (the
-    # browser makes the same test). None: the renderer checks its own backward map instead.
+    # The factor a frame's position motion is scaled by so the warp does not fold: the mesh's fold guard
+    # (mesh.py FoldGuard, the browser's test too). None: unguarded, for fields measured on their own.
     fold_scale: Callable[[np.ndarray], float] | None = None
 
     @property

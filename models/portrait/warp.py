@@ -3,9 +3,9 @@
 The rig's basis fields are forward displacements (where a point of the photo goes). `cv2.remap` needs
 the inverse (where each output pixel comes from), found on the coarse grid by fixed-point iteration
 O(y) = −F(y + O(y)); it converges because the fields are smooth (|∇F| < 1, the same condition that
-makes the warp fold-free, which is checked every frame: on the mesh's triangles for a rig drawn from a
-mesh, as the browser does, else on this backward map). The coarse map is upsampled to full
-resolution only inside the region that can move; the rest of the frame is the photo, untouched.
+makes the warp fold-free, which the mesh's fold guard keeps every frame, as the browser's does: see
+models/portrait/mesh.py FoldGuard). The coarse map is upsampled to full resolution only inside the
+region that can move; the rest of the frame is the photo, untouched.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import numpy as np
 
 from models.portrait.eyes import edit_eye
 from models.portrait.rig import Rig
-
-MIN_JACOBIAN = 0.3  # smallest allowed local area ratio of the warp (> 0 means no folds)
 
 
 class Renderer:
@@ -32,9 +30,6 @@ class Renderer:
         bx, by = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
         self._base = np.dstack([bx, by])  # (h, w, 2) absolute pixel coordinates of the moving box
         self._full = self._base.shape[:2] == self.photo.shape[:2]
-        # Per channel, the steepest slope of its field: a cheap bound that skips the fold check.
-        basis = rig.basis.reshape(rig.channels, 2, hf, wf) / k
-        self._slope = np.array([_max_slope(b) for b in basis], np.float32)
         self.folds_prevented = 0
 
     def render(
@@ -80,25 +75,16 @@ class Renderer:
         return out
 
     def _inverse(self, coeffs: np.ndarray) -> np.ndarray:
-        """Backward offsets (hf, wf, 2) in image pixels, scaled down if the warp would fold."""
+        """Backward offsets (hf, wf, 2) in image pixels, the motion scaled down where it would fold."""
         rig = self.rig
         hf, wf = rig.field_shape
-        if rig.fold_scale is not None:  # a mesh's rig: its triangles say how much motion it can take
+        if rig.fold_scale is not None:  # the mesh's triangles say how much of the motion it can take
             scale = rig.fold_scale(coeffs)
             if scale < 1.0:
                 self.folds_prevented += 1
-            forward = ((scale * coeffs) @ rig.basis).reshape(2, hf, wf).transpose(1, 2, 0)
-            return self._fixed_point(np.ascontiguousarray(forward))
-        forward = np.ascontiguousarray((coeffs @ rig.basis).reshape(2, hf, wf).transpose(1, 2, 0))
-        bound = float(np.abs(coeffs) @ self._slope)
-        for _ in range(4):
-            offsets = self._fixed_point(forward)
-            if bound < 0.5 or self._min_jacobian(offsets) >= MIN_JACOBIAN:
-                return offsets
-            self.folds_prevented += 1
-            forward *= 0.7
-            bound *= 0.7
-        return self._fixed_point(forward)
+            coeffs = scale * coeffs
+        forward = (coeffs @ rig.basis).reshape(2, hf, wf).transpose(1, 2, 0)
+        return self._fixed_point(np.ascontiguousarray(forward))
 
     def _fixed_point(self, forward: np.ndarray, steps: int = 2) -> np.ndarray:
         k = self.rig.k
@@ -116,11 +102,3 @@ class Renderer:
         doy_dy, doy_dx = np.gradient(offsets[..., 1] / k)
         det = (1 + dox_dx) * (1 + doy_dy) - dox_dy * doy_dx
         return float(det.min())
-
-
-def _max_slope(field: np.ndarray) -> float:
-    """Largest absolute partial derivative of a (2, h, w) field, in field units per field pixel."""
-    if not field.any():
-        return 0.0
-    grads = [np.abs(g).max() for comp in field for g in np.gradient(comp)]
-    return float(2 * max(grads))  # 2×: the determinant mixes two derivatives

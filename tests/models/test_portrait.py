@@ -14,7 +14,8 @@ from models.face import RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, FaceAnalyzer
 from models.motion import parse_motion
 from models.portrait import PortraitAnimator
 from models.portrait.animator import plan_to_channels
-from models.portrait.rig import build_rig
+from models.portrait.mesh import dense_rig, mesh_rig
+from models.portrait.rig import Rig, build_rig
 from models.portrait.warp import Renderer
 from models.registry import create_animator
 from models.render import render_clip
@@ -50,6 +51,12 @@ def box_mask(shape: tuple[int, ...], box: tuple[float, ...], grow: float = 0.0) 
     m = np.zeros(shape[:2], bool)
     m[max(0, int(y0 - gy)) : int(y1 + gy), max(0, int(x0 - gx)) : int(x1 + gx)] = True
     return m
+
+
+def guarded_rig(rgb: np.ndarray, analysis) -> Rig:
+    """The rig as the animator renders it: the mesh's fields, with the mesh's fold guard."""
+    dense = build_rig(rgb.shape[1], rgb.shape[0], analysis.faces, analysis.mask)
+    return dense_rig(mesh_rig(dense, analysis.faces))
 
 
 def test_contract(portrait_animator: PortraitAnimator, grace_hopper: Image.Image) -> None:
@@ -222,7 +229,7 @@ def test_large_photo_is_rendered_at_most_max_side(astronaut: Image.Image) -> Non
 def test_warp_never_folds(motion: str, astronaut: Image.Image, face_analyzer: FaceAnalyzer) -> None:
     rgb = np.asarray(astronaut)
     analysis = face_analyzer.analyze(rgb)
-    rig = build_rig(rgb.shape[1], rgb.shape[0], analysis.faces, analysis.mask)
+    rig = guarded_rig(rgb, analysis)
     coeffs, _ = plan_to_channels(parse_motion(motion, 0), rig, 48, 24)
     renderer = Renderer(rig, rgb)
     for c in coeffs:
@@ -316,7 +323,7 @@ def test_planned_warp_never_folds(
 ) -> None:
     rgb = np.asarray(astronaut.rotate(degrees, Image.Resampling.BICUBIC))
     analysis = face_analyzer.analyze(rgb)
-    rig = build_rig(rgb.shape[1], rgb.shape[0], analysis.faces, analysis.mask)
+    rig = guarded_rig(rgb, analysis)
     for motion in (None, "auto, and nod"):
         plans = plan_motion(rgb, motion, 0, faces=analysis.faces, duration_s=2.0, fps=24).plans
         coeffs, _ = plan_to_channels(plans, rig, 48, 24)
