@@ -13,14 +13,14 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 
-# The base install (web tier + CPU animator) needs no torch.
+# The base install (web tier + CPU animator) needs no torch; `worker` adds the clip check's identity model.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e ".[worker]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[gpu,test]" "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[gpu,worker,test]" "$(TORCH_SPEC)"
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
