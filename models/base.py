@@ -27,6 +27,7 @@ class Stage(str, Enum):
     DECODING = "decoding"  # VAE decode
     POSTPROCESSING = "postprocessing"  # colour consistency, frame rate
     ENCODING = "encoding"  # ffmpeg
+    CHECKING = "checking"  # the clip check: likeness, steadiness, life (models.clip_check)
     STORING = "storing"  # upload to the object store
     DONE = "done"
 
@@ -74,6 +75,9 @@ class AnimationRequest:
     # Curves recorded in the live view: then they are the motion (`motion` is not read) and the clip has
     # one frame per sample at 24 fps; the diffusion animator reads them as a plan (words and strength).
     curves: RecordedMotion | None = None
+    # The clip guard's second try (models.guard): the same motion, smaller (portrait: half the movement;
+    # SVD: half the motion bucket; text-conditioned models: told to move slowly and subtly).
+    calmer: bool = False
 
 
 @dataclass
@@ -83,6 +87,10 @@ class Frames:
     frames: np.ndarray
     fps: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # What the clip check may hold the clip to: `moves` False exempts it from "life" (a push-in, or faces
+    # the visitor chose to keep still); `loops` True: the last frame returns to the first.
+    moves: bool = True
+    loops: bool = False
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
@@ -101,6 +109,9 @@ class Clip:
     fps: float
     frame_count: int
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    moves: bool = True  # as Frames says
+    loops: bool = False
+    animator: str = ""  # the name of the animator that made it
 
     @property
     def duration_s(self) -> float:

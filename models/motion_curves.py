@@ -208,6 +208,12 @@ class RecordedMotion:
     def duration_s(self) -> float:
         return self.samples / CURVES_FPS
 
+    @property
+    def face_still(self) -> bool:
+        """Every channel that moves a face (all but breathing) is zero throughout: the visitor chose a
+        still face."""
+        return all(not any(v) for k, v in self.curves.items() if k != "breath")
+
     @classmethod
     def from_json(cls, data: Any) -> RecordedMotion:
         """From the parsed field (or the stored to_json()); CurvesError naming what is wrong."""

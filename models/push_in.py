@@ -47,4 +47,6 @@ class PushInAnimator:
             box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
             frames[i] = np.asarray(img.resize((w, h), Image.Resampling.BILINEAR, box=box))
             progress(Stage.ANIMATING, (i + 1) / n, f"{i + 1}/{n}")
-        return Frames(frames=frames, fps=fps, stage_seconds={Stage.ANIMATING.value: time.perf_counter() - t0})
+        # A camera move: no face moves, so the clip check does not ask for life.
+        seconds = {Stage.ANIMATING.value: time.perf_counter() - t0}
+        return Frames(frames=frames, fps=fps, stage_seconds=seconds, moves=False)

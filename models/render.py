@@ -47,4 +47,7 @@ def render_clip(
         fps=float(request.fps),
         frame_count=frames.shape[0],
         stage_seconds=stage_seconds,
+        moves=result.moves,
+        loops=result.loops,
+        animator=animator.name,
     )

@@ -48,6 +48,8 @@ _LIVELY = re.compile(r"\b(lively|big|dance|dancing|laugh\w*|wave|waving|excited|
 # A planned motion's intensity 0..1 maps linearly onto these buckets; 0.5 gives SVD's own default, 127.
 SVD_CALM_BUCKET, SVD_LIVELY_BUCKET = 64, 190
 _PLANNED = (AUTO, RECORDED)  # motions whose plan (words, intensity) is what the model is told
+# Added to a text-conditioned model's prompt on the clip guard's calmer second try.
+CALMER_PROMPT = " Slow, subtle movement; the face stays the same person throughout."
 
 
 def describe_motion(motion: str | None) -> str:
@@ -254,7 +256,15 @@ class DiffusionAnimator:
         progress(Stage.ANALYZING, 0.0, "fitting the photo around the face")
         fit = fit_to_face(photo, size)
         video, marks = self._denoise(
-            fit.image, size, frames, steps, seed, request.motion, progress, planned=planned
+            fit.image,
+            size,
+            frames,
+            steps,
+            seed,
+            request.motion,
+            progress,
+            planned=planned,
+            calmer=request.calmer,
         )
         t_post = time.perf_counter()
         progress(Stage.DECODING, 1.0, "")
@@ -282,9 +292,11 @@ class DiffusionAnimator:
         seed: int,
         motion: str | None,
         planned: PlannedMotion | None = None,
+        calmer: bool = False,
     ) -> dict[str, Any]:
         """The pipeline's keyword arguments for one run, built from the family table. Auto motion without
-        a `planned` motion is planned here, from `image`."""
+        a `planned` motion is planned here, from `image`. `calmer` (the clip guard's second try) halves
+        SVD's motion bucket and asks text-conditioned models for slow, subtle motion."""
         fam: Family = self.family
         if planned is None and is_auto(motion):
             planned = plan_for(image, motion, seed)
@@ -303,10 +315,13 @@ class DiffusionAnimator:
             kwargs[fam.fps_arg] = round(fam.fps)
         if fam.text_conditioned:
             kwargs["prompt"] = fam.prompt_prefix + motion_prompt(motion, planned)
+            if calmer:
+                kwargs["prompt"] += CALMER_PROMPT
             if fam.negative_prompt:
                 kwargs["negative_prompt"] = fam.negative_prompt
         if fam.decode_chunks:
-            kwargs.setdefault("motion_bucket_id", svd_motion_bucket(motion, planned=planned))
+            bucket = svd_motion_bucket(motion, planned=planned)
+            kwargs.setdefault("motion_bucket_id", max(1, bucket // 2) if calmer else bucket)
             kwargs["decode_chunk_size"] = speed.decode_chunk(self.speed, frames, size, self.device)
         return kwargs
 
@@ -321,6 +336,7 @@ class DiffusionAnimator:
         progress: ProgressCallback,
         guided: int | None = None,
         planned: PlannedMotion | None = None,
+        calmer: bool = False,
     ) -> tuple[np.ndarray, dict[str, float]]:
         """Run the pipeline; uint8 (T, H, W, 3) frames and the stage boundary times.
 
@@ -346,7 +362,7 @@ class DiffusionAnimator:
         self._first_denoise.clear()
         self._on_first_denoise = first_denoise
         try:
-            kwargs = self.call_kwargs(image, size, frames, steps, seed, motion, planned)
+            kwargs = self.call_kwargs(image, size, frames, steps, seed, motion, planned, calmer)
             if self.speed.guidance_until < 1 and guided is None:
                 guided = guided_steps(self.speed.guidance_until, steps)
             # no interval where the pipeline runs no unconditional pass at all

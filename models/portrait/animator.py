@@ -23,6 +23,8 @@ from models.portrait.mesh import MAX_FACES, dense_rig, rig_of_rgb
 from models.portrait.rig import FACE_CHANNELS, Rig
 from models.portrait.warp import Renderer
 
+CALMER = 0.5  # how much of the planned movement the guard's calmer second try keeps
+
 NO_FACE_MESSAGE = (
     "No face was found in this photo, so there is nothing to animate. Tip: use a photo where the face "
     "looks toward the camera, is well lit, not covered, and fills at least a fifth of the picture."
@@ -78,6 +80,9 @@ class PortraitAnimator:
             seed = request.seed or 0
             motion = plan_motion(rgb, request.motion, seed, faces=faces, duration_s=n / fps, fps=fps).plans
         coeffs, eyes = plan_to_channels(motion, rig, n, fps)
+        if request.calmer:  # the guard's second try: every movement halved, blinks kept
+            coeffs *= CALMER
+            eyes = [[(blink, gx * CALMER, gy * CALMER) for blink, gx, gy in frame] for frame in eyes]
         renderer = Renderer(rig, rgb)
         seconds[Stage.ANALYZING.value] = time.perf_counter() - t0
         progress(Stage.ANALYZING, 1.0, f"{len(faces)} face{'s' if len(faces) > 1 else ''}")
@@ -88,7 +93,10 @@ class PortraitAnimator:
             renderer.render(coeffs[i], eyes[i], out=frames[i])
             progress(Stage.ANIMATING, (i + 1) / n, f"{i + 1}/{n}")
         seconds[Stage.ANIMATING.value] = time.perf_counter() - t1
-        return Frames(frames=frames, fps=fps, stage_seconds=seconds)
+        # Every curve starts and ends at rest (a recording's last half second eases back), so the clip
+        # loops; a recording whose face channels are all zero is a face the visitor chose to keep still.
+        still = recorded is not None and recorded.face_still
+        return Frames(frames=frames, fps=fps, stage_seconds=seconds, moves=not still, loops=True)
 
 
 def plan_to_channels(
