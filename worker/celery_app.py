@@ -117,6 +117,7 @@ class LoadAnimator(bootsteps.Step):
         try:
             animator = model_cache.get_animator(settings)  # wraps any failure in AnimatorUnavailable
             settings.time_limits(getattr(animator, "time_limit_s", None))  # a folder may state its own
+            model_cache.get_guard(settings)  # the clip check's models, before the first job
         except (AnimatorUnavailable, ValueError) as exc:
             exit_animator_unavailable(settings, str(exc))
 

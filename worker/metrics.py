@@ -56,6 +56,23 @@ STAGE_TIME = Histogram(
 )
 
 
+CLIP_IDENTITY = Histogram(
+    "vivify_worker_clip_identity_distance",
+    "The clip check's largest face-descriptor distance to the photo (under 0.6: the same person), by the "
+    "animator that made the clip.",
+    ["animator"],
+    buckets=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0),
+    registry=REGISTRY,
+)
+CLIP_JITTER = Histogram(
+    "vivify_worker_clip_jitter",
+    "The clip check's landmark jitter (mean acceleration per frame², share of face height), by animator.",
+    ["animator"],
+    buckets=(0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1),
+    registry=REGISTRY,
+)
+
+
 def _gpu_max_memory() -> float:
     """Peak CUDA memory this process allocated, or 0; never imports torch itself (CPU workers)."""
     torch = sys.modules.get("torch")
@@ -109,6 +126,12 @@ def record_job(session: Session, job_id: str) -> None:
     run = _seconds(job.finished_at, job.started_at)
     if run is not None:
         RUN_TIME.labels(queue, job.status).observe(run)
+    check = job.clip_check or {}
+    animator = str(check.get("rendered_by") or job.animator)
+    if isinstance(check.get("identity_distance"), (int, float)):
+        CLIP_IDENTITY.labels(animator).observe(float(check["identity_distance"]))
+    if isinstance(check.get("jitter"), (int, float)):
+        CLIP_JITTER.labels(animator).observe(float(check["jitter"]))
     for stage, seconds in (job.stage_seconds or {}).items():
         if isinstance(seconds, (int, float)):
             STAGE_TIME.labels(queue, stage).observe(float(seconds))

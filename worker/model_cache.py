@@ -10,16 +10,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.config import Settings
 from models.base import Animator, AnimatorUnavailable
+
+if TYPE_CHECKING:
+    from models.guard import Guard
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _animator: Animator | None = None
 _key: tuple[str, str | None, str] | None = None
+_guard: Guard | None = None
+_guard_key: tuple[Any, ...] | None = None
+_fallback: Animator | None = None
 
 
 def animator_options(settings: Settings) -> dict[str, Any]:
@@ -68,6 +74,50 @@ def get_animator(settings: Settings) -> Animator:
         return _animator
 
 
+def get_guard(settings: Settings) -> Guard:
+    """The process's clip guard: the clip check's face and identity models, set up on first use, and the
+    portrait animator it falls back to, built only when a clip first needs it.
+
+    Raises AnimatorUnavailable when the identity model is not installed (the `worker` extra)."""
+    global _guard, _guard_key
+    from models import clip_check
+    from models.guard import Guard, GuardMode
+
+    limits = clip_check.CheckLimits(
+        identity=settings.clip_check_identity_max,
+        face_lost=settings.clip_check_face_lost_max,
+        jitter=settings.clip_check_jitter_max or clip_check.JITTER_MAX,
+        flicker=settings.clip_check_flicker_max or clip_check.FLICKER_MAX,
+        life=clip_check.LIFE_MIN if settings.clip_check_life_min is None else settings.clip_check_life_min,
+    )
+    key = (settings.clip_guard, limits)
+    with _lock:
+        if _guard is None or _guard_key != key:
+            checker = clip_check.ClipChecker()
+            try:
+                checker.setup()
+            except Exception as exc:
+                raise AnimatorUnavailable(
+                    f"the clip check cannot start: {type(exc).__name__}: {exc}"
+                ) from exc
+            _guard = Guard(checker, GuardMode(settings.clip_guard), limits, fallback=fallback_animator)
+            _guard_key = key
+        return _guard
+
+
+def fallback_animator() -> Animator:
+    """The portrait animator the guard falls back to: built and set up once, on first need."""
+    global _fallback
+    with _lock:
+        if _fallback is None:
+            from models.registry import create_animator
+
+            animator = create_animator("portrait")
+            animator.setup()
+            _fallback = animator
+        return _fallback
+
+
 def loaded() -> Animator | None:
     """The animator if this process already set one up (for tests and health output)."""
     return _animator
@@ -75,9 +125,9 @@ def loaded() -> Animator | None:
 
 def reset() -> None:
     """Forget the animator (tests; a process that must reload after a fatal device error)."""
-    global _animator, _key
+    global _animator, _key, _guard, _guard_key, _fallback
     with _lock:
-        _animator, _key = None, None
+        _animator, _key, _guard, _guard_key, _fallback = None, None, None, None, None
 
 
 def free_device_memory() -> None:

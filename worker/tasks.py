@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task
@@ -33,11 +33,14 @@ from app.core.logging import job_context
 from app.core.queue import TaskName
 from app.core.storage import ObjectStore, StorageUnavailable, get_store, poster_key, video_key
 from app.core.tables import FINAL_STATUSES, Job, JobStatus
-from models.base import AnimationError, AnimationRequest, Animator, Canceled, Clip, Stage
+from models.base import AnimationError, AnimationRequest, Animator, Canceled, Stage
 from models.motion_curves import CurvesError, RecordedMotion
 from worker import metrics, model_cache
 from worker.celery_app import app
 from worker.webhooks import JobEvents
+
+if TYPE_CHECKING:
+    from models.guard import Checked, Guard
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +170,9 @@ STAGE_SPAN: dict[str, tuple[float, float]] = {
     Stage.ANIMATING.value: (0.1, 0.75),
     Stage.DECODING.value: (0.75, 0.85),
     Stage.POSTPROCESSING.value: (0.85, 0.9),
-    Stage.ENCODING.value: (0.9, 0.97),
-    Stage.STORING.value: (0.97, 1.0),
+    Stage.ENCODING.value: (0.9, 0.94),
+    Stage.CHECKING.value: (0.94, 0.98),
+    Stage.STORING.value: (0.98, 1.0),
 }
 
 Sessions = Callable[[], AbstractContextManager[Session]]
@@ -280,6 +284,16 @@ def setup_animator(settings: Settings) -> Animator:
         raise AnimatorSetupFailed(settings.animator) from exc
 
 
+def setup_guard(settings: Settings) -> Guard:
+    """The process's clip guard (the clip check's models), set up on first use; AnimatorSetupFailed (the
+    job cannot be rendered as promised) if it cannot be."""
+    try:
+        return model_cache.get_guard(settings)
+    except Exception as exc:
+        log.exception("the clip check could not be set up")
+        raise AnimatorSetupFailed(settings.animator) from exc
+
+
 def claim(sessions: Sessions, job_id: str, worker: str, settings: Settings) -> Claimed | None:
     """Mark the job running on this worker and send its `start` event; None if it is final or gone."""
     with sessions() as session:
@@ -316,20 +330,20 @@ def recorded_curves(job: Claimed) -> RecordedMotion | None:
 
 def render(
     animator: Animator,
+    guard: Guard,
     photo: Image.Image,
     job: Claimed,
     progress: JobProgress,
     settings: Settings,
     on_hard_limit: Callable[[TimedOut], None],
-) -> Clip:
-    """Render the clip within the time limits, then report the STORING stage (a last cancel check)."""
-    from models.render import render_clip
-
+) -> Checked:
+    """Render and check the clip (the guard's second try and fallback too) within the time limits, then
+    report the STORING stage (a last cancel check)."""
     soft_s, hard_s = settings.time_limits(getattr(animator, "time_limit_s", None))
     request = AnimationRequest(motion=job.motion, seed=job.seed, fps=24, curves=recorded_curves(job))
     try:
         with time_limits(soft_s, hard_s, lambda: on_hard_limit(TimedOut(hard_s))):
-            clip = render_clip(animator, photo, request, progress)
+            checked = guard.render(animator, photo, request, progress)
     except SoftTimeLimitExceeded:
         raise TimedOut(soft_s) from None
     except AnimationError as exc:
@@ -337,19 +351,25 @@ def render(
             raise RetryableAnimationError(exc.code, exc.message) from exc
         raise
     progress(Stage.STORING, 0.0, "")
-    return clip
+    return checked
 
 
 def store_clip(
-    store: ObjectStore, sessions: Sessions, job_id: str, clip: Clip, attempt: int | None = None
+    store: ObjectStore, sessions: Sessions, job_id: str, checked: Checked, attempt: int | None = None
 ) -> str:
-    """Write the clip and poster at the job's keys, then mark it succeeded; "skipped" if the job ended
-    meanwhile (its objects are removed again) or another run holds it now (they are its keys too)."""
+    """Write the clip and poster at the job's keys, then mark it succeeded with its check; "skipped" if
+    the job ended meanwhile (its objects are removed again) or another run holds it now (they are its
+    keys too)."""
+    clip = checked.clip
     t0 = time.perf_counter()
     vkey, pkey = video_key(job_id), poster_key(job_id)
     store.put(vkey, clip.mp4, "video/mp4")
     store.put(pkey, clip.poster_jpeg, "image/jpeg")
-    stage_seconds = {**clip.stage_seconds, Stage.STORING.value: time.perf_counter() - t0}
+    stage_seconds = {
+        **clip.stage_seconds,
+        Stage.CHECKING.value: checked.check.seconds,
+        Stage.STORING.value: time.perf_counter() - t0,
+    }
     video_info = {
         "codec": "h264",
         "width": clip.width,
@@ -367,6 +387,7 @@ def store_clip(
             poster_key=pkey,
             video_info=video_info,
             stage_seconds=stage_seconds,
+            clip_check=checked.check.to_json(),
             attempt=attempt,
         ):
             log.info("job %s succeeded (%d bytes)", job_id, len(clip.mp4))
@@ -403,8 +424,10 @@ def record_failure(
     elif failure.code is ErrorCode.INTERNAL_ERROR:
         log.error("job %s: unexpected error", job_id, exc_info=exc)
     code, message = failure.describe(exc)
+    check = getattr(exc, "check", None)  # a ClipCheckFailed carries the figures of the last clip
     with sessions() as session:
-        if not jobs.fail(session, job_id, code, message, attempt=attempt):
+        clip_check = check.to_json() if check is not None else None
+        if not jobs.fail(session, job_id, code, message, attempt=attempt, clip_check=clip_check):
             log.info("job %s: %s not recorded, the job ended or another run holds it", job_id, code)
             return "skipped"
     log.info("job %s failed: %s", job_id, code)
@@ -419,13 +442,14 @@ def animate_job(
     store: ObjectStore | None = None,
     sessions: Sessions | None = None,
     animator: Animator | None = None,
+    guard: Guard | None = None,
     progress_interval_s: float = 0.2,
 ) -> str:
     """Run one job to a final status: claim, load, render, store. Returns what happened: succeeded,
     failed, canceled or skipped.
 
     Retryable errors (store or database unreachable) propagate so the Celery task retries them.
-    `animator` defaults to the process's cached one; tests pass their own.
+    `animator` and `guard` default to the process's cached ones; tests pass their own.
     """
     settings = settings or get_settings()
     store = store or get_store()
@@ -434,6 +458,7 @@ def animate_job(
     # Set up before claiming, so a slow first load never looks like a stale running job.
     try:
         animator = animator or setup_animator(settings)
+        guard = guard or setup_guard(settings)
     except AnimatorSetupFailed as exc:
         with sessions() as session:
             claimed = jobs.claim(session, job_id, worker, take_over_after_s=settings.stale_job_after_s)
@@ -458,8 +483,8 @@ def animate_job(
 
     try:
         photo = load_photo(store, job.photo_key)
-        clip = render(animator, photo, job, progress, settings, on_hard_limit)
-        return store_clip(store, sessions, job_id, clip, attempt=job.attempt)
+        checked = render(animator, guard, photo, job, progress, settings, on_hard_limit)
+        return store_clip(store, sessions, job_id, checked, attempt=job.attempt)
     except Canceled:
         with sessions() as session:
             if not jobs.mark_canceled(session, job_id, attempt=job.attempt):

@@ -154,6 +154,8 @@ def _animate_remote(args: argparse.Namespace, output: Path) -> int:
     plan = job.get("plan") or {}
     if plan.get("description"):
         print(f"  planned motion: {plan['description']}")
+    if job.get("clip_check"):
+        print(f"  {job['clip_check']['summary']}")
     return 0
 
 
@@ -164,6 +166,13 @@ def cmd_animate(args: argparse.Namespace, settings: Settings) -> int:
     from app.cli.render import animate_here
 
     return animate_here(args, settings, output)
+
+
+def cmd_check_clip(args: argparse.Namespace, settings: Settings) -> int:
+    """`vivify check-clip PHOTO CLIP.mp4`: the clip check's figures as JSON; exit 1 when it fails."""
+    from app.cli.render import check_clip_here
+
+    return check_clip_here(args, settings)
 
 
 def cmd_fetch_model(args: argparse.Namespace, settings: Settings) -> int:
@@ -296,6 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--size", type=_parse_size, help="WxH, e.g. 512x512")
     animate.add_argument("--seed", type=int)
     animate.set_defaults(func=cmd_animate)
+
+    check = sub.add_parser(
+        "check-clip",
+        help="measure a clip against its photo (likeness, steadiness, colour, life) and print the clip "
+        "check as JSON; exits 1 when the clip fails it",
+    )
+    check.add_argument("photo", type=Path)
+    check.add_argument("clip", type=Path, help="an MP4 made from PHOTO")
+    check.add_argument("--loops", action="store_true", help="the motion promises a loop: measure the seam")
+    check.add_argument(
+        "--still", action="store_true", help="no face is meant to move (a push-in): no motion is asked for"
+    )
+    check.set_defaults(func=cmd_check_clip)
 
     fetch = sub.add_parser(
         "fetch-model",

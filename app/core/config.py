@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     # (e.g. {"compile": true, "cpu_offload": "model"}) or the portrait animator's max_side.
     animator_options: dict[str, Any] = {}
 
+    # The clip check (models.clip_check) and its guard (models.guard). `fallback`: a failed clip is rendered
+    # again (new seed, calmer), then by the portrait animator; `fail`: it fails the job (clip_check_failed);
+    # `off`: it is measured and delivered whatever the figures say (the page then says it failed).
+    clip_guard: Literal["fallback", "fail", "off"] = "fallback"
+    clip_check_identity_max: float = Field(0.6, gt=0, le=2)  # fails at or above (dlib's same-person 0.6)
+    clip_check_face_lost_max: float = Field(0.1, ge=0, le=1)  # share of sampled frames a face may be missing
+    # Unset: K_STEADY times the largest measured on the portrait animator's clips (bench/RESULTS.md).
+    clip_check_jitter_max: float | None = Field(None, gt=0)
+    clip_check_flicker_max: float | None = Field(None, gt=0)
+    clip_check_life_min: float | None = Field(None, ge=0)
+
     # Limits
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=10_000)
@@ -119,7 +130,14 @@ class Settings(BaseSettings):
             value = [a.strip() for a in value.split(",") if a.strip()]
         return value
 
-    @field_validator("task_soft_time_limit_s", "task_time_limit_s", mode="before")
+    @field_validator(
+        "task_soft_time_limit_s",
+        "task_time_limit_s",
+        "clip_check_jitter_max",
+        "clip_check_flicker_max",
+        "clip_check_life_min",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value  # compose passes `${VAR:-}` as an empty string

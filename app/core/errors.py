@@ -76,6 +76,7 @@ class ErrorCode(str, enum.Enum):
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
     WORKER_LOST = "worker_lost"
+    CLIP_CHECK_FAILED = "clip_check_failed"  # no clip passed the clip check (models.guard)
     FAILED = "failed"  # a failed job that carries no code of its own
 
 

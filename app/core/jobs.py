@@ -127,6 +127,7 @@ def succeed(
     poster_key: str,
     video_info: dict[str, Any],
     stage_seconds: dict[str, float],
+    clip_check: dict[str, Any] | None = None,
     attempt: int | None = None,
 ) -> bool:
     return _transition(
@@ -142,11 +143,20 @@ def succeed(
         poster_key=poster_key,
         video_info=video_info,
         stage_seconds=stage_seconds,
+        clip_check=clip_check,
         finished_at=utcnow(),
     )
 
 
-def fail(session: Session, job_id: str, code: str, message: str, attempt: int | None = None) -> bool:
+def fail(
+    session: Session,
+    job_id: str,
+    code: str,
+    message: str,
+    attempt: int | None = None,
+    clip_check: dict[str, Any] | None = None,
+) -> bool:
+    """`clip_check`: the figures of a clip that failed the check (error clip_check_failed)."""
     return _transition(
         session,
         job_id,
@@ -155,6 +165,7 @@ def fail(session: Session, job_id: str, code: str, message: str, attempt: int | 
         status=JobStatus.FAILED,
         error_code=code,
         error_message=message[:2000],
+        clip_check=clip_check,
         finished_at=utcnow(),
     )
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from app.core import jobs
+from app.core.clip_words import clip_check_summary
 from app.core.tables import Job, JobStatus
 
 API = "/api/v1"
@@ -74,6 +75,75 @@ def plan_out(data: dict[str, Any] | None) -> MotionPlanOut | None:
         return None
 
 
+class FaceCheckOut(BaseModel):
+    index: int = Field(description="The face's place in the photo, largest first (0 = the main face).")
+    height_px: float = Field(
+        description="The face's height in the clip; under 64 px its likeness and jitter are not judged."
+    )
+    identity_max: float | None = Field(
+        description="The largest face-descriptor distance to the photo over sampled frames; under 0.6 is "
+        "the same person. None when the face was not found where a descriptor was taken."
+    )
+    identity_mean: float | None
+    kept: float = Field(ge=0, le=1, description="Share of sampled frames in which this face was found.")
+    jitter: float | None = Field(
+        description="Largest mean landmark acceleration per frame², as a share of face height."
+    )
+    life: float | None = Field(description="Largest face motion, as a share of face height.")
+
+
+class GuardFallbackOut(BaseModel):
+    action: Literal["retried", "portrait"] = Field(
+        description="retried: rendered again with a new seed and a calmer motion; portrait: then made by "
+        "the portrait animator."
+    )
+    reason: str = Field(description="What the first clip failed.")
+    retry_seed: int
+    retry_failed: str | None = Field(None, description="What the second try failed, when it did.")
+    error: str | None = Field(None, description="Why the portrait animator could not make the clip.")
+
+
+class ClipCheckOut(BaseModel):
+    """The clip check (models.clip_check): measured on the delivered MP4 before the job ended."""
+
+    passed: bool
+    identity_distance: float | None = Field(
+        description="The largest face-descriptor distance over faces and sampled frames (dlib's ResNet; "
+        "under 0.6 is the same person). None for a photo without a face."
+    )
+    faces: list[FaceCheckOut]
+    jitter: float | None = Field(description="The largest landmark jitter over faces.")
+    flicker: float | None = Field(
+        description="Largest frame-to-frame change of the static background's mean lightness (ΔL*)."
+    )
+    color_delta_e: float | None = Field(
+        description="Largest CIEDE2000 difference of the background's mean colour from the photo's."
+    )
+    life: float | None = Field(description="The largest face motion as a share of face height.")
+    seam: float | None = Field(
+        description="Mean ΔL* between the last and first frames, where the motion promises a loop."
+    )
+    seconds: float = Field(description="What the check cost (all tries: the last one's).")
+    sampled_frames: int
+    failures: list[str] = Field(description="What failed, in words; empty when it passed.")
+    rendered_by: str | None = Field(description="The animator that made the clip.")
+    fallback: GuardFallbackOut | None = Field(description="None, or what the guard did and why.")
+    summary: str = Field(
+        description='The check in one plain line, e.g. "Likeness checked: same person (0.14)"; what the '
+        "page and the CLI show."
+    )
+
+
+def clip_check_out(data: dict[str, Any] | None) -> ClipCheckOut | None:
+    """A stored clip check for the API, or None (older jobs; an unreadable record never fails an answer)."""
+    if not data:
+        return None
+    try:
+        return ClipCheckOut.model_validate({**data, "summary": clip_check_summary(data)})
+    except ValidationError:
+        return None
+
+
 class JobOut(BaseModel):
     id: str
     status: Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -96,6 +166,11 @@ class JobOut(BaseModel):
     seed: int
     animator: str
     photo: PhotoOut
+    clip_check: ClipCheckOut | None = Field(
+        None,
+        description="The clip check, once the job succeeded (or failed as clip_check_failed); "
+        "`animator` stays as asked, `clip_check.rendered_by` names who made the clip.",
+    )
     error: JobError | None
     urls: JobUrls
 
@@ -168,6 +243,9 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(description="database, storage, broker: 'ok' or what failed.")
+    clip_guard: Literal["fallback", "fail", "off"] = Field(
+        description="What a clip that fails the clip check leads to (VIVIFY_CLIP_GUARD); not a check."
+    )
 
 
 @overload
@@ -208,6 +286,7 @@ def job_out(session: Session, job: Job) -> JobOut:
         photo=PhotoOut(
             width=job.photo_width, height=job.photo_height, bytes=job.photo_bytes, quality=job.quality
         ),
+        clip_check=clip_check_out(job.clip_check),
         error=error,
         urls=JobUrls(
             self=base,

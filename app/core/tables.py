@@ -94,6 +94,9 @@ class Job(Base):
     poster_key: Mapped[str | None] = mapped_column(String(200))
     video_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     stage_seconds: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The clip check's figures and verdict (models.clip_check's ClipCheck.to_json), with what the guard
+    # did: set when the job succeeded, or failed as clip_check_failed. None otherwise and for older jobs.
+    clip_check: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)

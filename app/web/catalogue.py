@@ -27,6 +27,7 @@ STAGES: Final[dict[str, str]] = {
     "decoding": "Developing the frames",
     "postprocessing": "Polishing the frames",
     "encoding": "Encoding the video",
+    "checking": "Checking the likeness",
     "storing": "Saving your clip",
     "done": "Done",
 }
@@ -203,6 +204,10 @@ _ERRORS: Final[dict[str, tuple[str, str]]] = {
     "invalid_request": _MOTION,
     "internal_error": _FAILED,
     "worker_lost": ("The animation stopped halfway on our side.", "Try again; it usually works next time."),
+    "clip_check_failed": (
+        "The clip did not pass our quality check, so we did not keep it.",
+        "Try another motion, or a sharp, evenly lit photo with the face towards the camera.",
+    ),
     "failed": _FAILED,
 }
 ERRORS: Final[dict[str, dict[str, str]]] = {

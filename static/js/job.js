@@ -151,6 +151,12 @@ export class JobView extends EventTarget {
       this.$("delete-form").action = `/jobs/${job.id}/delete`;
       this.$("again-form").action = `/jobs/${job.id}/again`;
       this.$("job-expires").textContent = expiresText(job);
+      // The clip check's line, made by the server (clip_check.summary) so the page and the CLI agree.
+      const check = job.clip_check;
+      const line = this.$("job-clip-check");
+      line.textContent = check ? check.summary : "";
+      line.hidden = !check;
+      line.classList.toggle("clip-check-failed", Boolean(check && !check.passed));
     }
 
     const bad = job.status === "failed" || job.status === "canceled";

@@ -35,7 +35,7 @@ def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
     try:
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-            assert MigrationContext.configure(conn).get_current_revision() == "0007"
+            assert MigrationContext.configure(conn).get_current_revision() == "0008"
         assert set(inspect(engine).get_table_names()) == {"jobs", "submissions", "alembic_version"}
     finally:
         engine.dispose()
@@ -124,5 +124,28 @@ def test_0007_adds_motion_curves_to_existing_jobs_and_goes_back(tmp_path: Path) 
         assert "motion_curves" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
         with engine.connect() as conn:
             assert conn.execute(text("SELECT id FROM jobs")).scalar_one() == "j1"  # the job itself stays
+    finally:
+        engine.dispose()
+
+
+def test_0008_adds_clip_check_to_existing_jobs_and_goes_back(tmp_path: Path) -> None:
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    cfg = migrations.alembic_config(url)
+    command.upgrade(cfg, "0007")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            insert_old_job(conn)
+        assert "clip_check" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        command.upgrade(cfg, "head")
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT clip_check FROM jobs")).scalar_one() is None  # older job: none
+            conn.execute(text("""UPDATE jobs SET clip_check = '{"passed": true}'"""))
+        command.downgrade(cfg, "0007")
+        assert "clip_check" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id FROM jobs")).scalar_one() == "j1"
     finally:
         engine.dispose()

@@ -45,21 +45,52 @@ def test_the_portrait_animator_runs_on_the_worker_path(
     assert 3.0 <= info.duration_s <= 5.0
     assert job.video_info["frames"] == info.frame_count
     assert type(model_cache.loaded()).__name__ == "PortraitAnimator"
+    check = job.clip_check
+    assert check["passed"] and check["rendered_by"] == "portrait" and check["fallback"] is None
+    assert 0 <= check["identity_distance"] < 0.45 and check["faces"][0]["kept"] == 1.0
+    assert job.stage_seconds["checking"] == pytest.approx(check["seconds"], abs=1e-3)
 
 
 @pytest.mark.gpu_stack
-def test_a_tiny_diffusion_pipeline_runs_on_the_worker_path(
+def test_a_tiny_diffusion_pipeline_trips_the_guard_on_the_worker_path(
     settings, store, sessions, make_job, load_job, portrait, tmp_path: Path
 ):
+    """Random weights render noise: the clip check fails it, the calmer second try too, and the portrait
+    animator makes the clip. The job keeps the animator it asked for; the check names who made it."""
     from tests.fixtures.tiny_pipelines import build_tiny_svd
 
     model_dir = build_tiny_svd(tmp_path / "tiny-svd")
     settings = settings.model_copy(update={"animator": "diffusion", "model": str(model_dir), "device": "cpu"})
     job_id = make_job(animator="diffusion", model=str(model_dir))
-    _with_photo(store, job_id, portrait, 128)
+    _with_photo(store, job_id, portrait, 256)
     assert animate_job(job_id, worker="w1", settings=settings, store=store, sessions=sessions) == "succeeded"
     job = load_job(job_id)
-    assert {"animating", "decoding", "encoding", "storing"} <= set(job.stage_seconds)
+    assert job.animator == "diffusion"
+    check = job.clip_check
+    assert check["passed"] and check["rendered_by"] == "portrait"
+    assert check["fallback"]["action"] == "portrait" and "face kept" in check["fallback"]["reason"]
+    assert check["identity_distance"] < 0.45
     info = probe(store.get(video_key(job_id)))
     assert (info.codec, info.pix_fmt, info.fps) == ("h264", "yuv420p", 24.0)
+    assert (info.width, info.height) == (218, 256)  # the portrait animator at the photo's size (even width)
     assert type(model_cache.loaded()).__name__ == "DiffusionAnimator"
+
+
+@pytest.mark.gpu_stack
+def test_a_tiny_diffusion_pipeline_with_the_guard_failing_the_job(
+    settings, store, sessions, make_job, load_job, portrait, tmp_path: Path
+):
+    """VIVIFY_CLIP_GUARD=fail: the noise ends the job as clip_check_failed, with the figures stored."""
+    from tests.fixtures.tiny_pipelines import build_tiny_svd
+
+    model_dir = build_tiny_svd(tmp_path / "tiny-svd")
+    settings = settings.model_copy(
+        update={"animator": "diffusion", "model": str(model_dir), "device": "cpu", "clip_guard": "fail"}
+    )
+    job_id = make_job(animator="diffusion", model=str(model_dir))
+    _with_photo(store, job_id, portrait, 256)
+    assert animate_job(job_id, worker="w1", settings=settings, store=store, sessions=sessions) == "failed"
+    job = load_job(job_id)
+    assert job.error_code == "clip_check_failed" and "face kept" in job.error_message
+    assert not job.clip_check["passed"] and job.clip_check["rendered_by"] == "diffusion"
+    assert job.video_key is None and not store.exists(video_key(job_id))

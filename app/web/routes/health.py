@@ -69,7 +69,8 @@ def _run_checks(request: Request, settings: Settings) -> dict[str, str]:
 async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
     checks = await run_in_threadpool(_run_checks, request, settings)
     ok = all(v == "ok" for v in checks.values())
-    body = ReadyOut(status="ok" if ok else "unavailable", checks=checks).model_dump()
+    status = "ok" if ok else "unavailable"
+    body = ReadyOut(status=status, checks=checks, clip_guard=settings.clip_guard).model_dump()
     headers = None if ok else {"Retry-After": "5"}
     return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
 
