@@ -672,6 +672,9 @@ def run_variant(
             total = time.perf_counter() - t0
             meter.finish()
             runs.append((total, clip.stage_seconds, meter.peak_gb, recorder))
+        if args.save_clips is not None and variant == "optimised":  # for bench/clip_check.py --clips
+            args.save_clips.mkdir(parents=True, exist_ok=True)
+            (args.save_clips / f"{family}-{variant}.mp4").write_bytes(clip.mp4)
         total, stage_s, peak_gb, recorder = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
         result.runs_total_s = [round(r[0], 3) for r in runs]
         result.total_s, result.stage_s, result.peak_gb = total, stage_s, peak_gb
@@ -919,6 +922,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny random models (smoke test of this script)")
     parser.add_argument("--check-configs", action="store_true", help="real-size configs on fake tensors, CPU")
     parser.add_argument("--json", type=Path, help="write the results here, rewritten after every row")
+    parser.add_argument(
+        "--save-clips",
+        type=Path,
+        help="write each optimised row's last clip here as FAMILY-optimised.mp4 (bench/clip_check.py --clips "
+        "measures them later)",
+    )
     parser.add_argument(
         "--budget-s", type=float, default=None, help="start no row that would end later than this after start"
     )

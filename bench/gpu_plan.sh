@@ -5,8 +5,10 @@
 # gpu_i2v.py process gets what is left as --budget-s, and a row that would not fit is recorded as skipped.
 #   here, once:  bash bench/gpu_wheels.sh
 #   device tool: command "bash bench/gpu_plan.sh", carry [".whl"], timeout_s 600
-# Results: $OUT/{svd,ltx,wan,cache}.json and .log (8 files: the most the tool brings back). Every row is in
-# its .json as soon as it finishes; the tables of all four are printed last, for the reply's output tail.
+# Results: $OUT/{svd,ltx,wan,cache}.json, one plan.log, and clips.tar (each optimised row's last clip, for
+# `bench/clip_check.py --clips clips.tar` here: the identity model does not fit in the carry beside the
+# wheels). Six files; the tool brings back eight at most. Every row is in its .json as soon as it
+# finishes; the tables of all four are printed last, for the reply's output tail.
 # Estimates per row and the targets each answers: bench/RESULTS.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,18 +29,18 @@ fi
 export PYTHONUNBUFFERED=1
 echo "ready after ${SECONDS} s"
 
-# run NAME ARGS...: one gpu_i2v.py process into $OUT/NAME.{json,log}, inside what is left of the deadline;
+# run NAME ARGS...: one gpu_i2v.py process into $OUT/NAME.json and plan.log, inside what is left;
 # the rows measured by earlier processes correct its estimates.
 run() {
     local name=$1 left=$((DEADLINE - SECONDS))
     shift
     if ((left < 45)); then  # starting Python, torch and CUDA and measuring the matmul peak take ~15 s
-        echo "[$name] not started: ${left} s of the plan left" | tee "$OUT/$name.log"
+        echo "[$name] not started: ${left} s of the plan left" | tee -a "$OUT/plan.log"
         return
     fi
     local earlier=("$OUT"/*.json)
-    "$PY" bench/gpu_i2v.py "$@" --budget-s "$left" --json "$OUT/$name.json" --calibrate "${earlier[@]}" 2>&1 |
-        tee "$OUT/$name.log"
+    "$PY" bench/gpu_i2v.py "$@" --budget-s "$left" --json "$OUT/$name.json" --save-clips /tmp/clips \
+        --calibrate "${earlier[@]}" 2>&1 | tee -a "$OUT/plan.log"
 }
 
 # (a) SVD-XT at its production shape. optimised first: alone it answers the 10 s, MFU and memory targets;
@@ -53,5 +55,6 @@ run wan --family wan2.1 --steps 5 --variants optimised
 # (c) the first-block step cache, if time is left (its hit rate on random weights says little)
 run cache --family ltx --variants optimised+cache
 
+tar -cf "$OUT/clips.tar" -C /tmp clips 2>/dev/null
 "$PY" bench/gpu_i2v.py --report "$OUT"/svd.json "$OUT"/ltx.json "$OUT"/wan.json "$OUT"/cache.json 2>/dev/null
 echo "plan finished after ${SECONDS} s"

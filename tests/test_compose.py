@@ -100,8 +100,22 @@ def test_the_dockerfile_builds_the_worker_on_cuda_with_the_gpu_extra() -> None:
     assert stages["worker"].startswith("nvidia/cuda:") and "runtime" in stages["worker"]
     assert not stages["web"].startswith("nvidia/")
     worker_part = text.split("AS worker", 1)[1]
-    assert "python3.11" in worker_part and '".[gpu]"' in worker_part and "--index-url" in worker_part
-    assert '".[gpu]"' not in text.split("AS worker", 1)[0]  # the web image never installs torch
+    assert "python3.11" in worker_part and '".[gpu,worker]"' in worker_part and "--index-url" in worker_part
+    assert 'install -e ".[gpu' not in text.split("AS worker", 1)[0]  # the web image never installs torch
+
+
+def test_workers_install_the_identity_model_and_the_web_image_does_not(compose: dict) -> None:
+    """The clip check's identity model (the `worker` extra) is in every image that renders, never in the
+    web image: the web tier never imports it (an import contract), and need not carry its 130 MB."""
+    text = (ROOT / "Dockerfile.gpu").read_text()
+    web_part = text.split(" AS web", 1)[1].split("\nFROM ", 1)[0]
+    cpu_part = text.split(" AS cpu-worker", 1)[1].split("\nFROM ", 1)[0]
+    assert "pip install -e ." in web_part and "worker" not in web_part.split("pip install -e .", 1)[1][:12]
+    assert 'pip install -e ".[worker]"' in cpu_part
+    assert '".[gpu,worker]"' in text.split(" AS worker", 1)[1]
+    targets = {name: svc.get("build", {}).get("target") for name, svc in compose["services"].items()}
+    assert (targets["web"], targets["worker"], targets["worker-preview"]) == ("web", "worker", "cpu-worker")
+    assert targets["beat"] == targets["webhooks"] == "web"  # they never render a clip
 
 
 def _apt_installs(dockerfile_part: str) -> set[str]:

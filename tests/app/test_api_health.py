@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 import migrations
@@ -16,7 +17,22 @@ def test_healthz_and_readyz_ok(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "checks": {"database": "ok", "storage": "ok", "broker": "ok"}}
+    body = r.json()
+    assert body == {
+        "status": "ok",
+        "checks": {"database": "ok", "storage": "ok", "broker": "ok"},
+        "clip_guard": "fallback",  # the guard's mode, beside the checks: never a reason to be unready
+    }
+
+
+@pytest.mark.parametrize("mode", ["fail", "off"])
+def test_readyz_shows_the_clip_guard_mode_outside_its_checks(tmp_path: Path, mode: str) -> None:
+    s = make_settings(tmp_path, clip_guard=mode)
+    migrations.upgrade(s.resolved_database_url)
+    with TestClient(create_app(s)) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 200 and r.json()["clip_guard"] == mode
+        assert set(r.json()["checks"].values()) == {"ok"}
 
 
 def test_readyz_503_names_the_unreachable_broker(tmp_path: Path) -> None:
