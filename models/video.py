@@ -195,8 +195,11 @@ def read_frames(data: bytes, indices: Sequence[int] | None = None) -> np.ndarray
 
 
 def frame_count(data: bytes) -> int:
-    """How many frames an MP4 holds (ffmpeg decodes it to count)."""
+    """How many frames an MP4 holds (ffmpeg decodes it to count); ValueError when it is not a video."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "in.mp4"
         path.write_bytes(data)
-        return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
+        try:
+            return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
+        except RuntimeError as exc:  # ffmpeg's own failure, with its whole banner
+            raise ValueError("not a video ffmpeg can read") from exc

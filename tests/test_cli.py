@@ -368,3 +368,35 @@ def test_fetch_model_of_a_gated_repo_needs_its_licence_accepted_and_hf_token(
 def test_fetch_model_of_a_local_folder_has_nothing_to_fetch(env: Path, capsys) -> None:
     assert main(["fetch-model", str(env)]) == 0
     assert "local folder: nothing to fetch" in capsys.readouterr().out
+
+
+def test_check_clip_prints_the_clip_check_and_exits_by_its_verdict(env: Path, portrait, capsys) -> None:
+    """`vivify check-clip`: the job's clip_check as JSON for any clip, 0 when it passes, 1 when it fails,
+    2 when a file cannot be read."""
+    import numpy as np
+
+    from models.video import encode_mp4
+
+    photo, clip, frozen = env / "me.png", env / "clip.mp4", env / "frozen.mp4"
+    portrait.save(photo)
+    assert main(["animate", str(photo), "-o", str(clip), "--animator", "portrait", "--motion", "smile"]) == 0
+    printed = capsys.readouterr().out
+    assert "Likeness checked: same person (0." in printed and "[made by portrait]" in printed
+
+    assert main(["check-clip", str(photo), str(clip), "--loops"]) == 0
+    check = json.loads(capsys.readouterr().out)
+    assert check["passed"] and check["faces"][0]["kept"] == 1.0 and check["seam"] is not None
+    assert check["summary"] == f"Likeness checked: same person ({check['identity_distance']:.2f})"
+
+    frozen.write_bytes(encode_mp4(np.repeat(np.asarray(portrait)[None], 72, axis=0), 24))
+    assert main(["check-clip", str(photo), str(frozen)]) == 1
+    failed = json.loads(capsys.readouterr().out)
+    assert not failed["passed"] and failed["failures"][0].startswith("life")
+    assert main(["check-clip", str(photo), str(frozen), "--still"]) == 0  # nothing was meant to move
+    capsys.readouterr()
+
+    not_a_clip = env / "not.mp4"
+    not_a_clip.write_text("<html>")
+    assert main(["check-clip", str(photo), str(not_a_clip)]) == 2
+    assert main(["check-clip", str(env / "missing.png"), str(clip)]) == 2
+    assert "cannot read" in capsys.readouterr().err

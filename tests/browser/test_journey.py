@@ -255,6 +255,12 @@ def test_journey(server: str, driver, portrait: Path) -> None:
     t1 = driver.execute_script("return arguments[0].currentTime", video)
     assert t1 != t0 and not driver.execute_script("return arguments[0].paused", video), (t0, t1)
     assert driver.find_element(By.ID, "job-expires").text.startswith("Your photo and this clip are deleted")
+    # The clip check's line, in the words the API gives it (clip_check.summary).
+    check = api_json(driver, f"/api/v1/jobs/{job_id}")["clip_check"]
+    line = driver.find_element(By.ID, "job-clip-check")
+    assert check["passed"], check
+    assert re.fullmatch(r"Likeness checked: same person \(0\.\d\d\)", line.text), line.text
+    assert line.text == check["summary"] and "clip-check-failed" not in (line.get_attribute("class") or "")
     toggle = driver.find_element(By.ID, "play-toggle")  # a looping clip can be paused, and played again
     toggle.click()
     # The label follows the media element's `pause` event, which fires asynchronously.

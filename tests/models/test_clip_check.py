@@ -181,3 +181,18 @@ def test_runs_of_three_consecutive_frames_cover_the_clip_first_to_last() -> None
 def test_colour_difference_is_ciede2000(lab1, lab2) -> None:
     expected = skimage.color.deltaE_ciede2000(np.array(lab1, float), np.array(lab2, float))
     assert delta_e_2000(np.array(lab1), np.array(lab2)) == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_a_recording_that_keeps_the_face_still_is_exempt_from_life(photos, animator, checker) -> None:
+    """The live view lets a visitor record a still face (breathing only): that clip is not asked to move."""
+    from models.motion_curves import RecordedMotion
+
+    still = RecordedMotion.from_json({"fps": 24, "channels": {"breath": [0.0] * 36 + [0.5] * 36}})
+    assert still.face_still
+    photo = photos["astronaut"]
+    clip = render_clip(animator, photo, AnimationRequest(curves=still))
+    assert not clip.moves and clip.loops
+    check = checker.check(photo, clip.mp4, frames=clip.frame_count, promise=Promise(clip.moves, clip.loops))
+    assert check.passed, check.failures
+    moving = RecordedMotion.from_json({"fps": 24, "channels": {"yaw": [0.0] * 36 + [8.0] * 36}})
+    assert not moving.face_still

@@ -13,6 +13,7 @@ from prometheus_client import generate_latest
 
 from app.core.config import Settings
 from app.core.queue import QueueName, TaskName
+from app.core.storage import photo_key
 from app.core.tables import Job, utcnow
 from app.core.webhooks import event_id
 from models.push_in import PushInAnimator
@@ -186,11 +187,14 @@ def test_a_private_target_is_refused_at_delivery_unless_allowed(monkeypatch: pyt
     assert send_webhook.apply(args=["http://127.0.0.1:1/h", "start", {"id": "j"}, "m"]).get() == "refused"
 
 
-def test_worker_metrics_count_a_finished_job(settings: Settings, store, sessions, make_job) -> None:
+def test_worker_metrics_count_a_finished_job(
+    settings: Settings, store, sessions, make_job, portrait_jpeg: bytes
+) -> None:
     job_id = make_job(queue="animate.push-in")
+    store.put(photo_key(job_id), portrait_jpeg, "image/jpeg")  # a face large enough to be described
     before = metrics.JOBS.labels("animate.push-in", "succeeded")._value.get()
     animate_job(job_id, worker="w", settings=settings, store=store, sessions=sessions,
-                animator=PushInAnimator(max_side=64), progress_interval_s=0)  # fmt: skip
+                animator=PushInAnimator(max_side=256), progress_interval_s=0)  # fmt: skip
     job_ended(job_id, settings, sessions)
     failed = make_job(queue="animate.push-in", photo_key="jobs/none/photo.jpg")
     animate_job(failed, worker="w", settings=settings, store=store, sessions=sessions,
@@ -202,3 +206,6 @@ def test_worker_metrics_count_a_finished_job(settings: Settings, store, sessions
     assert 'vivify_worker_stage_seconds_count{queue="animate.push-in",stage="encoding"}' in text
     assert 'vivify_worker_queue_wait_seconds_count{queue="animate.push-in"}' in text
     assert "vivify_worker_gpu_max_memory_allocated_bytes 0.0" in text  # no torch imported here
+    # The clip check's figures, by the animator that made the clip (a push-in of a face: its likeness).
+    assert 'vivify_worker_clip_identity_distance_count{animator="push-in"}' in text
+    assert 'vivify_worker_clip_jitter_count{animator="push-in"}' in text
