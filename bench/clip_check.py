@@ -4,7 +4,8 @@
     .venv/bin/python bench/clip_check.py --clips DIR_OR_TAR            # MP4s a GPU plan brought back
 
 1. Every packaged portrait (Grace Hopper, the astronaut) through the portrait animator with `auto` and
-   three presets, at the photos' own size: one row per clip with identity (max, mean), face kept, jitter,
+   three presets, at 768 px on the long side as bench/cpu_animator.py renders them (OpenCV on one
+   thread): one row per clip with identity (max, mean), face kept, jitter,
    flicker, colour (CIEDE2000), life, seam and the check's seconds. Render and check alternate clip by
    clip (`--repeats` rounds; medians), each timed in wall and CPU seconds, ffmpeg's child processes
    included, so the check's share of the job's render time is a ratio measured side by side.
@@ -47,10 +48,20 @@ from models.video import encode_mp4, read_frames  # noqa: E402
 MOTIONS = ("auto", "gentle", "smile", "look-around")
 
 
-def portraits() -> dict[str, Image.Image]:
-    return {
+def portraits(long_side: int | None = None) -> dict[str, Image.Image]:
+    """The packaged portraits, at their own size or scaled to `long_side` (bench/cpu_animator.py's)."""
+    photos = {
         "grace_hopper": Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"),
         "astronaut": Image.fromarray(skimage.data.astronaut()),
+    }
+    if long_side is None:
+        return photos
+    return {
+        name: img.resize(
+            (round(img.width * long_side / max(img.size)), round(img.height * long_side / max(img.size))),
+            Image.Resampling.LANCZOS,
+        )
+        for name, img in photos.items()
     }
 
 
@@ -95,7 +106,8 @@ def portrait_rows(checker: ClipChecker, repeats: int) -> tuple[list[ClipCheck], 
         HEADER + " render wall / CPU s | check wall / CPU s | check ÷ render (wall, CPU) | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, photo in portraits().items():
+    print(lines[0], lines[1], sep="\n")
+    for name, photo in portraits(768).items():
         for motion in MOTIONS:
             renders, checks_t = [], []
             check = None
@@ -153,6 +165,7 @@ def guard_rows(checker: ClipChecker) -> list[str]:
         "morph into the astronaut": (morph(gh, photos["astronaut"]), Promise()),
     }
     lines = [HEADER + " verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    print(lines[0], lines[1], sep="\n")
     for name, (frames, promise) in cases.items():
         lines.append(row(name, checker.check(gh, encode_mp4(frames, 24), promise=promise)))
         print(lines[-1], flush=True)
@@ -246,6 +259,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clips", type=Path, help="check the MP4s in this folder or tar instead")
     args = parser.parse_args()
+    import cv2
+
+    cv2.setNumThreads(1)  # as bench/cpu_animator.py measures the animator: one core, one thread
     checker = ClipChecker()
     checker.setup()
     if args.clips:
