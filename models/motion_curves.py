@@ -101,12 +101,18 @@ def _number(value: Any, channel: str, index: int) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         shown = json.dumps(value)[:40] if _jsonable(value) else type(value).__name__
         raise CurvesError(f"Channel {channel!r}, sample {index}: {shown} is not a number.")
-    number = float(value)
+    lo, hi = CHANNEL_LIMITS[channel]
+    unit = f" {_UNITS[channel]}" if channel in _UNITS else ""
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits: no float holds it, so it is out of range
+        raise CurvesError(
+            f"Channel {channel!r}, sample {index}: the number is out of range; "
+            f"it must be from {lo:g} to {hi:g}{unit}."
+        ) from None
     if not math.isfinite(number):
         raise CurvesError(f"Channel {channel!r}, sample {index}: the number is not finite.")
-    lo, hi = CHANNEL_LIMITS[channel]
     if not lo <= number <= hi:
-        unit = f" {_UNITS[channel]}" if channel in _UNITS else ""
         raise CurvesError(
             f"Channel {channel!r}, sample {index}: {number:g} is out of range; "
             f"it must be from {lo:g} to {hi:g}{unit}."

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: int = 3600
     task_max_retries: int = 3
     stale_job_after_s: int = 900
+    # The web tier's /metrics is served only to a scraper that sends `Authorization: Bearer <token>`;
+    # unset, it is not served at all (404).
+    metrics_token: SecretStr | None = None
     # Prometheus metrics of a worker process on this port (0 = off). One port per process: with several
     # workers on one host give each its own (vivify worker --metrics-port).
     worker_metrics_port: int = Field(0, ge=0, le=65535)
@@ -136,6 +139,7 @@ class Settings(BaseSettings):
         "clip_check_jitter_max",
         "clip_check_flicker_max",
         "clip_check_life_min",
+        "metrics_token",
         mode="before",
     )
     @classmethod

@@ -155,6 +155,17 @@ def _parse(url: str) -> _Target:
     return _Target(parsed, host, port, parsed.netloc.decode("ascii"), literal)
 
 
+# IPv6 is allow-listed: global unicast (2000::/3) only, less the special-purpose blocks inside it that
+# Python's is_global may not know (3fff::/20, documentation since 2024) or that wrap IPv4 (judged by
+# that IPv4 before this). A deny-list cannot do it: Python 3.11 calls the deprecated site-local
+# fec0::/10 global, and it is in no special-purpose registry.
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+_SPECIAL_IN_GLOBAL_UNICAST = tuple(
+    ipaddress.IPv6Network(n)
+    for n in ("2001::/23", "2001:db8::/32", "2002::/16", "3fff::/20")
+)
+
+
 def is_public(addr: IPAddress) -> bool:
     """May a webhook be sent there? An address wrapping IPv4 is judged by the IPv4 it wraps."""
     if getattr(addr, "scope_id", None):
@@ -162,6 +173,10 @@ def is_public(addr: IPAddress) -> bool:
     inner = embedded_ipv4(addr)
     if inner is not None:
         addr = inner
+    if isinstance(addr, ipaddress.IPv6Address) and (
+        addr not in _GLOBAL_UNICAST or any(addr in net for net in _SPECIAL_IN_GLOBAL_UNICAST)
+    ):
+        return False
     return addr.is_global and not (
         addr.is_multicast
         or addr.is_private

@@ -8,6 +8,7 @@ Only the reading is here: the values are checked by the job service (app.core.se
 
 from __future__ import annotations
 
+import codecs
 import math
 from dataclasses import dataclass
 
@@ -91,6 +92,25 @@ def _all_text(form: FormData, name: str) -> str | None:
     return ",".join(texts)
 
 
+def refuse_foreign_charset(request: Request) -> None:
+    """Form fields are read as UTF-8. A form that declares another charset is refused (415): Starlette
+    would decode its fields with it, and a codec such as unicode_escape or utf-7 makes lone surrogates,
+    text that no page or JSON can carry."""
+    for param in request.headers.get("content-type", "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "charset":
+            continue
+        charset = value.strip().strip('"').lower()
+        try:
+            utf8 = codecs.lookup(charset).name == "utf-8"
+        except LookupError:
+            utf8 = False
+        if not utf8:
+            raise Unsupported(
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the form as UTF-8 (or declare no charset)."
+            )
+
+
 async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
     """Parse a multipart upload under the byte limit, or raise Malformed, TooLarge, Unsupported or
     Invalid."""
@@ -104,6 +124,7 @@ async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise Unsupported(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the photo as multipart/form-data.")
+    refuse_foreign_charset(request)
 
     received = 0
 

@@ -22,6 +22,7 @@ from app.core.db import engine_for
 from app.core.queue import make_producer
 from app.core.storage import make_store
 from app.web.errors import install_error_handlers
+from app.web.head import HeadAsGet
 from app.web.metrics import Metrics, MetricsMiddleware
 from app.web.ratelimit import RateLimiter
 from app.web.routes import health, jobs, pages, photos
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # JSON, HTML, JS and CSS travel compressed (the photo check's rig shrinks to about half); Starlette
     # leaves video, images and event streams alone.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(HeadAsGet)  # HEAD wherever GET works
     # Outermost last: metrics see every response, security headers go on every response.
     app.add_middleware(SecurityMiddleware, settings=settings)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -51,9 +51,9 @@ def satisfiable_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
             return None
         first, last, suffix = match.groups()
         if suffix is not None:
-            parsed.append((None, int(suffix)))
+            parsed.append((None, _position(suffix)))
         else:
-            parsed.append((int(first), int(last) if last else None))
+            parsed.append((_position(first), _position(last) if last else None))
     ranges: list[tuple[int, int]] = []
     reversed_range = False
     for first_pos, value in parsed:
@@ -68,6 +68,15 @@ def satisfiable_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
     if reversed_range or not ranges:
         raise Unsatisfiable
     return ranges
+
+
+def _position(digits: str) -> int:
+    """A byte position of any length: past 18 digits it is beyond any file, and parsing it as a whole
+    would meet Python's 4,300-digit limit on int() (a ValueError, so a 500)."""
+    return int(digits) if len(digits) <= 18 else _BEYOND_ANY_FILE
+
+
+_BEYOND_ANY_FILE = 10**18
 
 
 class MediaFileResponse(FileResponse):

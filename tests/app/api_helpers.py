@@ -17,9 +17,17 @@ from app.core.config import Settings
 from app.core.storage import poster_key, video_key
 from models.video import encode_mp4, poster_jpeg
 
+METRICS_TOKEN = "test-metrics-token"
+SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}  # the headers of a Prometheus scrape
+
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"data_dir": tmp_path, "animator": "push-in", "rate_limit": "1000/minute"}
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "animator": "push-in",
+        "rate_limit": "1000/minute",
+        "metrics_token": METRICS_TOKEN,
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 import migrations
 from app.web.main import create_app
-from tests.app.api_helpers import make_settings, post_job
+from tests.app.api_helpers import SCRAPE, make_settings, post_job
 
 
 def test_healthz_and_readyz_ok(client: TestClient) -> None:
@@ -57,7 +57,7 @@ def test_database_unreachable_is_503_with_retry_after(tmp_path: Path, small_port
             assert r.json()["error"]["code"] == "database_unavailable" and r.headers["retry-after"]
         ready = c.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("unavailable")
-        assert c.get("/metrics").status_code == 200  # a scrape survives a dead database
+        assert c.get("/metrics", headers=SCRAPE).status_code == 200  # a scrape survives a dead database
 
 
 def test_object_store_unreachable_is_503_and_nothing_is_half_written(
@@ -86,7 +86,7 @@ def test_metrics_exposes_requests_latency_jobs_and_rejections(
     post_job(client, small_portrait_jpeg)
     post_job(client, b"GIF89a....")
     client.get("/api/v1/jobs/some-secret-id")
-    r = client.get("/metrics")
+    r = client.get("/metrics", headers=SCRAPE)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
     assert 'vivify_http_requests_total{method="POST",route="/api/v1/jobs",status="202"} 1.0' in text

@@ -14,7 +14,7 @@ from app.core import jobs
 from app.core.config import Settings
 from app.core.storage import photo_key, poster_key, video_key
 from app.core.tables import Job
-from tests.app.api_helpers import broker_messages, finish_job, post_job
+from tests.app.api_helpers import SCRAPE, broker_messages, finish_job, post_job
 
 JOB_KEYS = {
     "id", "status", "stage", "stage_detail", "progress", "queue_position", "eta_s", "created_at",
@@ -62,7 +62,7 @@ def test_enqueue_failure_leaves_the_job_queued_not_lost(
     with app.state.sessions() as session:
         row = session.get(Job, r.json()["id"])
         assert row.status == "queued" and row.enqueued_at is None  # the reconciler's cue
-    assert b"vivify_enqueue_failures_total 1.0" in client.get("/metrics").content
+    assert b"vivify_enqueue_failures_total 1.0" in client.get("/metrics", headers=SCRAPE).content
 
 
 def test_list_is_own_jobs_newest_first(

@@ -16,7 +16,7 @@ import uvicorn
 
 import migrations
 from app.web.main import create_app
-from tests.app.api_helpers import make_settings
+from tests.app.api_helpers import METRICS_TOKEN, make_settings
 
 LIMIT = 1024 * 1024  # 1 MiB upload limit for this test
 CLAIMED = 200 * 1024 * 1024  # what the client says it will send
@@ -134,7 +134,8 @@ def test_chunked_upload_is_cut_off_soon_after_the_limit(server: tuple[str, int])
 def _metric(server: tuple[str, int], route: str) -> dict[str, float]:
     """vivify_http_requests_total for POST `route`, by status."""
     with socket.create_connection(server) as sock:
-        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        scrape = f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {METRICS_TOKEN}\r\n"
+        sock.sendall(scrape.encode() + b"Connection: close\r\n\r\n")
         text = _read_answer(sock).partition(b"\r\n\r\n")[2].decode()
     found = {}
     for line in text.splitlines():

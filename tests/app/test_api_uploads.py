@@ -15,7 +15,7 @@ from PIL import Image
 from app.core.config import Settings
 from app.core.storage import photo_key
 from app.web.main import create_app
-from tests.app.api_helpers import jpeg, make_settings, png, post_job
+from tests.app.api_helpers import SCRAPE, jpeg, make_settings, png, post_job
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -127,7 +127,8 @@ def test_bad_upload_gets_the_right_4xx_and_the_server_stays_healthy(
     assert client.get("/healthz").status_code == 200
     assert client.get("/api/v1/jobs").json()["jobs"] == []
     assert client.get("/api/v1/quota").json()["used"] == 0
-    assert f'vivify_uploads_rejected_total{{code="{code}"}} 2.0' in client.get("/metrics").text
+    scraped = client.get("/metrics", headers=SCRAPE).text
+    assert f'vivify_uploads_rejected_total{{code="{code}"}} 2.0' in scraped
 
 
 def stored_photo(client: TestClient, job_id: str) -> Image.Image:

@@ -20,7 +20,7 @@ from app.core.config import Settings
 from app.core.service.photos import analyse_upload, budget_of
 from app.core.uploads import MAX_STORED_SIDE, decode_photo, inspect_photo, jpeg_end, read_photo
 from app.web.main import create_app
-from tests.app.api_helpers import jpeg, make_settings, png
+from tests.app.api_helpers import SCRAPE, jpeg, make_settings, png
 
 CHECK = "/api/v1/photo-check"
 
@@ -156,7 +156,7 @@ def test_an_upload_that_cannot_get_decode_memory_soon_is_503_with_retry_after(tm
             assert client.get("/healthz").status_code == 200
         assert _check(client, data)[0] == 200  # released: the same photo goes through
         assert budget.in_use == 0
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=SCRAPE).text
         assert 'vivify_uploads_rejected_total{code="server_busy"} 1.0' in metrics
 
 

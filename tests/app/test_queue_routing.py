@@ -18,7 +18,7 @@ from app.core.queue import (
     priority_for,
     queue_for,
 )
-from tests.app.api_helpers import broker_messages, make_settings
+from tests.app.api_helpers import SCRAPE, broker_messages, make_settings
 
 
 @pytest.mark.parametrize(
@@ -99,11 +99,11 @@ def test_metrics_count_queued_jobs_per_queue(client, app, small_portrait_jpeg: b
         queue = session.get(Job, ids[0]).queue
         session.add(Job(**{**_job_values(session.get(Job, ids[0])), "id": "other", "queue": "animate.other"}))
         session.commit()
-    text_ = client.get("/metrics").text
+    text_ = client.get("/metrics", headers=SCRAPE).text
     assert f'vivify_queue_length{{queue="{queue}"}} 2.0' in text_
     assert 'vivify_queue_length{queue="animate.other"} 1.0' in text_
     client.post(f"/api/v1/jobs/{ids[0]}/cancel")
-    assert f'vivify_queue_length{{queue="{queue}"}} 1.0' in client.get("/metrics").text
+    assert f'vivify_queue_length{{queue="{queue}"}} 1.0' in client.get("/metrics", headers=SCRAPE).text
 
 
 def _job_values(job) -> dict:

@@ -494,6 +494,9 @@ def base_env(**vivify: str) -> dict[str, str]:
     return env
 
 
+METRICS_TOKEN = "e2e-metrics-token"
+SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
 ACTIVE_STACKS: list[Stack] = []
 
 
@@ -521,6 +524,7 @@ class Stack:
             log_level="INFO",
             rate_limit="10000/minute",
             free_animations_per_day="1000",
+            metrics_token=METRICS_TOKEN,  # /metrics is served to a scrape with it only
         )
         self.settings.update(extra)
         self.services: list[Service] = []

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_stack import Service, free_port, wait_final, wait_for
+from e2e_stack import SCRAPE, Service, free_port, wait_final, wait_for
 
 from app.cli.client import VivifyClient
 from app.core import webhooks
@@ -86,7 +86,8 @@ def test_signed_webhooks_reach_a_real_receiver_and_workers_export_metrics(
         job = wait_final(client, job_id)
         assert job["status"] == "succeeded", job
         assert wait_final(client, dead_id)["status"] == "succeeded"
-        web_metrics = client.get("/metrics").text
+        assert client.get("/metrics").status_code == 401  # private: a scrape sends the metrics token
+        web_metrics = client.get("/metrics", headers=SCRAPE).text
 
     # Deliveries are independent tasks: a retried event may arrive after a later one (the Standard
     # Webhooks contract; receivers order by the payload, not by arrival). Wait for the retried start.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 
@@ -12,9 +13,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.core.config import Settings
+from app.core.errors import ErrorCode
 from app.core.queue import celery_config
 from app.core.schemas import HealthOut, ReadyOut
 from app.web.deps import MetricsDep, SettingsDep
+from app.web.errors import error_response
 
 log = logging.getLogger("vivify.health")
 router = APIRouter(tags=["health"])
@@ -75,6 +78,17 @@ async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics")
-def metrics(m: MetricsDep) -> Response:
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics (with the metrics token)")
+def metrics(m: MetricsDep, request: Request, settings: SettingsDep) -> Response:
+    """Private: the site's activity (job counts, routes, rejections) is no visitor's business. Without
+    VIVIFY_METRICS_TOKEN the endpoint is not served (404, as an unknown path); with it, a scrape sends
+    `Authorization: Bearer <token>`, and anything else gets 401."""
+    token = settings.metrics_token
+    if token is None:
+        return error_response(404, ErrorCode.NOT_FOUND.value, "Not Found")
+    expected = f"Bearer {token.get_secret_value()}".encode()
+    if not hmac.compare_digest(request.headers.get("authorization", "").encode(), expected):
+        return error_response(
+            401, ErrorCode.UNAUTHORIZED.value, "Send the metrics token.", {"WWW-Authenticate": "Bearer"}
+        )
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -30,7 +30,7 @@ from app.web.deps import (
     VisitorDep,
 )
 from app.web.errors import rejected
-from app.web.forms import read_upload_form
+from app.web.forms import read_upload_form, refuse_foreign_charset
 from app.web.media import MediaFileResponse
 from app.web.streams import SlotEventSourceResponse, shared_snapshots, stream_slots
 from models.motion import CHANNELS
@@ -193,6 +193,7 @@ async def animate_again(
     service: ServiceDep,
     metrics: MetricsDep,
 ) -> JobOut:
+    refuse_foreign_charset(request)
     form = await request.form(max_files=0, max_fields=8)
     try:
         new = await service.again(job, _text(form.get("motion")), _text(form.get("seed")))

@@ -24,7 +24,7 @@ from app.web.deps import (
     rate_limited,
 )
 from app.web.errors import EarlyResponse, rejected
-from app.web.forms import read_upload_form
+from app.web.forms import read_upload_form, refuse_foreign_charset
 from app.web.rendering import error_page, index_page, job_page_response, not_found_page, with_cookie
 
 router = APIRouter(include_in_schema=False)
@@ -74,6 +74,7 @@ async def again_form(
     to the new job's page; a refusal re-renders this job's page with what to do next."""
     try:
         rate_limited(request, visitor)
+        refuse_foreign_charset(request)
         form = await request.form(max_files=0, max_fields=8)
         text, preset, seed = form.get("motion_text"), form.get("motion"), form.get("seed")
         # A non-blank free-text motion wins over the preset radio, as on the upload form.
