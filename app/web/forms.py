@@ -11,17 +11,19 @@ from __future__ import annotations
 import codecs
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import anyio
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import Message
 
 from app.core.config import Settings
-from app.core.errors import ErrorCode, Invalid, Malformed, TimedOut, TooLarge, Unsupported
+from app.core.errors import ErrorCode, Invalid, Malformed, Refused, TimedOut, TooLarge, Unsupported
 from app.core.service import JobRequest
+from app.web.deps import SettingsDep
 
 # Boundaries, part headers and the text fields, recorded motion curves (up to 32 KiB) included.
 FORM_OVERHEAD_BYTES = 128 * 1024
@@ -111,6 +113,72 @@ def refuse_foreign_charset(request: Request) -> None:
             )
 
 
+SMALL_FORM_BYTES = 64 * 1024  # a form without a file: a motion, a seed, a few words
+
+
+async def read_small_form(request: Request, settings: SettingsDep) -> FormData:
+    """A form without files (animate again) read whole under the upload deadline and SMALL_FORM_BYTES,
+    as UTF-8; or Malformed, TooLarge, TimedOut or Unsupported. Routes read it in a dependency declared
+    before any that touches the database, so no pooled connection waits on a slow client."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > SMALL_FORM_BYTES):
+        raise TooLarge(ErrorCode.TOO_LARGE, "The form is too large.")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise Unsupported(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the form as form data.")
+    refuse_foreign_charset(request)
+    form = await _within_deadline(request, settings, SMALL_FORM_BYTES, max_files=0)
+    return form
+
+
+async def small_form_or_refusal(request: Request, settings: SettingsDep) -> FormData | Refused:
+    """read_small_form for a page, which answers a refusal with the page itself rather than JSON."""
+    try:
+        return await read_small_form(request, settings)
+    except Refused as exc:
+        return exc
+
+
+SmallFormDep = Annotated[FormData, Depends(read_small_form)]
+PageFormDep = Annotated[FormData | Refused, Depends(small_form_or_refusal)]
+
+
+async def _within_deadline(request: Request, settings: Settings, limit: int, **parse: int) -> FormData:
+    """The request's form, its body counted against `limit` bytes and read within the upload deadline."""
+    received = 0
+
+    async def counting_receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge
+        return message
+
+    limited = Request(request.scope, counting_receive)
+    try:
+        # One deadline for the whole body: a client trickling bytes cannot hold a request open for good.
+        with anyio.move_on_after(settings.upload_timeout_s) as deadline:
+            form = await limited.form(max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES, **parse)
+        if deadline.cancelled_caught:
+            raise TimedOut(
+                ErrorCode.REQUEST_TIMEOUT,
+                f"The upload did not arrive within {math.ceil(settings.upload_timeout_s)} seconds; "
+                "check the connection and try again.",
+            )
+    except BodyTooLarge:
+        raise TooLarge(ErrorCode.TOO_LARGE, "The form is too large.") from None
+    except (HTTPException, MultiPartException) as exc:
+        detail = str(getattr(exc, "detail", None) or getattr(exc, "message", "") or exc)
+        if "maximum size" in detail:
+            raise TooLarge(ErrorCode.FIELD_TOO_LARGE, "A form field is too long.") from None
+        if "Too many" in detail:
+            raise Invalid(ErrorCode.TOO_MANY_FIELDS, detail) from None
+        raise Malformed(ErrorCode.MALFORMED_FORM, f"The form could not be read: {detail}") from None
+    return form
+
+
 async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
     """Parse a multipart upload under the byte limit, or raise Malformed, TooLarge, Unsupported or
     Invalid."""
@@ -126,37 +194,12 @@ async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
         raise Unsupported(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the photo as multipart/form-data.")
     refuse_foreign_charset(request)
 
-    received = 0
-
-    async def counting_receive() -> Message:
-        nonlocal received
-        message = await request.receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > body_limit:
-                raise BodyTooLarge
-        return message
-
-    limited = Request(request.scope, counting_receive)
     try:
-        # One deadline for the whole body: a client trickling bytes cannot hold a request open for good.
-        with anyio.move_on_after(settings.upload_timeout_s) as deadline:
-            form = await limited.form(max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
-        if deadline.cancelled_caught:
-            raise TimedOut(
-                ErrorCode.REQUEST_TIMEOUT,
-                f"The upload did not arrive within {math.ceil(settings.upload_timeout_s)} seconds; "
-                "check the connection and try again.",
-            )
-    except BodyTooLarge:
+        form = await _within_deadline(request, settings, body_limit, max_files=1)
+    except TooLarge as exc:
+        if exc.code is ErrorCode.FIELD_TOO_LARGE:
+            raise
         raise too_large(settings) from None
-    except (HTTPException, MultiPartException) as exc:
-        detail = str(getattr(exc, "detail", None) or getattr(exc, "message", "") or exc)
-        if "maximum size" in detail:
-            raise TooLarge(ErrorCode.FIELD_TOO_LARGE, "A form field is too long.") from None
-        if "Too many" in detail:
-            raise Invalid(ErrorCode.TOO_MANY_FIELDS, detail) from None
-        raise Malformed(ErrorCode.MALFORMED_FORM, f"The form could not be read: {detail}") from None
     try:
         uploads = [v for v in form.getlist("photo") if isinstance(v, UploadFile)]
         if not uploads:

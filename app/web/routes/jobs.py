@@ -30,7 +30,7 @@ from app.web.deps import (
     VisitorDep,
 )
 from app.web.errors import rejected
-from app.web.forms import read_upload_form, refuse_foreign_charset
+from app.web.forms import SmallFormDep, read_upload_form
 from app.web.media import MediaFileResponse
 from app.web.streams import SlotEventSourceResponse, shared_snapshots, stream_slots
 from models.motion import CHANNELS
@@ -188,13 +188,12 @@ AGAIN_BODY = {
 async def animate_again(
     request: Request,
     response: Response,
+    form: SmallFormDep,  # read before the job: no pooled connection waits on the client's body
     job: OwnedJobDep,
     session: SessionDep,
     service: ServiceDep,
     metrics: MetricsDep,
 ) -> JobOut:
-    refuse_foreign_charset(request)
-    form = await request.form(max_files=0, max_fields=8)
     try:
         new = await service.again(job, _text(form.get("motion")), _text(form.get("seed")))
     except Refused as exc:

@@ -24,7 +24,7 @@ from app.web.deps import (
     rate_limited,
 )
 from app.web.errors import EarlyResponse, rejected
-from app.web.forms import read_upload_form, refuse_foreign_charset
+from app.web.forms import PageFormDep, read_upload_form
 from app.web.rendering import error_page, index_page, job_page_response, not_found_page, with_cookie
 
 router = APIRouter(include_in_schema=False)
@@ -62,6 +62,7 @@ def job_page(
 
 @router.post("/jobs/{job_id}/again")
 async def again_form(
+    form: PageFormDep,  # read before the job: no pooled connection waits on the client's body
     job: PageJobDep,
     request: Request,
     settings: SettingsDep,
@@ -74,8 +75,8 @@ async def again_form(
     to the new job's page; a refusal re-renders this job's page with what to do next."""
     try:
         rate_limited(request, visitor)
-        refuse_foreign_charset(request)
-        form = await request.form(max_files=0, max_fields=8)
+        if isinstance(form, Refused):
+            raise form
         text, preset, seed = form.get("motion_text"), form.get("motion"), form.get("seed")
         # A non-blank free-text motion wins over the preset radio, as on the upload form.
         motion = (text.strip() if isinstance(text, str) else "") or (
