@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     decode_memory_mb: int = Field(512, ge=16)
     # How long an upload may wait for its share of decode memory before a 503 with Retry-After.
     decode_wait_s: float = Field(5.0, gt=0, le=120)
+    # Face work in the web process (app/core/face_pool.py): threads for every upload's face reading, and
+    # for the live view's rig builds, which wait at most rig_wait_s (then 503), at most
+    # rig_waiting_per_address at once per client address (then 429), and have their own rate limit.
+    face_analysis_concurrency: int = Field(2, ge=1, le=8)
+    rig_concurrency: int = Field(1, ge=1, le=8)
+    rig_wait_s: float = Field(5.0, gt=0, le=120)
+    rig_waiting_per_address: int = Field(2, ge=1)
+    rig_rate_limit: str = "20/minute"
     # Deadline for receiving a whole upload body (a slowly trickled body gets a 408).
     upload_timeout_s: float = Field(60.0, gt=0, le=3600)
     free_animations_per_day: int = Field(5, ge=0)
@@ -146,7 +154,7 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value  # compose passes `${VAR:-}` as an empty string
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "rig_rate_limit")
     @classmethod
     def _check_rate(cls, value: str) -> str:
         from limits import parse

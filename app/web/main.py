@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.producer = make_producer(settings)
     app.state.metrics = Metrics(app.state.sessions)
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
+    app.state.rig_rate_limiter = RateLimiter(settings.rig_rate_limit)  # ?rig=true, on top of the above
 
     install_error_handlers(app)
     app.include_router(health.router)

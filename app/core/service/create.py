@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.core import jobs
 from app.core.config import Settings
 from app.core.errors import ErrorCode, Invalid, Throttled
+from app.core.face_pool import face_pools
 from app.core.queue import enqueue_job, priority_for, queue_for
 from app.core.service.fields import (
     WebhookRequest,
@@ -281,7 +282,7 @@ async def check_request(
             plan=plan,
             curves=curves.to_json(),
         )
-    plan = await to_thread.run_sync(plan_json, checked.photo.image, motion, seed)
+    plan = await face_pools(settings).analyse(plan_json, checked.photo.image, motion, seed)
     return Accepted(checked=checked, motion=motion, seed=seed, animator=animator, webhook=webhook, plan=plan)
 
 
@@ -305,5 +306,5 @@ async def check_again(
     animator = job.animator if job.animator in offered else offered[0]
     photo = await to_thread.run_sync(stored_photo_of, job, store)
     await to_thread.run_sync(check_allowance, session, settings, visitor)
-    plan = await to_thread.run_sync(plan_stored, store, photo.key, motion, seed)
+    plan = await face_pools(settings).analyse(plan_stored, store, photo.key, motion, seed)
     return Accepted(checked=photo, motion=motion, seed=seed, animator=animator, webhook=None, plan=plan)

@@ -11,6 +11,7 @@ from anyio import to_thread
 from app.core.config import Settings
 from app.core.decode_budget import DecodeBudget, decode_budget
 from app.core.errors import Conflict, ErrorCode, Invalid, Refused
+from app.core.face_pool import face_pools
 from app.core.schemas import as_utc
 from app.core.service.fields import clean_motion, parse_seed
 from app.core.service.plans import plan_json
@@ -53,7 +54,7 @@ async def analyse_upload(data: bytes, settings: Settings) -> CheckedPhoto:
     pending = await to_thread.run_sync(_inspect, data, settings)
     async with budget_of(settings).hold_async(pending.decode_bytes):
         photo = await to_thread.run_sync(finish_photo, pending, data)
-    return await to_thread.run_sync(_rated, photo)
+    return await face_pools(settings).analyse(_rated, photo)
 
 
 def _json_safe(value: Any) -> Any:
@@ -89,12 +90,20 @@ class PhotoCheck:
 
 
 async def check_photo(
-    data: bytes, settings: Settings, motion: str | None = None, seed: str | None = None, *, rig: bool = False
+    data: bytes,
+    settings: Settings,
+    motion: str | None = None,
+    seed: str | None = None,
+    *,
+    rig: bool = False,
+    address: str = "",
 ) -> PhotoCheck:
     """The pre-submit check: the photo's report, what would refuse a job made from it (the photo, or a
     motion or seed a job would refuse), and the motion it would get. Raises when the photo itself is
     refused. With `rig`, also the live view's rig of the photo as it will be stored (when the check is
-    ok and a face is found), at the portrait animator's render size."""
+    ok and a face is found), at the portrait animator's render size, in a rig thread (app.core.face_pool)
+    holding the decode budget's share for the photo it decodes again; `address` is the client's, for
+    the cap on rig builds one address may have waiting."""
     checked = await analyse_upload(data, settings)
     problem = photo_problem(checked, settings)
     if problem is not None:
@@ -103,11 +112,15 @@ async def check_photo(
         chosen, chosen_seed = clean_motion(motion), parse_seed(seed)
     except Invalid as exc:
         return PhotoCheck(checked, exc, plan=None, seed=None)
-    plan = await to_thread.run_sync(plan_json, checked.photo.image, chosen, chosen_seed)
+    pools = face_pools(settings)
+    plan = await pools.analyse(plan_json, checked.photo.image, chosen, chosen_seed)
     built = None
     if rig:
         max_side = int(settings.animator_options.get("max_side", DEFAULT_MAX_SIDE))
-        built = await to_thread.run_sync(rig_json, checked.photo.jpeg, max_side)
+        # The rig decodes the stored JPEG again and fits it to the render size: both copies count.
+        nbytes = 2 * checked.photo.width * checked.photo.height * 3
+        async with budget_of(settings).hold_async(nbytes):
+            built = await pools.build_rig(address, rig_json, checked.photo.jpeg, max_side)
     return PhotoCheck(checked, None, plan=plan, seed=chosen_seed, rig=built)
 
 
