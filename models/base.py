@@ -91,6 +91,9 @@ class Frames:
     # the visitor chose to keep still); `loops` True: the last frame returns to the first.
     moves: bool = True
     loops: bool = False
+    # False: the motion's own steps are what was asked for (a visitor's recording, rendered sample by
+    # sample), so the clip check reports jitter but does not judge it.
+    steady: bool = True
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
@@ -111,6 +114,7 @@ class Clip:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     moves: bool = True  # as Frames says
     loops: bool = False
+    steady: bool = True
     animator: str = ""  # the name of the animator that made it
 
     @property

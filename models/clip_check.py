@@ -77,6 +77,7 @@ class Promise:
 
     moves: bool = True  # False: exempt from life (a push-in; faces the visitor chose to keep still)
     loops: bool = False  # the last frame returns to the first: the seam is measured
+    steady: bool = True  # False: jitter is reported, not judged (a visitor's recording, sample by sample)
 
 
 @dataclass
@@ -294,7 +295,7 @@ def judge(check: ClipCheck, limits: CheckLimits, promise: Promise, *, has_faces:
                 f"(at most {limits.face_lost:.0%})"
             )
     jitter = max((f.jitter for f in judged if f.jitter is not None), default=None)
-    if jitter is not None and jitter > limits.jitter:
+    if promise.steady and jitter is not None and jitter > limits.jitter:
         failures.append(f"steadiness: landmark jitter {jitter:.4f} (at most {limits.jitter:.4f})")
     if check.flicker is not None and check.flicker > limits.flicker:
         failures.append(f"steadiness: background flicker {check.flicker:.2f} L* (at most {limits.flicker:g})")

@@ -83,7 +83,7 @@ class Guard:
                 reference[0],
                 clip.mp4,
                 frames=clip.frame_count,
-                promise=Promise(moves=clip.moves, loops=clip.loops),
+                promise=Promise(moves=clip.moves, loops=clip.loops, steady=clip.steady),
                 limits=self.limits,
                 progress=lambda f: progress(Stage.CHECKING, f, label),
             )

@@ -49,5 +49,6 @@ def render_clip(
         stage_seconds=stage_seconds,
         moves=result.moves,
         loops=result.loops,
+        steady=result.steady,
         animator=animator.name,
     )

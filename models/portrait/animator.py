@@ -95,8 +95,16 @@ class PortraitAnimator:
         seconds[Stage.ANIMATING.value] = time.perf_counter() - t1
         # Every curve starts and ends at rest (a recording's last half second eases back), so the clip
         # loops; a recording whose face channels are all zero is a face the visitor chose to keep still.
+        # A recording is rendered sample by sample: its jumps are the visitor's own, not jitter.
         still = recorded is not None and recorded.face_still
-        return Frames(frames=frames, fps=fps, stage_seconds=seconds, moves=not still, loops=True)
+        return Frames(
+            frames=frames,
+            fps=fps,
+            stage_seconds=seconds,
+            moves=not still,
+            loops=True,
+            steady=recorded is None,
+        )
 
 
 def plan_to_channels(

@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import select
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 import migrations
 from app.web.main import create_app
-from tests.app.api_helpers import METRICS_TOKEN, make_settings
+from tests.app.api_helpers import METRICS_TOKEN, make_settings, serve
 
 LIMIT = 1024 * 1024  # 1 MiB upload limit for this test
 CLAIMED = 200 * 1024 * 1024  # what the client says it will send
@@ -37,18 +35,8 @@ def impatient_server(tmp_path: Path) -> Iterator[tuple[str, int]]:
 def _serve(tmp_path: Path, **overrides: Any) -> Iterator[tuple[str, int]]:
     s = make_settings(tmp_path, **overrides)
     migrations.upgrade(s.resolved_database_url)
-    config = uvicorn.Config(create_app(s), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield "127.0.0.1", port
-    srv.should_exit = True
-    thread.join(10)
+    with serve(create_app(s)) as port:
+        yield "127.0.0.1", port
 
 
 HEAD = (

@@ -14,21 +14,19 @@ Which routes read a body, and when they take a connection (sessions open lazily:
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 import migrations
 from app.web.main import create_app
-from tests.app.api_helpers import make_settings, post_job
+from tests.app.api_helpers import make_settings, post_job, serve
 
 DEADLINE_S = 5.0
 
@@ -44,16 +42,8 @@ def served(tmp_path: Path) -> Iterator[tuple[FastAPI, int]]:
     )
     migrations.upgrade(settings.resolved_database_url)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield app, server.servers[0].sockets[0].getsockname()[1]
-    server.should_exit = True
-    thread.join(10)
+    with serve(app) as port:
+        yield app, port
 
 
 def api_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, APIRoute]]:

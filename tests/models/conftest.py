@@ -114,3 +114,24 @@ def torch_one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def clip_checker():
+    """The clip check with its face and identity models set up (models.clip_check)."""
+    from models.clip_check import ClipChecker
+
+    checker = ClipChecker()
+    checker.setup()
+    return checker
+
+
+@pytest.fixture(scope="session")
+def full_size_animator():
+    """The CPU portrait animator at its own render size (not the 256 px one above), for the clip-check
+    and guard tests, which measure clips at the sizes visitors get."""
+    from models.portrait import PortraitAnimator
+
+    animator = PortraitAnimator()
+    animator.setup()
+    return animator

@@ -42,17 +42,13 @@ def photos() -> dict[str, Image.Image]:
 
 
 @pytest.fixture(scope="module")
-def checker() -> ClipChecker:
-    c = ClipChecker()
-    c.setup()
-    return c
+def checker(clip_checker: ClipChecker) -> ClipChecker:
+    return clip_checker
 
 
 @pytest.fixture(scope="module")
-def animator() -> PortraitAnimator:
-    a = PortraitAnimator()
-    a.setup()
-    return a
+def animator(full_size_animator: PortraitAnimator) -> PortraitAnimator:
+    return full_size_animator
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +192,23 @@ def test_a_recording_that_keeps_the_face_still_is_exempt_from_life(photos, anima
     assert check.passed, check.failures
     moving = RecordedMotion.from_json({"fps": 24, "channels": {"yaw": [0.0] * 36 + [8.0] * 36}})
     assert not moving.face_still
+
+
+def test_a_jerky_recording_is_the_visitors_own_and_not_judged_as_jitter(photos, animator, checker) -> None:
+    """A pointer that jumps makes a recording in steps: the clip follows them sample by sample. Jitter is
+    still measured and reported, but a visitor's own steps do not fail the clip."""
+    from models.motion_curves import RecordedMotion
+
+    t = np.arange(120) / 24
+    sweep = 15 * (4 * np.abs((t / 2.4) % 1 - 0.5) - 1)
+    steps = np.round(sweep / 3) * 3
+    recorded = RecordedMotion.from_json({"fps": 24, "channels": {"yaw": [float(v) for v in steps]}})
+    photo = photos["grace_hopper"]
+    clip = render_clip(animator, photo, AnimationRequest(curves=recorded))
+    assert not clip.steady and clip.moves
+    promise = Promise(clip.moves, clip.loops, clip.steady)
+    check = checker.check(photo, clip.mp4, frames=clip.frame_count, promise=promise)
+    assert check.passed, check.failures
+    assert check.jitter is not None and check.jitter > JITTER_MAX  # measured: it does jump
+    judged = checker.check(photo, clip.mp4, frames=clip.frame_count, promise=Promise(clip.moves, clip.loops))
+    assert [f.split(":")[0] for f in judged.failures] == ["steadiness"]  # the same clip, promised steady

@@ -28,17 +28,8 @@ def photo() -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def checker() -> ClipChecker:
-    c = ClipChecker()
-    c.setup()
-    return c
-
-
-@pytest.fixture(scope="module")
-def portrait_animator() -> PortraitAnimator:
-    a = PortraitAnimator()
-    a.setup()
-    return a
+def checker(clip_checker: ClipChecker) -> ClipChecker:
+    return clip_checker
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +84,12 @@ def stages(events: list[tuple[Stage, float, str]]) -> list[str]:
     return seen
 
 
-def test_noise_trips_the_guard_and_the_portrait_animator_makes_the_clip(
-    noise, photo, checker, portrait_animator, monkeypatch
+def test_noise_trips_the_guard_and_the_full_size_animator_makes_the_clip(
+    noise, photo, checker, full_size_animator, monkeypatch
 ) -> None:
     calls = bucket_calls(noise, monkeypatch)
     events: list[tuple[Stage, float, str]] = []
-    guard = Guard(checker, fallback=lambda: portrait_animator)
+    guard = Guard(checker, fallback=lambda: full_size_animator)
     request = AnimationRequest(motion="nod", seed=11)  # motion text: the same bucket whatever the seed
     checked = guard.render(noise, photo, request, lambda *e: events.append(e))
 
@@ -139,8 +130,8 @@ def test_off_mode_delivers_and_reports_a_failed_check(noise, photo, checker) -> 
     assert checked.check.fallback is None and checked.check.rendered_by == "diffusion"
 
 
-def test_a_calmer_second_try_that_passes_is_kept(photo, checker, portrait_animator) -> None:
-    frozen = Frozen(portrait_animator)
+def test_a_calmer_second_try_that_passes_is_kept(photo, checker, full_size_animator) -> None:
+    frozen = Frozen(full_size_animator)
     guard = Guard(checker, fallback=lambda: pytest.fail("no fallback needed"))
     checked = guard.render(frozen, photo, AnimationRequest(motion="smile", seed=5), lambda *e: None)
     assert checked.check.passed and checked.check.rendered_by == "frozen"
@@ -151,9 +142,9 @@ def test_a_calmer_second_try_that_passes_is_kept(photo, checker, portrait_animat
     assert second.motion == "smile"
 
 
-def test_without_a_face_the_fallback_cannot_help_and_the_job_fails(checker, portrait_animator) -> None:
+def test_without_a_face_the_fallback_cannot_help_and_the_job_fails(checker, full_size_animator) -> None:
     faceless = Image.fromarray(skimage.data.coffee())
-    guard = Guard(checker, fallback=lambda: portrait_animator)
+    guard = Guard(checker, fallback=lambda: full_size_animator)
     with pytest.raises(ClipCheckFailed) as failed:
         guard.render(Frozen(None), faceless, AnimationRequest(seed=1), lambda *e: None)
     check = failed.value.check
@@ -161,21 +152,21 @@ def test_without_a_face_the_fallback_cannot_help_and_the_job_fails(checker, port
     assert check.fallback is not None and check.fallback["error"].startswith("no_face")
 
 
-def test_a_cancel_during_the_check_stops_the_guard(photo, checker, portrait_animator) -> None:
+def test_a_cancel_during_the_check_stops_the_guard(photo, checker, full_size_animator) -> None:
     def progress(stage: Stage, fraction: float, detail: str = "") -> None:
         if stage is Stage.CHECKING and fraction > 0.3:
             raise Canceled()
 
-    guard = Guard(checker, fallback=lambda: portrait_animator)
+    guard = Guard(checker, fallback=lambda: full_size_animator)
     with pytest.raises(Canceled):
-        guard.render(Frozen(portrait_animator), photo, AnimationRequest(seed=1), progress)
+        guard.render(Frozen(full_size_animator), photo, AnimationRequest(seed=1), progress)
 
 
-def test_the_photo_is_analysed_once_for_every_try(photo, checker, portrait_animator, monkeypatch) -> None:
+def test_the_photo_is_analysed_once_for_every_try(photo, checker, full_size_animator, monkeypatch) -> None:
     seen: list[int] = []
     original = ClipChecker.reference
     monkeypatch.setattr(ClipChecker, "reference", lambda self, p: seen.append(1) or original(self, p))
-    Guard(checker).render(Frozen(portrait_animator), photo, AnimationRequest(seed=2), lambda *e: None)
+    Guard(checker).render(Frozen(full_size_animator), photo, AnimationRequest(seed=2), lambda *e: None)
     assert seen == [1]
 
 
