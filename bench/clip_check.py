@@ -131,7 +131,9 @@ def portrait_rows(checker: ClipChecker, repeats: int) -> tuple[list[ClipCheck], 
 
 
 def morph(source: Image.Image, target: Image.Image, frames: int = 96) -> np.ndarray:
-    """The same morph as tests/models/test_clip_check.py: `target`'s face warped onto `source`'s, faded in."""
+    """`source` slowly becoming the person in `target`: target's face warped onto source's (a similarity
+    transform through both faces' landmarks) and cross-faded in; tests/models/test_clip_check.py uses it
+    too."""
     import cv2
 
     from models.face import FaceAnalyzer

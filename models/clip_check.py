@@ -284,7 +284,8 @@ def judge(check: ClipCheck, limits: CheckLimits, promise: Promise, *, has_faces:
     failures: list[str] = []
     judged = [f for f in check.faces if f.height_px >= MIN_JUDGED_FACE_PX]
     for f in check.faces:
-        if f in judged and f.identity_max is not None and f.identity_max >= limits.identity:
+        large_enough = f.height_px >= MIN_JUDGED_FACE_PX
+        if large_enough and f.identity_max is not None and f.identity_max >= limits.identity:
             failures.append(
                 f"identity: face {f.index + 1} is {f.identity_max:.2f} from the photo "
                 f"(the same person is under {limits.identity:g})"
@@ -411,9 +412,10 @@ def _background_figures(
 ) -> tuple[float | None, float | None]:
     """(flicker, colour): the largest change of the background's mean L* from one frame to the next (in
     the sampled runs), and the largest CIEDE2000 difference of its mean colour from the photo's."""
-    if background.mean() < 0.02:
+    found = {k: _background_lab(lab, background) for k, lab in small.items()}
+    means = {k: m for k, m in found.items() if m is not None}
+    if not means:  # under 2 % of the picture is background
         return None, None
-    means = {k: lab[background].mean(axis=0) for k, lab in small.items()}
     steps = [abs(float(means[k + 1][0] - means[k][0])) for k in means if k + 1 in means]
     colour = max(delta_e_2000(m, photo_lab) for m in means.values()) if photo_lab is not None else None
     return (max(steps) if steps else None), colour

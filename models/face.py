@@ -221,31 +221,24 @@ class FaceAnalyzer:
         """Find up to `max_faces` faces (largest first) and, if asked, the person mask."""
         rgb = _as_rgb(image)
         h, w = rgb.shape[:2]
-        scale = min(1.0, _ANALYSIS_MAX_SIDE / max(h, w))
-        small = rgb if scale == 1.0 else _resize(rgb, scale)
+        small, scale = _for_analysis(rgb)
         with self._lock:
             detector, crop_mesh, full_mesh, segmenter = self._load()
             faces = self._faces(small, detector, crop_mesh, full_mesh)
             person = segmenter.process(small).segmentation_mask if mask else None
         if scale != 1.0:
             faces = [f.scaled(1.0 / scale) for f in faces]
-        if person is not None and person.shape != (h, w):
-            person = np.asarray(Image.fromarray(person).resize((w, h), Image.Resampling.BILINEAR))
-        if person is not None:
-            person = np.clip(person, 0.0, 1.0).astype(np.float32)
-        return FaceAnalysis(faces=faces, mask=person, width=w, height=h)
+        return FaceAnalysis(
+            faces=faces, mask=None if person is None else _mask_at(person, h, w), width=w, height=h
+        )
 
     def person_mask(self, image: Image.Image | np.ndarray) -> np.ndarray:
         """The soft person mask alone (H, W) float32 0–1: no face search."""
         rgb = _as_rgb(image)
-        h, w = rgb.shape[:2]
-        scale = min(1.0, _ANALYSIS_MAX_SIDE / max(h, w))
-        small = rgb if scale == 1.0 else _resize(rgb, scale)
+        small, _ = _for_analysis(rgb)
         with self._lock:
             person = self._load()[3].process(small).segmentation_mask
-        if person.shape != (h, w):
-            person = np.asarray(Image.fromarray(person).resize((w, h), Image.Resampling.BILINEAR))
-        return np.clip(person, 0.0, 1.0).astype(np.float32)
+        return _mask_at(person, *rgb.shape[:2])
 
     def face_near(self, image: Image.Image | np.ndarray, box: Box) -> Face | None:
         """The face inside a square around `box` (a face's box in an earlier frame), by the landmark model
@@ -306,10 +299,7 @@ def detect_face_box(image: Image.Image | np.ndarray) -> Box | None:
     Where mediapipe cannot be imported there is no box (a warning says why): a photo is then fitted
     without one rather than the job failing."""
     global _box_detector
-    rgb = _as_rgb(image)
-    h, w = rgb.shape[:2]
-    scale = min(1.0, _ANALYSIS_MAX_SIDE / max(h, w))
-    small = rgb if scale == 1.0 else _resize(rgb, scale)
+    small, scale = _for_analysis(_as_rgb(image))
     with _box_lock:
         if _box_detector is None:
             try:
@@ -402,6 +392,19 @@ def _as_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
     if arr.shape[-1] == 4:
         arr = arr[..., :3]
     return np.ascontiguousarray(arr.astype(np.uint8, copy=False))
+
+
+def _for_analysis(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image at most _ANALYSIS_MAX_SIDE long, and the scale it was shrunk by (1.0: as it was)."""
+    scale = min(1.0, _ANALYSIS_MAX_SIDE / max(rgb.shape[:2]))
+    return (rgb if scale == 1.0 else _resize(rgb, scale)), scale
+
+
+def _mask_at(person: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The segmenter's person mask at the image's full size, float32 in 0–1."""
+    if person.shape != (h, w):
+        person = np.asarray(Image.fromarray(person).resize((w, h), Image.Resampling.BILINEAR))
+    return np.clip(person, 0.0, 1.0).astype(np.float32)
 
 
 def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:

@@ -4,7 +4,6 @@ on steadiness), each with its figures asserted, measured on the encoded MP4."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import skimage.color
@@ -12,6 +11,7 @@ import skimage.data
 from matplotlib import cbook
 from PIL import Image
 
+from bench.clip_check import morph  # the bench's guard case, built the same way
 from models.base import AnimationRequest
 from models.clip_check import (
     FLICKER_MAX,
@@ -23,7 +23,6 @@ from models.clip_check import (
     delta_e_2000,
     sample_frames,
 )
-from models.face import FaceAnalyzer
 from models.portrait import PortraitAnimator
 from models.push_in import PushInAnimator
 from models.render import render_clip
@@ -118,20 +117,6 @@ def test_a_shaking_face_fails_on_steadiness(photos, gentle_frames, checker) -> N
     assert not check.passed
     assert any(f.startswith("steadiness: landmark jitter") for f in check.failures)
     assert check.jitter is not None and check.jitter > 2 * JITTER_MAX
-
-
-def morph(source: Image.Image, target: Image.Image, frames: int = 96) -> np.ndarray:
-    """`source` slowly becoming the person in `target`: target's face is warped onto source's (a
-    similarity transform through both faces' landmarks) and cross-faded in, frame by frame."""
-    analyzer = FaceAnalyzer()
-    a = analyzer.analyze(source, mask=False).faces[0].points[:, :2]
-    b = analyzer.analyze(target, mask=False).faces[0].points[:, :2]
-    matrix, _ = cv2.estimateAffinePartial2D(b.astype(np.float32), a.astype(np.float32))
-    w, h = source.size
-    warped = cv2.warpAffine(np.asarray(target), matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
-    src = np.asarray(source).astype(np.float32)
-    t = np.linspace(0.0, 1.0, frames)[:, None, None, None]
-    return (src * (1 - t) + warped.astype(np.float32) * t + 0.5).astype(np.uint8)
 
 
 def test_a_clip_that_morphs_into_another_person_fails_on_identity(photos, checker) -> None:
