@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     # Open /events streams at once per visitor (cookie) and per client address; more answer 429.
     event_streams_per_visitor: int = Field(4, ge=1)
     event_streams_per_address: int = Field(16, ge=1)
+    # An open stream's slot is a lease renewed every third of this; a process that dies without giving
+    # its slots back loses them after at most this long.
+    event_stream_lease_s: float = Field(60.0, ge=1, le=3600)
+    # Where the rate limits and stream caps above are counted, shared by every web process: a redis://
+    # URL, or memory:// (each process counts alone). Unset: the broker's Redis when the broker is Redis,
+    # else memory://. The decode and face pools protect one process's memory and stay per process.
+    limits_url: str = ""
     # Comma-separated addresses or networks (VIVIFY_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1) whose
     # X-Forwarded-For is believed.
     trusted_proxies: Annotated[list[str], NoDecode] = []
@@ -162,6 +169,13 @@ class Settings(BaseSettings):
         parse(value)  # e.g. "120/minute"; raises ValueError otherwise
         return value
 
+    @field_validator("limits_url")
+    @classmethod
+    def _check_limits_url(cls, value: str) -> str:
+        if value and not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("VIVIFY_LIMITS_URL is memory://, redis://… or rediss://…")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         secret = self.secret_key.get_secret_value()
@@ -193,6 +207,13 @@ class Settings(BaseSettings):
     @property
     def resolved_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
+
+    @property
+    def resolved_limits_url(self) -> str:
+        if self.limits_url:
+            return self.limits_url
+        broker = self.resolved_broker_url
+        return broker if broker.startswith(("redis://", "rediss://")) else "memory://"
 
     @property
     def broker_folder(self) -> Path:

@@ -161,8 +161,7 @@ def _parse(url: str) -> _Target:
 # fec0::/10 global, and it is in no special-purpose registry.
 _GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 _SPECIAL_IN_GLOBAL_UNICAST = tuple(
-    ipaddress.IPv6Network(n)
-    for n in ("2001::/23", "2001:db8::/32", "2002::/16", "3fff::/20")
+    ipaddress.IPv6Network(n) for n in ("2001::/23", "2001:db8::/32", "2002::/16", "3fff::/20")
 )
 
 

@@ -64,8 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = make_store(settings)
     app.state.producer = make_producer(settings)
     app.state.metrics = Metrics(app.state.sessions)
-    app.state.rate_limiter = RateLimiter(settings.rate_limit)
-    app.state.rig_rate_limiter = RateLimiter(settings.rig_rate_limit)  # ?rig=true, on top of the above
+    # Shared by every web process through Redis in the production shape (Settings.resolved_limits_url).
+    limits_url = settings.resolved_limits_url
+    app.state.rate_limiter = RateLimiter(settings.rate_limit, limits_url, "requests")
+    app.state.rig_rate_limiter = RateLimiter(settings.rig_rate_limit, limits_url, "rigs")  # on top
 
     install_error_handlers(app)
     app.include_router(health.router)

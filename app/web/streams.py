@@ -1,14 +1,19 @@
 """Open event streams (/api/v1/jobs/{id}/events), counted per visitor and per client address.
 
 A stream is a socket and a task for up to half an hour; without a cap one client could open thousands.
-Counters live in process memory (as the rate limits do): with several web processes each caps its own
-share. A slot is taken before the stream is answered and given back when the response ends, however
-it ends (the job is final, the client went away, the server shuts down, an error).
+A slot is taken before the stream is answered and given back when the response ends, however it ends
+(the job is final, the client went away, the server shuts down, an error).
+
+Where the counts live follows the rate limits (Settings.resolved_limits_url): in process memory
+(StreamSlots), or in Redis shared by every web process (SharedStreamSlots). A shared slot is a lease
+that the open stream renews; a process killed with streams open cannot leak them, its leases lapse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 import threading
 import time
 import weakref
@@ -18,6 +23,8 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio import to_thread
+from redis import Redis
+from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
@@ -31,10 +38,14 @@ RETRY_AFTER_S = 30
 POLL_THREADS = 4
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class StreamSlot:
-    """One open stream's place in the counters; `release` gives it back (once, however often called)."""
+    """One open stream's place in the counters; `release` gives it back (once, however often called).
+    A shared slot is a lease: `renew` every `renew_every_s` keeps it (None: it never lapses)."""
+
+    renew_every_s: float | None = None
 
     def __init__(self, slots: StreamSlots, keys: tuple[str, ...]) -> None:
         self._slots = slots
@@ -43,6 +54,9 @@ class StreamSlot:
 
     def release(self) -> None:
         self._slots._release(self)
+
+    def renew(self) -> None:
+        """Nothing to renew in process memory."""
 
     @property
     def released(self) -> bool:
@@ -90,6 +104,115 @@ class StreamSlots:
             return sum(n for key, n in self._open.items() if key.startswith("v:"))
 
 
+# Both caps checked and the lease taken in one step, on Redis' clock (web hosts' clocks may differ).
+# KEYS: the visitor's, the address's and everyone's leases (sorted sets scored by expiry, ms).
+# ARGV: lease id, lease ms, per-visitor cap, per-address cap. Answers 0 (taken), 1 or 2 (which cap).
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 1 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 2 end
+for i = 1, 3 do
+  redis.call('ZADD', KEYS[i], now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+end
+return 0
+"""
+# Same KEYS and lease id; ARGV[2] the lease ms. Renewing a lease that lapsed (a Redis outage) takes it again.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, 3 do
+  redis.call('ZADD', KEYS[i], now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+end
+return 0
+"""
+_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+"""
+_PREFIX = "vivify:streams:"
+REDIS_TIMEOUT_S = 0.5
+
+
+class SharedStreamSlot(StreamSlot):
+    """A lease in Redis, renewed by its open stream (SlotEventSourceResponse) every third of its term."""
+
+    def __init__(self, slots: SharedStreamSlots, keys: tuple[str, ...], lease_id: str) -> None:
+        super().__init__(slots.local, keys)
+        self._shared = slots
+        self._lease_id = lease_id
+        self.renew_every_s = slots.lease_s / 3
+
+    def renew(self) -> None:
+        if self._released:
+            return
+        try:
+            self._shared.script(_RENEW, self._keys, self._lease_id, self._shared.lease_ms)
+        except RedisError as exc:  # the lease is taken again at the next renewal that gets through
+            log.warning("event stream lease not renewed: %s", exc.__class__.__name__)
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        try:
+            self._shared.redis.zrem(self._keys[0], self._lease_id)
+            self._shared.redis.zrem(self._keys[1], self._lease_id)
+            self._shared.redis.zrem(self._keys[2], self._lease_id)
+        except RedisError as exc:  # it lapses by itself within lease_s
+            log.warning("event stream lease not given back: %s", exc.__class__.__name__)
+
+
+class SharedStreamSlots:
+    """StreamSlots counted in Redis for every web process at once. While Redis does not answer, this
+    process counts its own streams (StreamSlots) rather than refuse them all or cap nothing."""
+
+    def __init__(self, redis_url: str, per_visitor: int, per_address: int, lease_s: float) -> None:
+        self.per_visitor = per_visitor
+        self.per_address = per_address
+        self.lease_s = lease_s
+        self.lease_ms = max(1, int(lease_s * 1000))
+        self.redis = Redis.from_url(
+            redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+        )
+        self.local = StreamSlots(per_visitor, per_address)
+        self._scripts: dict[str, Any] = {}
+
+    def script(self, source: str, keys: tuple[str, ...], *args: object) -> Any:
+        runner = self._scripts.get(source)
+        if runner is None:
+            runner = self._scripts[source] = self.redis.register_script(source)
+        return runner(keys=list(keys), args=list(args))
+
+    def acquire(self, visitor_id: str, ip_hash: str) -> StreamSlot:
+        """A lease for one more stream; Throttled rate_limited (429) when either count is at its cap."""
+        keys = (f"{_PREFIX}v:{visitor_id}", f"{_PREFIX}ip:{ip_hash}", f"{_PREFIX}all")
+        lease_id = secrets.token_hex(8)
+        try:
+            answer = self.script(_ACQUIRE, keys, lease_id, self.lease_ms, self.per_visitor, self.per_address)
+        except RedisError as exc:
+            log.warning("event stream caps: Redis unavailable (%s); counting in this process", exc)
+            return self.local.acquire(visitor_id, ip_hash)
+        if answer == 1:
+            raise _too_many(f"You have {self.per_visitor} event streams open already")
+        if answer == 2:
+            raise _too_many(f"Your address has {self.per_address} event streams open already")
+        return SharedStreamSlot(self, keys, lease_id)
+
+    def open_streams(self, visitor_id: str | None = None, ip_hash: str | None = None) -> int:
+        """Leases held now, by every process: of a visitor, of an address, or in all (neither given)."""
+        key = "all"
+        if visitor_id is not None:
+            key = f"v:{visitor_id}"
+        elif ip_hash is not None:
+            key = f"ip:{ip_hash}"
+        return int(self.script(_COUNT, (_PREFIX + key,))) + self.local.open_streams(visitor_id, ip_hash)
+
+
 def _too_many(what: str) -> Throttled:
     return Throttled(
         ErrorCode.RATE_LIMITED,
@@ -98,12 +221,17 @@ def _too_many(what: str) -> Throttled:
     )
 
 
-def stream_slots(state: Any, settings: Settings) -> StreamSlots:
+def stream_slots(state: Any, settings: Settings) -> StreamSlots | SharedStreamSlots:
     """The app's counters (on app.state), made with the app's settings on first use."""
-    slots: StreamSlots | None = getattr(state, "event_streams", None)
+    slots: StreamSlots | SharedStreamSlots | None = getattr(state, "event_streams", None)
     if slots is None:
         # Created from async code on the event loop with no await in between: no two can race.
-        slots = StreamSlots(settings.event_streams_per_visitor, settings.event_streams_per_address)
+        url = settings.resolved_limits_url
+        per_visitor, per_address = settings.event_streams_per_visitor, settings.event_streams_per_address
+        if url.startswith("memory://"):
+            slots = StreamSlots(per_visitor, per_address)
+        else:
+            slots = SharedStreamSlots(url, per_visitor, per_address, settings.event_stream_lease_s)
         state.event_streams = slots
     return slots
 
@@ -119,9 +247,19 @@ class SlotEventSourceResponse(EventSourceResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            async with anyio.create_task_group() as group:
+                if self.slot.renew_every_s is not None:
+                    group.start_soon(self._keep_lease, self.slot.renew_every_s)
+                await super().__call__(scope, receive, send)
+                group.cancel_scope.cancel()
         finally:
-            self.slot.release()
+            with anyio.CancelScope(shield=True):
+                await to_thread.run_sync(self.slot.release)
+
+    async def _keep_lease(self, every_s: float) -> None:
+        while True:
+            await anyio.sleep(every_s)
+            await to_thread.run_sync(self.slot.renew)
 
 
 class SharedSnapshots(Generic[T]):

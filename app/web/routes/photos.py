@@ -75,7 +75,8 @@ async def photo_check(
 ) -> PhotoCheckOut:
     try:
         if rig:  # ten times a plain check's work: a rate limit of its own (VIVIFY_RIG_RATE_LIMIT)
-            wait = request.app.state.rig_rate_limiter.hit(f"v:{visitor.id}", f"ip:{visitor.ip_hash}")
+            limiter = request.app.state.rig_rate_limiter
+            wait = await limiter.hit_async(f"v:{visitor.id}", f"ip:{visitor.ip_hash}")
             if wait is not None:
                 message = f"Too many live views asked for; try again in {wait} s."
                 raise Throttled(ErrorCode.RATE_LIMITED, message, retry_after_s=wait)
