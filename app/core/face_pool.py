@@ -5,10 +5,11 @@ builds a rig, about ten times the work. Run in anyio's shared thread pool (40 th
 synchronous page and dependency), a burst of rig builds left pages waiting for a thread for tens of
 seconds. So:
 - `analysis` (VIVIFY_FACE_ANALYSIS_CONCURRENCY, 2): the face reading every upload needs.
-- `rigs` (VIVIFY_RIG_CONCURRENCY, 1): rig builds, on their own mediapipe graphs (app.core.service.rigs),
-  so they never queue an upload's analysis behind them. A build waits at most VIVIFY_RIG_WAIT_S for its
-  turn, then 503 `server_busy` with Retry-After; one client address may have at most
-  VIVIFY_RIG_WAITING_PER_ADDRESS builds waiting or running (429 past that).
+- `rigs` (VIVIFY_RIG_CONCURRENCY, 1): `?rig=true` checks, all their face work (the reading and plan as
+  well as the rig build, on its own mediapipe graphs: app.core.service.rigs), so they never queue an
+  upload's analysis behind them. A rig check waits at most VIVIFY_RIG_WAIT_S for its turn, then 503
+  `server_busy` with Retry-After; one client address may have at most VIVIFY_RIG_WAITING_PER_ADDRESS
+  of them waiting or running (429 past that).
 Both are per process: they protect one process's CPU and memory.
 """
 
@@ -19,8 +20,8 @@ import math
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import anyio
@@ -46,21 +47,33 @@ class FacePools:
         """`fn(*args)` in one of the analysis threads (waits for one: an upload's analysis is short)."""
         return await to_thread.run_sync(fn, *args, limiter=self.analysis)
 
-    async def build_rig(self, address: str, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` in a rig thread: Throttled when `address` already has its share waiting, Unavailable
-        when no rig thread frees up within rig_wait_s."""
+    @asynccontextmanager
+    async def rig_lane(self, address: str) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+        """A rig request's turn: all its face work (reading the faces, planning, building the rig) runs
+        through the runner this yields, in a rig thread, so a burst of rig requests never queues an
+        upload's analysis behind it. Throttled when `address` already has its share waiting or running,
+        Unavailable when no turn frees up within rig_wait_s."""
         with self._one_of(address):
-            with anyio.move_on_after(self.rig_wait_s):
+            with anyio.move_on_after(self.rig_wait_s) as waiting:
                 await self.rigs.acquire()
-                try:
-                    return await to_thread.run_sync(fn, *args, limiter=self._rig_threads)
-                finally:
-                    self.rigs.release()
-            raise Unavailable(
-                ErrorCode.SERVER_BUSY,
-                "The server is busy building other live views; try again in a few seconds.",
-                retry_after_s=max(1, math.ceil(self.rig_wait_s)),
-            )
+            if waiting.cancelled_caught:  # no turn within rig_wait_s (acquire holds nothing then)
+                raise Unavailable(
+                    ErrorCode.SERVER_BUSY,
+                    "The server is busy building other live views; try again in a few seconds.",
+                    retry_after_s=max(1, math.ceil(self.rig_wait_s)),
+                )
+            try:
+                yield self._in_rig_thread
+            finally:
+                self.rigs.release()
+
+    async def _in_rig_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await to_thread.run_sync(fn, *args, limiter=self._rig_threads)
+
+    async def build_rig(self, address: str, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` alone in a rig lane (see rig_lane)."""
+        async with self.rig_lane(address) as run:
+            return await run(fn, *args)
 
     @contextmanager
     def _one_of(self, address: str) -> Iterator[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +49,17 @@ def _rated(photo: Photo) -> CheckedPhoto:
     return CheckedPhoto(photo=photo, size_bytes=len(photo.jpeg), quality=report)
 
 
-async def analyse_upload(data: bytes, settings: Settings) -> CheckedPhoto:
+async def analyse_upload(
+    data: bytes, settings: Settings, run: Callable[..., Awaitable[Any]] | None = None
+) -> CheckedPhoto:
     """Validate, normalise and rate an upload: the header is read and the photo decoded in worker
-    threads, holding its share of the decode budget; the wait for that share keeps no thread busy."""
+    threads, holding its share of the decode budget; the wait for that share keeps no thread busy. The
+    faces are read by `run` (default: the analysis threads of app.core.face_pool)."""
     pending = await to_thread.run_sync(_inspect, data, settings)
     async with budget_of(settings).hold_async(pending.decode_bytes):
         photo = await to_thread.run_sync(finish_photo, pending, data)
-    return await face_pools(settings).analyse(_rated, photo)
+    rated: CheckedPhoto = await (run or face_pools(settings).analyse)(_rated, photo)
+    return rated
 
 
 def _json_safe(value: Any) -> Any:
@@ -104,7 +109,23 @@ async def check_photo(
     ok and a face is found), at the portrait animator's render size, in a rig thread (app.core.face_pool)
     holding the decode budget's share for the photo it decodes again; `address` is the client's, for
     the cap on rig builds one address may have waiting."""
-    checked = await analyse_upload(data, settings)
+    pools = face_pools(settings)
+    if not rig:
+        return await _check(data, settings, motion, seed, pools.analyse)
+    # The whole check in a rig turn (bounded wait, capped per address), none of it in the analysis threads.
+    async with pools.rig_lane(address) as run:
+        return await _check(data, settings, motion, seed, run, rig=True)
+
+
+async def _check(
+    data: bytes,
+    settings: Settings,
+    motion: str | None,
+    seed: str | None,
+    run: Callable[..., Awaitable[Any]],
+    rig: bool = False,
+) -> PhotoCheck:
+    checked = await analyse_upload(data, settings, run)
     problem = photo_problem(checked, settings)
     if problem is not None:
         return PhotoCheck(checked, problem, plan=None, seed=None)
@@ -112,15 +133,14 @@ async def check_photo(
         chosen, chosen_seed = clean_motion(motion), parse_seed(seed)
     except Invalid as exc:
         return PhotoCheck(checked, exc, plan=None, seed=None)
-    pools = face_pools(settings)
-    plan = await pools.analyse(plan_json, checked.photo.image, chosen, chosen_seed)
+    plan = await run(plan_json, checked.photo.image, chosen, chosen_seed)
     built = None
     if rig:
         max_side = int(settings.animator_options.get("max_side", DEFAULT_MAX_SIDE))
         # The rig decodes the stored JPEG again and fits it to the render size: both copies count.
         nbytes = 2 * checked.photo.width * checked.photo.height * 3
         async with budget_of(settings).hold_async(nbytes):
-            built = await pools.build_rig(address, rig_json, checked.photo.jpeg, max_side)
+            built = await run(rig_json, checked.photo.jpeg, max_side)
     return PhotoCheck(checked, None, plan=plan, seed=chosen_seed, rig=built)
 
 
