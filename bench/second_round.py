@@ -1,4 +1,4 @@
-"""The second abuse round's three starvation attacks, each against a fresh `vivify web` (embedded defaults),
+"""The second abuse round's starvation attacks, each against a fresh `vivify web` (embedded defaults),
 with another visitor timing the site meanwhile. `tests/e2e/test_e2e_second_round_starvation.py` runs them
 in `make test` and holds them to the bounds; this script prints the same figures for any checkout, so the
 attacks can be measured before and after a change the same way.
@@ -6,13 +6,16 @@ attacks can be measured before and after a change the same way.
 Attacks (one client address; the other visitor has its own, through X-Forwarded-For from a trusted
 127.0.0.1, so the per-address limits do not mix them):
 - rig: 120 `POST /api/v1/photo-check?rig=true` at once, no cookie, with a 900x1100 photo of four faces.
+- rig-spread: the same burst from 120 addresses (as a botnet, or one client with many IPv6 /64s would
+  send it): no per-address limit binds, only the rig turns' bounded wait.
 - again: 70 `POST /api/v1/jobs/{id}/again` bodies (the attacker's own job) declaring 60,000 bytes and
   sending one byte every 5 s.
 - nojs: 120 such bodies to the forms that work without JavaScript (`POST /jobs` and
   `POST /jobs/{id}/again`, alternately).
 
 While an attack runs the other visitor loads `/`, uploads a photo (`POST /api/v1/jobs`, 202 expected) and
-checks one (`POST /api/v1/photo-check`), in turn, twice a second or as fast as answers come. The web
+checks one (`POST /api/v1/photo-check`), each in a loop of its own, twice a second or as fast as answers
+come. The web
 process's memory is sampled every 0.2 s; after the attack (every attacking connection closed), it is read
 until it is back within RECOVERED_MB of its start, for at most a minute.
 
@@ -38,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,10 +209,10 @@ async def _upload(client: httpx.AsyncClient, photo: bytes) -> httpx.Response:
     return await client.post("/api/v1/jobs", data={"consent": "true"}, files=files)
 
 
-async def _timed(figures: Figures, kind: str, call: object, expect: int) -> None:
+async def _timed(figures: Figures, kind: str, call: Awaitable[httpx.Response]) -> None:
     started = time.perf_counter()
     try:
-        response = await call  # type: ignore[misc]
+        response = await call
         status = str(response.status_code)
     except httpx.HTTPError as exc:
         status = type(exc).__name__
@@ -216,18 +220,25 @@ async def _timed(figures: Figures, kind: str, call: object, expect: int) -> None
     getattr(figures, f"{kind}_s").append(elapsed)
     key = f"{kind} {status}"
     figures.other_statuses[key] = figures.other_statuses.get(key, 0) + 1
-    del expect  # kept in the key: a test reads other_statuses
 
 
 async def _other_visitor(base: str, photo: bytes, figures: Figures, stop: threading.Event) -> None:
-    async with _client(base, OTHER) as other:
+    """Page, upload and photo check, each in a loop of its own (one slow answer delays only its own
+    kind), each at most twice a second."""
+    files = {"photo": ("me.jpg", photo, "image/jpeg")}
+
+    async def every(kind: str, call: Callable[[], Awaitable[httpx.Response]]) -> None:
         while not stop.is_set():
             started = time.monotonic()
-            await _timed(figures, "page", other.get("/"), 200)
-            await _timed(figures, "upload", _upload(other, photo), 202)
-            files = {"photo": ("me.jpg", photo, "image/jpeg")}
-            await _timed(figures, "check", other.post("/api/v1/photo-check", files=files), 200)
+            await _timed(figures, kind, call())
             await asyncio.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
+
+    async with _client(base, OTHER) as other:
+        await asyncio.gather(
+            every("page", lambda: other.get("/")),
+            every("upload", lambda: _upload(other, photo)),
+            every("check", lambda: other.post("/api/v1/photo-check", files=files)),
+        )
 
 
 def _memory(pid: int, figures: Figures, stop: threading.Event) -> None:
@@ -235,18 +246,19 @@ def _memory(pid: int, figures: Figures, stop: threading.Event) -> None:
         figures.peak_mb = max(figures.peak_mb, rss_mb(pid))
 
 
-async def _rig_burst(base: str, photo: bytes, figures: Figures) -> None:
-    async def one() -> str:
+async def _rig_burst(base: str, photo: bytes, figures: Figures, spread: bool = False) -> None:
+    async def one(i: int) -> str:
         files = {"photo": ("group.jpg", photo, "image/jpeg")}
+        address = f"198.18.{i // 250}.{i % 250 + 1}" if spread else ATTACKER
         # A client of its own for each: no cookie, so every request is a new visitor.
-        async with _client(base, ATTACKER, timeout=RIG_WINDOW_MAX_S) as attacker:
+        async with _client(base, address, timeout=RIG_WINDOW_MAX_S) as attacker:
             try:
                 r = await attacker.post("/api/v1/photo-check", params={"rig": "true"}, files=files)
                 return str(r.status_code)
             except httpx.HTTPError as exc:
                 return type(exc).__name__
 
-    for a in await asyncio.gather(*(one() for _ in range(RIG_BURST))):
+    for a in await asyncio.gather(*(one(i) for i in range(RIG_BURST))):
         figures.attacker[a] = figures.attacker.get(a, 0) + 1
 
 
@@ -317,8 +329,8 @@ async def _attack(web: Web, attack: str, group: bytes, photo: bytes, figures: Fi
         watcher.start()
     started = time.monotonic()
     try:
-        if attack == "rig":
-            await _rig_burst(web.base, group, figures)
+        if attack in ("rig", "rig-spread"):
+            await _rig_burst(web.base, group, figures, spread=attack == "rig-spread")
             await asyncio.sleep(max(0.0, RIG_WINDOW_MIN_S - (time.monotonic() - started)))
         else:
             count = SLOW_AGAIN if attack == "again" else SLOW_NOJS
@@ -373,13 +385,11 @@ def run_attack(attack: str, checkout: Path = ROOT, **settings: str) -> Figures:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    attacks = ["rig", "rig-spread", "again", "nojs"]
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--checkout", type=Path, default=ROOT)
-    parser.add_argument(
-        "--attack", nargs="+", choices=["rig", "again", "nojs"], default=["rig", "again", "nojs"]
-    )
+    parser.add_argument("--attack", nargs="+", choices=attacks, default=attacks)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     commit = subprocess.run(
