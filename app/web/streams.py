@@ -182,7 +182,7 @@ class SharedStreamSlots:
         self.local = StreamSlots(per_visitor, per_address)
         self._scripts: dict[str, Any] = {}
 
-    def script(self, source: str, keys: tuple[str, ...], *args: object) -> Any:
+    def script(self, source: str, keys: tuple[str, ...], *args: str | int | float) -> Any:
         runner = self._scripts.get(source)
         if runner is None:
             runner = self._scripts[source] = self.redis.register_script(source)
