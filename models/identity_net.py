@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -129,10 +130,10 @@ class DlibResNet:
         return (pooled @ self.fc).astype(np.float32)
 
 
-def _read_layers(data: bytes) -> list[tuple[str, object]]:
+def _read_layers(data: bytes) -> list[tuple[str, Any]]:
     """Every layer with parameters or a shape, from the input upwards. The search resumes after what
     was read, so float data is never taken for a layer name."""
-    layers: list[tuple[str, object]] = []
+    layers: list[tuple[str, Any]] = []
     pos = 0
     while (found := _LAYER.search(data, pos)) is not None:
         reader = _Reader(data, found.start())
@@ -169,11 +170,16 @@ def _conv(x: np.ndarray, conv: _Conv) -> np.ndarray:
     if conv.padding:
         p = conv.padding
         x = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    windows = sliding_window_view(x, (conv.size, conv.size), axis=(1, 2))[:, :: conv.stride, :: conv.stride]
+    windows = _windows(x, conv.size)[:, :: conv.stride, :: conv.stride]
     n, rows, cols = windows.shape[:3]
     out = windows.reshape(n * rows * cols, -1) @ conv.weights
     out += conv.bias
     return out.reshape(n, rows, cols, -1)
+
+
+def _windows(x: np.ndarray, size: int) -> np.ndarray:
+    """Every size×size window of NHWC `x`, as a view: (N, H', W', C, size, size)."""
+    return sliding_window_view(x, (size, size), axis=(1, 2))  # type: ignore[call-overload]
 
 
 def _affine(x: np.ndarray, affine: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -183,7 +189,7 @@ def _affine(x: np.ndarray, affine: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 
 
 def _pool(x: np.ndarray, size: int, stride: int, reduce: object) -> np.ndarray:
-    windows = sliding_window_view(x, (size, size), axis=(1, 2))[:, ::stride, ::stride]
+    windows = _windows(x, size)[:, ::stride, ::stride]
     return np.asarray(reduce(windows, axis=(-2, -1)), np.float32)  # type: ignore[operator]
 
 
