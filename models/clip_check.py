@@ -18,7 +18,7 @@ Measures (all per clip; per face where a face is involved):
 - seam: where the motion promises a loop, the mean L* difference between the last and first frames.
 
 Sampling: runs of three consecutive frames spread from the first frame to the last (jitter needs them);
-landmarks on each sampled frame (models.face, about 6 ms); descriptors, the expensive part (about 25 ms
+landmarks on each sampled frame (models.face, about 6 ms); descriptors, the expensive part (about 20 ms
 a face on one core), only on the sampled frame where each face changed most and on the last one.
 """
 
@@ -267,7 +267,7 @@ class ClipChecker:
 
 
 def _identity_frames(moved: dict[int, float], found: dict[int, Face], *, loops: bool) -> list[int]:
-    """Where to take one face's descriptors (about 25 ms each): the sampled frame where it changed most;
+    """Where to take one face's descriptors (about 20 ms each): the sampled frame where it changed most;
     unless the clip promises to end where it began, also the last frame it was found in (where a model's
     drift has gone furthest), or the middle one when that is the frame that changed most."""
     if not found:

