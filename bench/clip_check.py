@@ -13,7 +13,9 @@
    other, and a random-weight diffusion pipeline's noise (where torch and diffusers are installed).
 3. The calibration: the largest jitter and flicker over (1), and the limits K_STEADY times them; the
    constants in models/clip_check.py must be these numbers (the script says when they are not).
-4. What the check costs on CPU: the photo's analysis once per job, and the rest per sampled frame.
+4. What the check costs on CPU: the photo's analysis once per job, and the rest per sampled frame. A
+   portrait clip's check is timed as a job's first check is (`as_in_a_job`): the portrait animator's
+   own reading of the photo reused, the descriptors taken.
 
 With `--clips`, each MP4 in the folder (or tar) is checked against the photo the GPU plan animated
 (Grace Hopper), and the same columns are printed.
@@ -39,7 +41,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import clip_check  # noqa: E402
-from models.base import AnimationRequest  # noqa: E402
+from models.base import AnimationRequest, Clip  # noqa: E402
 from models.clip_check import ClipCheck, ClipChecker, Promise  # noqa: E402
 from models.portrait import PortraitAnimator  # noqa: E402
 from models.render import render_clip  # noqa: E402
@@ -98,6 +100,17 @@ HEADER = (
 )
 
 
+def as_in_a_job(checker: ClipChecker, photo: Image.Image, clip: Clip, promise: Promise) -> ClipCheck:
+    """The check as the guard runs it for a job's first clip: the photo read (reusing the animator's own
+    reading where it made one), then the clip measured; `seconds` counts both."""
+    t0 = time.perf_counter()
+    reference = checker.reference(photo, clip.photo_analysis)
+    analysed_s = time.perf_counter() - t0
+    check = checker.check(reference, clip.mp4, frames=clip.frame_count, promise=promise)
+    check.seconds += analysed_s
+    return check
+
+
 def portrait_rows(checker: ClipChecker, repeats: int) -> tuple[list[ClipCheck], list[str]]:
     animator = PortraitAnimator()
     animator.setup()
@@ -115,9 +128,7 @@ def portrait_rows(checker: ClipChecker, repeats: int) -> tuple[list[ClipCheck], 
                 request = AnimationRequest(motion=motion, seed=7)
                 clip, rw, rc = timed(lambda: render_clip(animator, photo, request))  # noqa: B023
                 promise = Promise(clip.moves, clip.loops)
-                check, cw, cc = timed(
-                    lambda: checker.check(photo, clip.mp4, frames=clip.frame_count, promise=promise)  # noqa: B023
-                )
+                check, cw, cc = timed(lambda: as_in_a_job(checker, photo, clip, promise))  # noqa: B023
                 renders.append((rw, rc))
                 checks_t.append((cw, cc))
             assert check is not None
@@ -201,6 +212,9 @@ def cost_lines(checker: ClipChecker, checks: list[ClipCheck]) -> list[str]:
     photo = portraits()["grace_hopper"]
     analyses = [timed(lambda: checker.reference(photo))[2] for _ in range(3)]
     analysis = statistics.median(analyses)
+    portrait = PortraitAnimator()
+    reading = render_clip(portrait, photo, AnimationRequest(frames=24)).photo_analysis
+    reused = statistics.median(timed(lambda: checker.reference(photo, reading))[2] for _ in range(3))
     per_check = statistics.median(c.seconds for c in checks)
     frames = checks[0].sampled_frames
     # A clip at SVD-XT's shape (1024×576, 86 frames after interpolation to 24 fps): the photo fitted
@@ -211,7 +225,8 @@ def cost_lines(checker: ClipChecker, checks: list[ClipCheck]) -> list[str]:
     return [
         f"- a clip at SVD-XT's shape (1024×576, 86 frames), checked against the 512×600 photo: "
         f"{wide_wall:.2f} s wall, {wide_cpu:.2f} CPU s, the photo's analysis included",
-        f"- the photo's analysis (faces, mask, one descriptor per face): {analysis:.3f} CPU s, once per job",
+        f"- the photo's analysis (faces, mask, one descriptor per face): {analysis:.3f} CPU s, once per job; "
+        f"{reused:.3f} CPU s reusing the portrait animator's own reading of it (the descriptors alone)",
         f"- a whole check of a 4 s clip: {per_check:.3f} s wall (median of the rows above), "
         f"{frames} sampled frames: {(per_check - analysis) / frames * 1000:.0f} ms per sampled frame "
         "(decode, landmarks, background; one or two descriptors a clip)",

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
 from models.motion_curves import RecordedMotion
+
+if TYPE_CHECKING:
+    from models.face import FaceAnalysis
 
 
 class Stage(str, Enum):
@@ -94,6 +97,9 @@ class Frames:
     # False: the motion's own steps are what was asked for (a visitor's recording, rendered sample by
     # sample), so the clip check reports jitter but does not judge it.
     steady: bool = True
+    # The animator's own reading of the photo (faces and person mask, at the size it rendered), when it
+    # made one: the clip check reuses it rather than read the photo again.
+    photo_analysis: FaceAnalysis | None = None
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
@@ -115,6 +121,7 @@ class Clip:
     moves: bool = True  # as Frames says
     loops: bool = False
     steady: bool = True
+    photo_analysis: FaceAnalysis | None = None  # as Frames says
     animator: str = ""  # the name of the animator that made it
 
     @property

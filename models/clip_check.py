@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from models.face import Box, Face, FaceAnalyzer, shared_analyzer
+from models.face import Box, Face, FaceAnalysis, FaceAnalyzer, shared_analyzer
 from models.identity import SAME_PERSON, IdentityModel, distance, shared_identity
 from models.video import frame_count, read_frames
 
@@ -44,8 +44,8 @@ from models.video import frame_count, read_frames
 # nil and K_STEADY times it would fail every model's clip: flicker is allowed one just-noticeable step of
 # lightness (FLICKER_FLOOR) at least.
 K_STEADY = 3.0
-MEASURED_JITTER_MAX = 0.0057
-MEASURED_FLICKER_MAX = 0.009
+MEASURED_JITTER_MAX = 0.0077
+MEASURED_FLICKER_MAX = 0.011
 FLICKER_FLOOR = 1.0  # ΔL*
 JITTER_MAX = K_STEADY * MEASURED_JITTER_MAX
 FLICKER_MAX = max(K_STEADY * MEASURED_FLICKER_MAX, FLICKER_FLOOR)
@@ -142,7 +142,7 @@ class ClipChecker:
         analyzer: FaceAnalyzer | None = None,
         identity: IdentityModel | None = None,
         *,
-        runs: int = 4,
+        runs: int = 3,
     ) -> None:
         self.analyzer = analyzer or shared_analyzer()
         self.identity = identity or shared_identity()
@@ -153,10 +153,19 @@ class ClipChecker:
         self.analyzer.setup()
         self.identity.setup()
 
-    def reference(self, photo: Image.Image) -> PhotoReference:
+    def reference(self, photo: Image.Image, analysis: FaceAnalysis | None = None) -> PhotoReference:
+        """What the check needs of the photo. `analysis`: the animator's own reading of this photo (at
+        any size: its faces and mask are scaled to the photo's), reused rather than made again."""
         rgb = np.asarray(photo.convert("RGB"))
-        analysis = self.analyzer.analyze(rgb, mask=True)
-        faces = analysis.faces
+        h, w = rgb.shape[:2]
+        if analysis is not None and (analysis.width, analysis.height) != (w, h):
+            sx, sy = w / analysis.width, h / analysis.height
+            faces = [f.scaled(sx) for f in analysis.faces]
+            # Reused only when it is the photo, resized (not stretched to another shape).
+            analysis = FaceAnalysis(faces, analysis.mask, w, h) if abs(sx - sy) <= 0.01 * sx else None
+        if analysis is None or analysis.mask is None:
+            analysis = self.analyzer.analyze(rgb, mask=True)
+        faces = analysis.faces[: self.analyzer.max_faces]  # as many as its own reading would find
         return PhotoReference(
             width=rgb.shape[1],
             height=rgb.shape[0],

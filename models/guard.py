@@ -77,7 +77,7 @@ class Guard:
             progress(Stage.CHECKING, 0.0, label or "checking the clip")
             t0 = time.perf_counter()
             if not reference:
-                reference.append(self.checker.reference(photo))
+                reference.append(self.checker.reference(photo, clip.photo_analysis))
             analysed_s = time.perf_counter() - t0  # the photo's analysis counts with the first check
             check = self.checker.check(
                 reference[0],

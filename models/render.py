@@ -50,5 +50,6 @@ def render_clip(
         moves=result.moves,
         loops=result.loops,
         steady=result.steady,
+        photo_analysis=result.photo_analysis,
         animator=animator.name,
     )

@@ -16,10 +16,10 @@ from PIL import Image
 
 from models.auto_motion import plan_motion
 from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage
-from models.face import FaceAnalyzer
+from models.face import SHARED_MAX_FACES, FaceAnalyzer
 from models.motion import MotionError, SampledMotion, parse_motion
 from models.motion_curves import CURVES_FPS
-from models.portrait.mesh import MAX_FACES, dense_rig, rig_of_rgb
+from models.portrait.mesh import MAX_FACES, dense_rig, rig_of_analysis
 from models.portrait.rig import FACE_CHANNELS, Rig
 from models.portrait.warp import Renderer
 
@@ -47,7 +47,9 @@ class PortraitAnimator:
     def setup(self) -> None:
         """Load the mediapipe graphs once per process."""
         if self._analyzer is None:
-            self._analyzer = FaceAnalyzer(max_faces=self.max_faces)
+            # It reads as many faces as the clip check would (which reuses this reading); it rigs the
+            # largest max_faces of them.
+            self._analyzer = FaceAnalyzer(max_faces=max(self.max_faces, SHARED_MAX_FACES))
             self._analyzer.setup()
 
     def animate(self, photo: Image.Image, request: AnimationRequest, progress: ProgressCallback) -> Frames:
@@ -66,7 +68,8 @@ class PortraitAnimator:
         h, w = rgb.shape[:2]
         # The mesh is the rig the browser's live view draws (the photo check's rig of this same photo);
         # every frame is rendered from it.
-        found = rig_of_rgb(rgb, self._analyzer, self.max_faces)
+        analysis = self._analyzer.analyze(rgb)
+        found = rig_of_analysis(rgb, analysis, self.max_faces)
         if found is None:
             raise AnimationError("no_face", NO_FACE_MESSAGE)
         mesh, faces = found
@@ -104,6 +107,7 @@ class PortraitAnimator:
             moves=not still,
             loops=True,
             steady=recorded is None,
+            photo_analysis=analysis,
         )
 
 

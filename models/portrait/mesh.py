@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from models.face import Face, FaceAnalyzer
+from models.face import Face, FaceAnalysis, FaceAnalyzer
 from models.motion import CHANNEL_LIMITS
 from models.portrait.eyes import EyeRig
 from models.portrait.rig import FACE_CHANNELS, FIELD_MAX_SIDE, FaceRig, Rig, build_rig, roi_of
@@ -124,7 +124,13 @@ def rig_of_rgb(
     animator renders from. None without a usable face."""
     from models.face import shared_analyzer
 
-    analysis = (analyzer or shared_analyzer()).analyze(rgb)
+    return rig_of_analysis(rgb, (analyzer or shared_analyzer()).analyze(rgb), max_faces)
+
+
+def rig_of_analysis(
+    rgb: np.ndarray, analysis: FaceAnalysis, max_faces: int = MAX_FACES
+) -> tuple[MeshRig, list[Face]] | None:
+    """rig_of_rgb from a reading of `rgb` already made."""
     faces = [f for f in analysis.faces if f.width >= MIN_FACE_PX][:max_faces]
     if not faces:
         return None

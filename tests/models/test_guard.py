@@ -163,11 +163,16 @@ def test_a_cancel_during_the_check_stops_the_guard(photo, checker, full_size_ani
 
 
 def test_the_photo_is_analysed_once_for_every_try(photo, checker, full_size_animator, monkeypatch) -> None:
-    seen: list[int] = []
+    seen: list[object] = []
     original = ClipChecker.reference
-    monkeypatch.setattr(ClipChecker, "reference", lambda self, p: seen.append(1) or original(self, p))
+
+    def counted(self, p, analysis=None):
+        seen.append(analysis)
+        return original(self, p, analysis)
+
+    monkeypatch.setattr(ClipChecker, "reference", counted)
     Guard(checker).render(Frozen(full_size_animator), photo, AnimationRequest(seed=2), lambda *e: None)
-    assert seen == [1]
+    assert len(seen) == 1
 
 
 def test_an_animation_error_is_not_the_guards_business(photo, checker) -> None:
@@ -178,3 +183,20 @@ def test_an_animation_error_is_not_the_guards_business(photo, checker) -> None:
     with pytest.raises(AnimationError) as raised:
         Guard(checker).render(Broken(PortraitAnimator()), photo, AnimationRequest(), lambda *e: None)
     assert raised.value.code == "no_face" and not isinstance(raised.value, ClipCheckFailed)
+
+
+def test_the_portrait_animators_reading_of_the_photo_is_reused(
+    photo, checker, full_size_animator, monkeypatch
+) -> None:
+    seen: list[object] = []
+    original = ClipChecker.reference
+
+    def counted(self, p, analysis=None):
+        seen.append(analysis)
+        return original(self, p, analysis)
+
+    monkeypatch.setattr(ClipChecker, "reference", counted)
+    checked = Guard(checker).render(full_size_animator, photo, AnimationRequest(seed=2), lambda *e: None)
+    assert checked.check.passed, checked.check.failures
+    (reading,) = seen
+    assert reading is checked.clip.photo_analysis and reading is not None and reading.faces  # type: ignore[attr-defined]
