@@ -26,7 +26,7 @@ from celery import Celery, Task
 from app.core import jobs, webhooks
 from app.core.config import Settings, get_settings
 from app.core.queue import QueueName, TaskName
-from app.core.schemas import job_out
+from app.core.schemas import job_view
 from app.core.tables import Job
 from worker.celery_app import app
 
@@ -100,7 +100,7 @@ class JobEvents:
             if job is None:
                 return False
             session.refresh(job)
-            payload = job_out(session, job).model_dump(mode="json")
+            payload = job_view(session, job).model_dump(mode="json")
             if event == "progress":
                 msg_id = "msg_" + secrets.token_urlsafe(12)
             else:

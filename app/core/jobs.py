@@ -11,7 +11,7 @@ progress report instead of finishing a second time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
@@ -130,6 +130,10 @@ def succeed(
     clip_check: dict[str, Any] | None = None,
     attempt: int | None = None,
 ) -> bool:
+    finished = utcnow()
+    started = session.scalar(select(Job.started_at).where(Job.id == job_id))
+    if started is not None and started.tzinfo is None:  # SQLite hands back naive UTC
+        started = started.replace(tzinfo=timezone.utc)
     return _transition(
         session,
         job_id,
@@ -144,7 +148,8 @@ def succeed(
         video_info=video_info,
         stage_seconds=stage_seconds,
         clip_check=clip_check,
-        finished_at=utcnow(),
+        finished_at=finished,
+        run_s=None if started is None else max(0.0, (finished - started).total_seconds()),
     )
 
 
@@ -189,16 +194,6 @@ def request_cancel(session: Session, job: Job) -> bool:
     return _transition(session, job.id, [_R], cancel_requested=True)
 
 
-def queue_position(session: Session, job: Job) -> int | None:
-    """1 = next to start. None unless queued."""
-    if job.status != _Q:
-        return None
-    ahead = session.scalar(
-        select(func.count()).where(Job.status == _Q, Job.queue == job.queue, Job.created_at < job.created_at)
-    )
-    return int(ahead or 0) + 1
-
-
 def recent_run_seconds(session: Session, queue: str, limit: int = 20) -> float | None:
     """Mean run time (start → finish) of the last successful jobs on a queue."""
     rows = session.execute(
@@ -209,31 +204,6 @@ def recent_run_seconds(session: Session, queue: str, limit: int = 20) -> float |
     ).all()
     durations = [(f - s).total_seconds() for s, f in rows if f and s]
     return sum(durations) / len(durations) if durations else None
-
-
-def active_workers(session: Session, queue: str, within_s: int = 120) -> int:
-    since = utcnow() - timedelta(seconds=within_s)
-    n = session.scalar(
-        select(func.count(func.distinct(Job.worker))).where(
-            Job.queue == queue, Job.heartbeat_at >= since, Job.worker.is_not(None)
-        )
-    )
-    return max(1, int(n or 0))
-
-
-def eta_seconds(session: Session, job: Job, default_run_s: float = 20.0) -> float | None:
-    """Seconds until the clip is ready, from recent run times; None when final."""
-    if job.status in FINAL_STATUSES:
-        return None
-    run_s = recent_run_seconds(session, job.queue) or default_run_s
-    if job.status == _R:
-        return round(run_s * (1.0 - job.progress), 1)
-    position = queue_position(session, job) or 1
-    workers = active_workers(session, job.queue)
-    waves = (position - 1) // workers  # full batches of work ahead of this job
-    running = session.scalars(select(Job.progress).where(Job.status == _R, Job.queue == job.queue)).all()
-    soonest_free = run_s * (1.0 - max(running)) if len(running) >= workers and running else 0.0
-    return round(soonest_free + waves * run_s + run_s, 1)
 
 
 def stale_jobs(session: Session, older_than_s: int) -> list[Job]:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
-from app.core import jobs
 from app.core.clip_words import clip_check_summary
 from app.core.tables import Job, JobStatus
+from app.core.waits import NO_WAIT, Wait, wait_of, waits
 
 API = "/api/v1"
 
@@ -259,7 +260,8 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def job_out(session: Session, job: Job) -> JobOut:
+def job_out(job: Job, wait: Wait = NO_WAIT) -> JobOut:
+    """The API's view of a job, with where it stands (app.core.waits); it runs no query."""
     status = JobStatus(job.status)
     base = f"{API}/jobs/{job.id}"
     done = status is JobStatus.SUCCEEDED
@@ -273,8 +275,8 @@ def job_out(session: Session, job: Job) -> JobOut:
         stage=job.stage,
         stage_detail=job.stage_detail or "",
         progress=max(0.0, min(1.0, job.progress or 0.0)),
-        queue_position=jobs.queue_position(session, job),
-        eta_s=jobs.eta_seconds(session, job),
+        queue_position=wait.queue_position,
+        eta_s=wait.eta_s,
         created_at=as_utc(job.created_at),
         started_at=as_utc(job.started_at),
         finished_at=as_utc(job.finished_at),
@@ -298,3 +300,14 @@ def job_out(session: Session, job: Job) -> JobOut:
             again=f"{base}/again",
         ),
     )
+
+
+def job_view(session: Session, job: Job) -> JobOut:
+    """job_out with the job's place in its queue: one statement while it is open, none once final."""
+    return job_out(job, wait_of(session, job))
+
+
+def job_views(session: Session, jobs: Sequence[Job]) -> list[JobOut]:
+    """job_out for a list: one statement per queue among the open jobs, however long the list."""
+    found = waits(session, jobs)
+    return [job_out(job, found.get(job.id, NO_WAIT)) for job in jobs]

@@ -108,6 +108,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    # Seconds from start to finish of a succeeded job: the queue's ETA is the mean of the latest.
+    run_s: Mapped[float | None] = mapped_column(Float)
     # When the `completed` webhook was handed to the broker (or found not wanted). A final job with a
     # webhook and none is re-announced by the reconciler: the broker was down as it ended, or its
     # worker died between the commit and the send.

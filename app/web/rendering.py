@@ -19,7 +19,7 @@ from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 
 from app.core.config import Settings
-from app.core.schemas import as_utc, job_out
+from app.core.schemas import JobOut, as_utc, job_view, job_views
 from app.core.service import visitor_jobs
 from app.core.tables import Job
 from app.core.visitors import COOKIE_NAME, Visitor, allowance, cookie_kwargs, sign_visitor_id
@@ -198,11 +198,16 @@ def _motions() -> list[dict[str, str]]:
 
 
 def _job_dicts(session: SessionDep, visitor: Visitor, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
-    return [_job_dict(session, job) for job in visitor_jobs(session, visitor.id, limit)]
+    found = visitor_jobs(session, visitor.id, limit)
+    return [_as_dict(view, job) for view, job in zip(job_views(session, found), found, strict=True)]
 
 
 def _job_dict(session: SessionDep, job: Job) -> dict[str, Any]:
-    data = job_out(session, job).model_dump(mode="json")
+    return _as_dict(job_view(session, job), job)
+
+
+def _as_dict(view: JobOut, job: Job) -> dict[str, Any]:
+    data = view.model_dump(mode="json")
     data.setdefault("stage_detail", job.stage_detail or "")
     return data
 

@@ -265,7 +265,8 @@ class SlotEventSourceResponse(EventSourceResponse):
 class SharedSnapshots(Generic[T]):
     """Every stream following one job shares its polls: a snapshot younger than `max_age_s` is handed
     out again, and a poll already under way is awaited rather than repeated. 300 streams on one job
-    cost one database read per `max_age_s`, not 300 (each read is several queries: job_out).
+    cost one database read per `max_age_s`, not 300 (each read is the job and one statement for where
+    it stands: schemas.job_view).
 
     `load(job_id)` is blocking (it takes a short session of its own); it runs in a worker thread, at
     most POLL_THREADS at once. Used from one event loop; a new loop (another TestClient) starts afresh.

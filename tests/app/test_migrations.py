@@ -35,7 +35,7 @@ def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
     try:
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-            assert MigrationContext.configure(conn).get_current_revision() == "0008"
+            assert MigrationContext.configure(conn).get_current_revision() == "0009"
         assert set(inspect(engine).get_table_names()) == {"jobs", "submissions", "alembic_version"}
     finally:
         engine.dispose()
@@ -147,5 +147,27 @@ def test_0008_adds_clip_check_to_existing_jobs_and_goes_back(tmp_path: Path) -> 
         assert "clip_check" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
         with engine.connect() as conn:
             assert conn.execute(text("SELECT id FROM jobs")).scalar_one() == "j1"
+    finally:
+        engine.dispose()
+
+
+def test_0009_gives_succeeded_jobs_their_run_time_and_goes_back(tmp_path: Path) -> None:
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    cfg = migrations.alembic_config(url)
+    command.upgrade(cfg, "0008")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            started, finished = "'2026-01-01 10:00:00'", "'2026-01-01 10:00:42.5'"
+            insert_old_job(conn, status="'succeeded'", started_at=started, finished_at=finished)
+            insert_old_job(conn, id="'j2'")  # queued: no run time
+        command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            runs = dict(conn.execute(text("SELECT id, run_s FROM jobs")).all())
+        assert runs == {"j1": 42.5, "j2": None}
+        command.downgrade(cfg, "0008")
+        assert "run_s" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
     finally:
         engine.dispose()

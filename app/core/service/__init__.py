@@ -22,7 +22,7 @@ from app.core import jobs, webhooks
 from app.core.config import Settings
 from app.core.errors import Conflict, ErrorCode, NotFound
 from app.core.queue import enqueue_webhook
-from app.core.schemas import QuotaOut, as_utc, job_out
+from app.core.schemas import QuotaOut, as_utc, job_view
 from app.core.service.create import (
     Accepted,
     DuplicateSubmit,
@@ -210,7 +210,7 @@ class JobService:
         if "completed" not in wanted:
             jobs.mark_completed_event(self.session, job.id)
             return
-        payload = job_out(self.session, job).model_dump(mode="json")
+        payload = job_view(self.session, job).model_dump(mode="json")
         msg_id = webhooks.event_id(self.settings.webhook_signing_key, job.id, "completed")
         try:
             enqueue_webhook(job.webhook_url, "completed", payload, msg_id, celery=self.producer)

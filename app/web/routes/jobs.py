@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import ServerSentEvent
 
 from app.core.errors import ErrorCode, NotFound, Refused
-from app.core.schemas import API, ErrorOut, JobList, JobOut, QuotaOut, job_out
+from app.core.schemas import API, ErrorOut, JobList, JobOut, QuotaOut, job_view, job_views
 from app.core.service import JobService, clean_idempotency_key
 from app.core.tables import Job, JobStatus
 from app.web.deps import (
@@ -147,7 +147,7 @@ async def create_job(
     if created.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    return job_out(session, created.job)
+    return job_view(session, created.job)
 
 
 AGAIN_BODY = {
@@ -200,7 +200,7 @@ async def animate_again(
     except Refused as exc:
         raise rejected(metrics, exc) from exc
     response.headers["Location"] = f"{API}/jobs/{new.id}"
-    return job_out(session, new)
+    return job_view(session, new)
 
 
 def _text(value: object) -> str | None:
@@ -209,18 +209,18 @@ def _text(value: object) -> str | None:
 
 @router.get("/jobs", response_model=JobList, summary="The visitor's jobs, newest first")
 def list_jobs(session: SessionDep, service: ServiceDep) -> JobList:
-    return JobList(jobs=[job_out(session, job) for job in service.recent()])
+    return JobList(jobs=job_views(session, service.recent()))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=_errors(404))
 def get_job(job: OwnedJobDep, session: SessionDep) -> JobOut:
-    return job_out(session, job)
+    return job_view(session, job)
 
 
 def _snapshot(sessions: sessionmaker[Session], job_id: str) -> JobOut | None:
     with sessions() as session:
         job = session.get(Job, job_id)
-        return job_out(session, job) if job is not None else None
+        return job_view(session, job) if job is not None else None
 
 
 @router.get(
@@ -376,7 +376,7 @@ def head_poster(
     summary="Cancel a queued or running job",
 )
 def cancel_job(job: OwnedJobDep, session: SessionDep, service: ServiceDep) -> JobOut:
-    return job_out(session, service.cancel(job))
+    return job_view(session, service.cancel(job))
 
 
 @router.delete(

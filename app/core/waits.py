@@ -1,0 +1,81 @@
+"""Where open jobs stand in their queue, and when their clips should be ready: read for many jobs at once.
+
+A status poll used to run up to five queries for one queued job (its position twice, the queue's recent
+run times, its live workers, the running jobs' progress), and a list of N jobs ran 5N. Here one statement
+per queue reads the queue's figures and every listed queued job's position, and `schemas.job_out` only
+formats: one job's GET is its lookup and one statement, and a list's count does not grow with its length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.core.tables import FINAL_STATUSES, Job, JobStatus, utcnow
+
+DEFAULT_RUN_S = 20.0  # a queue with no finished job to learn from
+RECENT_RUNS = 20  # the run times the estimate is the mean of
+LIVE_WORKER_S = 120  # a worker that reported within this long is counted as serving the queue
+
+
+@dataclass(frozen=True)
+class Wait:
+    queue_position: int | None = None  # 1 = next to start; None unless queued
+    eta_s: float | None = None  # None once final
+
+
+NO_WAIT = Wait()
+
+
+def waits(session: Session, jobs: Sequence[Job]) -> dict[str, Wait]:
+    """Each open job's Wait, by id (final jobs are left out: NO_WAIT). One statement per queue."""
+    by_queue: dict[str, list[Job]] = {}
+    for job in jobs:
+        if JobStatus(job.status) not in FINAL_STATUSES:
+            by_queue.setdefault(job.queue, []).append(job)
+    out: dict[str, Wait] = {}
+    for queue, members in by_queue.items():
+        queued = [j for j in members if j.status == JobStatus.QUEUED]
+        recent = (
+            select(Job.run_s)
+            .where(Job.status == JobStatus.SUCCEEDED, Job.queue == queue, Job.run_s.is_not(None))
+            .order_by(Job.finished_at.desc())
+            .limit(RECENT_RUNS)
+            .subquery()
+        )
+        running = (Job.status == JobStatus.RUNNING, Job.queue == queue)
+        since = utcnow() - timedelta(seconds=LIVE_WORKER_S)
+        figures = [
+            select(func.avg(recent.c.run_s)).scalar_subquery(),
+            select(func.count(func.distinct(Job.worker)))
+            .where(Job.queue == queue, Job.heartbeat_at >= since, Job.worker.is_not(None))
+            .scalar_subquery(),
+            select(func.count()).where(*running).scalar_subquery(),
+            select(func.max(Job.progress)).where(*running).scalar_subquery(),
+        ] + [
+            select(func.count())
+            .where(Job.status == JobStatus.QUEUED, Job.queue == queue, Job.created_at < j.created_at)
+            .scalar_subquery()
+            for j in queued
+        ]
+        run_s_avg, live, n_running, most_done, *ahead = session.execute(select(*figures)).one()
+        run_s = float(run_s_avg) if run_s_avg is not None else DEFAULT_RUN_S
+        workers = max(1, int(live or 0))
+        # The soonest a worker frees up, when every worker is busy.
+        soonest_free = run_s * (1.0 - float(most_done or 0.0)) if n_running and n_running >= workers else 0.0
+        for job, before in zip(queued, ahead, strict=True):
+            position = int(before or 0) + 1
+            waves = (position - 1) // workers  # full batches of work ahead of this job
+            out[job.id] = Wait(position, round(soonest_free + waves * run_s + run_s, 1))
+        for job in members:
+            if job.status == JobStatus.RUNNING:
+                out[job.id] = Wait(None, round(run_s * (1.0 - (job.progress or 0.0)), 1))
+    return out
+
+
+def wait_of(session: Session, job: Job) -> Wait:
+    return waits(session, [job]).get(job.id, NO_WAIT)
