@@ -104,36 +104,33 @@ class StreamSlots:
             return sum(n for key, n in self._open.items() if key.startswith("v:"))
 
 
-# Both caps checked and the lease taken in one step, on Redis' clock (web hosts' clocks may differ).
-# KEYS: the visitor's, the address's and everyone's leases (sorted sets scored by expiry, ms).
-# ARGV: lease id, lease ms, per-visitor cap, per-address cap. Answers 0 (taken), 1 or 2 (which cap).
-_ACQUIRE = """
+# The Lua scripts below run on Redis' clock (web hosts' clocks may differ), in ms. KEYS: the visitor's,
+# the address's and everyone's leases (sorted sets scored by expiry); ARGV[1] the lease id, ARGV[2] its ms.
+_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+_TAKE = """
+for i = 1, 3 do
+  redis.call('ZADD', KEYS[i], now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+end
+return 0
+"""
+# Both caps checked and the lease taken in one step. ARGV[3], ARGV[4]: the per-visitor and per-address
+# caps. Answers 0 (taken), 1 or 2 (which cap is full).
+_ACQUIRE = (
+    _NOW
+    + """
 for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 1 end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 2 end
-for i = 1, 3 do
-  redis.call('ZADD', KEYS[i], now + tonumber(ARGV[2]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[i], ARGV[2])
-end
-return 0
 """
-# Same KEYS and lease id; ARGV[2] the lease ms. Renewing a lease that lapsed (a Redis outage) takes it again.
-_RENEW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 1, 3 do
-  redis.call('ZADD', KEYS[i], now + tonumber(ARGV[2]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[i], ARGV[2])
-end
-return 0
-"""
-_COUNT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-"""
+    + _TAKE
+)
+# Renewing a lease that lapsed meanwhile (a Redis outage) takes it again.
+_RENEW = _NOW + _TAKE
+_COUNT = _NOW + "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')"
 _PREFIX = "vivify:streams:"
 REDIS_TIMEOUT_S = 0.5
 

@@ -162,7 +162,9 @@ def test_a_cancel_during_the_check_stops_the_guard(photo, checker, full_size_ani
         guard.render(Frozen(full_size_animator), photo, AnimationRequest(seed=1), progress)
 
 
-def test_the_photo_is_analysed_once_for_every_try(photo, checker, full_size_animator, monkeypatch) -> None:
+@pytest.fixture
+def readings(monkeypatch) -> list[object]:
+    """The animator's reading handed to ClipChecker.reference, one entry per call."""
     seen: list[object] = []
     original = ClipChecker.reference
 
@@ -171,8 +173,12 @@ def test_the_photo_is_analysed_once_for_every_try(photo, checker, full_size_anim
         return original(self, p, analysis)
 
     monkeypatch.setattr(ClipChecker, "reference", counted)
+    return seen
+
+
+def test_the_photo_is_analysed_once_for_every_try(photo, checker, full_size_animator, readings) -> None:
     Guard(checker).render(Frozen(full_size_animator), photo, AnimationRequest(seed=2), lambda *e: None)
-    assert len(seen) == 1
+    assert len(readings) == 1
 
 
 def test_an_animation_error_is_not_the_guards_business(photo, checker) -> None:
@@ -186,17 +192,9 @@ def test_an_animation_error_is_not_the_guards_business(photo, checker) -> None:
 
 
 def test_the_portrait_animators_reading_of_the_photo_is_reused(
-    photo, checker, full_size_animator, monkeypatch
+    photo, checker, full_size_animator, readings
 ) -> None:
-    seen: list[object] = []
-    original = ClipChecker.reference
-
-    def counted(self, p, analysis=None):
-        seen.append(analysis)
-        return original(self, p, analysis)
-
-    monkeypatch.setattr(ClipChecker, "reference", counted)
     checked = Guard(checker).render(full_size_animator, photo, AnimationRequest(seed=2), lambda *e: None)
     assert checked.check.passed, checked.check.failures
-    (reading,) = seen
+    (reading,) = readings
     assert reading is checked.clip.photo_analysis and reading is not None and reading.faces  # type: ignore[attr-defined]
