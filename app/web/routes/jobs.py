@@ -147,7 +147,8 @@ async def create_job(
     if created.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    return job_view(session, created.job)
+    # In a thread: a pool checkout (or an SQLite busy wait) on the event loop would stall every request.
+    return await to_thread.run_sync(job_view, session, created.job)
 
 
 AGAIN_BODY = {
@@ -200,7 +201,7 @@ async def animate_again(
     except Refused as exc:
         raise rejected(metrics, exc) from exc
     response.headers["Location"] = f"{API}/jobs/{new.id}"
-    return job_view(session, new)
+    return await to_thread.run_sync(job_view, session, new)  # off the event loop, as above
 
 
 def _text(value: object) -> str | None:
