@@ -84,13 +84,26 @@ def get_visitor(request: Request, response: Response, settings: SettingsDep) -> 
 VisitorDep = Annotated[Visitor, Depends(get_visitor)]
 
 
+def _keys(visitor: Visitor) -> tuple[str, str]:
+    return f"v:{visitor.id}", f"ip:{visitor.ip_hash}"
+
+
+def _throttled(wait: int | None, what: str) -> None:
+    if wait is not None:
+        message = f"Too many {what}; try again in {wait} s."
+        raise Throttled(ErrorCode.RATE_LIMITED, message, retry_after_s=wait)
+
+
 def rate_limited(request: Request, visitor: VisitorDep) -> None:
     """Per-visitor and per-IP limit (Settings.rate_limit) for state-changing requests."""
     limiter: RateLimiter = request.app.state.rate_limiter
-    wait = limiter.hit(f"v:{visitor.id}", f"ip:{visitor.ip_hash}")
-    if wait is not None:
-        message = f"Too many requests; try again in {wait} s."
-        raise Throttled(ErrorCode.RATE_LIMITED, message, retry_after_s=wait)
+    _throttled(limiter.hit(*_keys(visitor)), "requests")
+
+
+async def throttle(limiter: RateLimiter, visitor: Visitor, what: str = "requests") -> None:
+    """`limiter`'s limit for `visitor` from async code (a Redis round trip runs off the event loop);
+    Throttled rate_limited (429) past it."""
+    _throttled(await limiter.hit_async(*_keys(visitor)), what)
 
 
 RateLimited = Depends(rate_limited)

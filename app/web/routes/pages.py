@@ -21,7 +21,7 @@ from app.web.deps import (
     SessionDep,
     SettingsDep,
     VisitorDep,
-    rate_limited,
+    throttle,
 )
 from app.web.errors import EarlyResponse, rejected
 from app.web.forms import PageFormDep, read_upload_form
@@ -74,7 +74,7 @@ async def again_form(
     """ "Animate again" without JavaScript: the service call of POST /api/v1/jobs/{id}/again, then 303
     to the new job's page; a refusal re-renders this job's page with what to do next."""
     try:
-        rate_limited(request, visitor)
+        await throttle(request.app.state.rate_limiter, visitor)
         if isinstance(form, Refused):
             raise form
         text, preset, seed = form.get("motion_text"), form.get("motion"), form.get("seed")
@@ -117,7 +117,7 @@ async def create_form(
     page; a refusal re-renders the form with what to do next."""
     motion = None
     try:
-        rate_limited(request, visitor)
+        await throttle(request.app.state.rate_limiter, visitor)
         form = await read_upload_form(request, settings)
         motion = form.page_motion
         created = await service.create(form.job_request(motion))

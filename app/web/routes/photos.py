@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from app.core.errors import ErrorCode, Refused, Throttled
+from app.core.errors import Refused
 from app.core.schemas import (
     API,
     CurvesRulesOut,
@@ -18,7 +18,7 @@ from app.core.schemas import (
     plan_out,
 )
 from app.core.service import MAX_MOTION_CHARS, check_photo
-from app.web.deps import MetricsDep, RateLimited, SettingsDep, VisitorDep
+from app.web.deps import MetricsDep, RateLimited, SettingsDep, VisitorDep, throttle
 from app.web.errors import rejected
 from app.web.forms import read_upload_form
 from app.web.routes.jobs import UPLOAD_BODY, _errors
@@ -75,11 +75,7 @@ async def photo_check(
 ) -> PhotoCheckOut:
     try:
         if rig:  # ten times a plain check's work: a rate limit of its own (VIVIFY_RIG_RATE_LIMIT)
-            limiter = request.app.state.rig_rate_limiter
-            wait = await limiter.hit_async(f"v:{visitor.id}", f"ip:{visitor.ip_hash}")
-            if wait is not None:
-                message = f"Too many live views asked for; try again in {wait} s."
-                raise Throttled(ErrorCode.RATE_LIMITED, message, retry_after_s=wait)
+            await throttle(request.app.state.rig_rate_limiter, visitor, "live views asked for")
         form = await read_upload_form(request, settings)
         result = await check_photo(
             form.photo, settings, form.motion, form.seed, rig=rig, address=visitor.ip_hash
