@@ -60,7 +60,7 @@ class RateLimiter:
 
     def hit(self, *keys: str) -> int | None:
         """Count one request for every key; None when allowed, else seconds until it would be."""
-        if self._shared is not None and time.monotonic() >= self._local_until:
+        if self._shared is not None and self.shared:
             try:
                 return self._hit(self._shared, keys)
             except StorageError as exc:

@@ -30,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.core.config import Settings
 from app.core.errors import ErrorCode, Throttled
+from app.web.ratelimit import is_shared
 
 # A stream usually ends when its job does (a minute or so): try again about then.
 RETRY_AFTER_S = 30
@@ -83,6 +84,10 @@ class StreamSlots:
             self._open[visitor_key] += 1
             self._open[address_key] += 1
             return StreamSlot(self, (visitor_key, address_key))
+
+    async def acquire_async(self, visitor_id: str, ip_hash: str) -> StreamSlot:
+        """`acquire` from async code: in memory, at once."""
+        return self.acquire(visitor_id, ip_hash)
 
     def _release(self, slot: StreamSlot) -> None:
         with self._lock:
@@ -200,6 +205,11 @@ class SharedStreamSlots:
             raise _too_many(f"Your address has {self.per_address} event streams open already")
         return SharedStreamSlot(self, keys, lease_id)
 
+    async def acquire_async(self, visitor_id: str, ip_hash: str) -> StreamSlot:
+        """`acquire` from async code: the Redis round trip runs off the event loop (should the caller be
+        cancelled meanwhile, the lease lapses by itself)."""
+        return await to_thread.run_sync(self.acquire, visitor_id, ip_hash)
+
     def open_streams(self, visitor_id: str | None = None, ip_hash: str | None = None) -> int:
         """Leases held now, by every process: of a visitor, of an address, or in all (neither given)."""
         key = "all"
@@ -225,10 +235,10 @@ def stream_slots(state: Any, settings: Settings) -> StreamSlots | SharedStreamSl
         # Created from async code on the event loop with no await in between: no two can race.
         url = settings.resolved_limits_url
         per_visitor, per_address = settings.event_streams_per_visitor, settings.event_streams_per_address
-        if url.startswith("memory://"):
-            slots = StreamSlots(per_visitor, per_address)
-        else:
+        if is_shared(url):
             slots = SharedStreamSlots(url, per_visitor, per_address, settings.event_stream_lease_s)
+        else:
+            slots = StreamSlots(per_visitor, per_address)
         state.event_streams = slots
     return slots
 

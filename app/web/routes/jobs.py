@@ -33,7 +33,7 @@ from app.web.deps import (
 from app.web.errors import rejected
 from app.web.forms import SmallFormDep, read_upload_form
 from app.web.media import MediaFileResponse
-from app.web.streams import SharedStreamSlots, SlotEventSourceResponse, shared_snapshots, stream_slots
+from app.web.streams import SlotEventSourceResponse, shared_snapshots, stream_slots
 from models.motion import CHANNELS
 from models.motion_curves import CURVES_FPS, MAX_CURVES_BYTES, MAX_SAMPLES, MIN_SAMPLES
 
@@ -278,12 +278,8 @@ async def job_events(
                 return
             await asyncio.sleep(poll_s)
 
-    # Taken last, right before the response that gives it back however the stream ends.
-    slots = stream_slots(request.app.state, settings)
-    if isinstance(slots, SharedStreamSlots):  # a Redis round trip, off the event loop
-        slot = await to_thread.run_sync(slots.acquire, visitor.id, visitor.ip_hash)  # or 429
-    else:
-        slot = slots.acquire(visitor.id, visitor.ip_hash)  # or 429
+    # Taken last, right before the response that gives it back however the stream ends (or 429).
+    slot = await stream_slots(request.app.state, settings).acquire_async(visitor.id, visitor.ip_hash)
     return SlotEventSourceResponse(events(), slot=slot, ping=15, headers={"Cache-Control": "no-store"})
 
 
