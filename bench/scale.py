@@ -171,10 +171,10 @@ class Stack:
     def run_mean(self, queue: str) -> float | None:
         from sqlalchemy.orm import Session
 
-        from app.core import jobs
+        from app.core.waits import recent_run_seconds
 
         with Session(self.engine) as session:
-            return jobs.recent_run_seconds(session, queue)
+            return recent_run_seconds(session, queue)
 
 
 def submit(client: httpx.Client, photo: bytes) -> dict[str, Any]:

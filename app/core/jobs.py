@@ -1,4 +1,4 @@
-"""Job records: creation, the forward-only status machine, queue position and ETA.
+"""Job records: creation and the forward-only status machine (where a job stands in its queue: waits.py).
 
 Every transition is one conditional UPDATE (`... WHERE status IN (allowed)`), so two processes racing
 on the same job (a redelivered task, a cancel, the reconciler) can never move a status backwards.
@@ -192,18 +192,6 @@ def request_cancel(session: Session, job: Job) -> bool:
     if job.status == _Q and mark_canceled(session, job.id):
         return True
     return _transition(session, job.id, [_R], cancel_requested=True)
-
-
-def recent_run_seconds(session: Session, queue: str, limit: int = 20) -> float | None:
-    """Mean run time (start → finish) of the last successful jobs on a queue."""
-    rows = session.execute(
-        select(Job.started_at, Job.finished_at)
-        .where(Job.status == JobStatus.SUCCEEDED, Job.queue == queue, Job.started_at.is_not(None))
-        .order_by(Job.finished_at.desc())
-        .limit(limit)
-    ).all()
-    durations = [(f - s).total_seconds() for s, f in rows if f and s]
-    return sum(durations) / len(durations) if durations else None
 
 
 def stale_jobs(session: Session, older_than_s: int) -> list[Job]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Subquery, func, select
 from sqlalchemy.orm import Session
 
 from app.core.tables import FINAL_STATUSES, Job, JobStatus, utcnow
@@ -40,13 +40,7 @@ def waits(session: Session, jobs: Sequence[Job]) -> dict[str, Wait]:
     out: dict[str, Wait] = {}
     for queue, members in by_queue.items():
         queued = [j for j in members if j.status == JobStatus.QUEUED]
-        recent = (
-            select(Job.run_s)
-            .where(Job.status == JobStatus.SUCCEEDED, Job.queue == queue, Job.run_s.is_not(None))
-            .order_by(Job.finished_at.desc())
-            .limit(RECENT_RUNS)
-            .subquery()
-        )
+        recent = _recent_runs(queue)
         running = (Job.status == JobStatus.RUNNING, Job.queue == queue)
         since = utcnow() - timedelta(seconds=LIVE_WORKER_S)
         figures = [
@@ -75,6 +69,24 @@ def waits(session: Session, jobs: Sequence[Job]) -> dict[str, Wait]:
             if job.status == JobStatus.RUNNING:
                 out[job.id] = Wait(None, round(run_s * (1.0 - (job.progress or 0.0)), 1))
     return out
+
+
+def _recent_runs(queue: str) -> Subquery:
+    """The run times of the queue's latest succeeded jobs (what the ETA is the mean of)."""
+    return (
+        select(Job.run_s)
+        .where(Job.status == JobStatus.SUCCEEDED, Job.queue == queue, Job.run_s.is_not(None))
+        .order_by(Job.finished_at.desc())
+        .limit(RECENT_RUNS)
+        .subquery()
+    )
+
+
+def recent_run_seconds(session: Session, queue: str) -> float | None:
+    """The mean the queue's ETA uses (None before any job succeeded there), on its own."""
+    recent = _recent_runs(queue)
+    mean = session.scalar(select(func.avg(recent.c.run_s)))
+    return None if mean is None else float(mean)
 
 
 def wait_of(session: Session, job: Job) -> Wait:

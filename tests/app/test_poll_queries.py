@@ -14,6 +14,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from app.core import jobs
+from app.core.tables import Job
+from app.core.waits import recent_run_seconds
 from tests.app.api_helpers import finish_job, post_job
 
 
@@ -78,3 +80,18 @@ def test_a_lists_statements_do_not_grow_with_its_length(
     assert sorted(j["queue_position"] for j in listed["jobs"]) == list(range(1, 6))
     etas = {j["queue_position"]: j["eta_s"] for j in listed["jobs"]}
     assert all(etas[p] <= etas[p + 1] for p in range(1, 5))  # later in line, later ready
+
+
+def test_the_queues_mean_run_time_is_the_etas(
+    app: FastAPI, client: TestClient, small_portrait_jpeg: bytes
+) -> None:
+    """recent_run_seconds is the mean the ETA uses: the succeeded jobs' run times."""
+    job_id = post_job(client, small_portrait_jpeg).json()["id"]
+    with app.state.sessions() as session:
+        queue = session.get(Job, job_id).queue  # type: ignore[union-attr]
+        assert recent_run_seconds(session, queue) is None  # nothing finished there yet
+    finish_job(app, job_id)
+    with app.state.sessions() as session:
+        run_s = session.get(Job, job_id).run_s  # type: ignore[union-attr]
+        assert run_s is not None and run_s >= 0
+        assert recent_run_seconds(session, queue) == run_s
