@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, create_engine, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
 import migrations
 from app.core.tables import Base
@@ -25,6 +29,24 @@ def insert_old_job(conn: Connection, **fields: str) -> None:
     database is at an older revision than app/core/tables.py describes."""
     row = {**OLD_JOB, **fields}
     conn.execute(text(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join(row.values())})"))
+
+
+@contextmanager
+def database_at(tmp_path: Path, revision: str) -> Iterator[tuple[Config, Engine]]:
+    """An SQLite database migrated up to `revision` (an older schema), its Alembic config to move it
+    with, and an engine on it (disposed after)."""
+    url = f"sqlite:///{tmp_path}/old.db"
+    cfg = migrations.alembic_config(url)
+    command.upgrade(cfg, revision)
+    engine = create_engine(url)
+    try:
+        yield cfg, engine
+    finally:
+        engine.dispose()
+
+
+def job_columns(engine: Engine) -> set[str]:
+    return {c["name"] for c in inspect(engine).get_columns("jobs")}
 
 
 def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
@@ -53,37 +75,23 @@ def test_create_app_migrates_on_start_when_told(tmp_path: Path) -> None:
 
 
 def test_0005_adds_the_request_fingerprint_to_existing_jobs_and_goes_back(tmp_path: Path) -> None:
-    from alembic import command
-
-    url = f"sqlite:///{tmp_path}/old.db"
-    cfg = migrations.alembic_config(url)
-    command.upgrade(cfg, "0004")
-    engine = create_engine(url)
-    try:
+    with database_at(tmp_path, "0004") as (cfg, engine):
         with engine.begin() as conn:
             insert_old_job(conn, idempotency_key="'key-1'")
-        assert "request_fingerprint" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        assert "request_fingerprint" not in job_columns(engine)
         command.upgrade(cfg, "head")
         with engine.connect() as conn:
             row = conn.execute(text("SELECT idempotency_key, request_fingerprint FROM jobs")).one()
         assert tuple(row) == ("key-1", None)  # kept, with no fingerprint: a retry of it still replays
         command.downgrade(cfg, "0004")
-        assert "request_fingerprint" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        assert "request_fingerprint" not in job_columns(engine)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT id FROM jobs")).scalar_one() == "j1"
-    finally:
-        engine.dispose()
 
 
 def test_0006_counts_jobs_that_ended_before_it_as_announced(tmp_path: Path) -> None:
     """Upgrading must not make the reconciler re-send `completed` for every job that ever ended."""
-    from alembic import command
-
-    url = f"sqlite:///{tmp_path}/old.db"
-    cfg = migrations.alembic_config(url)
-    command.upgrade(cfg, "0005")
-    engine = create_engine(url)
-    try:
+    with database_at(tmp_path, "0005") as (cfg, engine):
         with engine.begin() as conn:
             for job_id, status, finished in (
                 ("done", "succeeded", "'2026-01-01 10:00:00'"),
@@ -98,22 +106,14 @@ def test_0006_counts_jobs_that_ended_before_it_as_announced(tmp_path: Path) -> N
             rows = dict(conn.execute(text("SELECT id, completed_event_at FROM jobs")).all())
         assert rows["done"] is not None and rows["q"] is None
         command.downgrade(cfg, "0005")
-        assert "completed_event_at" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
-    finally:
-        engine.dispose()
+        assert "completed_event_at" not in job_columns(engine)
 
 
 def test_0007_adds_motion_curves_to_existing_jobs_and_goes_back(tmp_path: Path) -> None:
-    from alembic import command
-
-    url = f"sqlite:///{tmp_path}/old.db"
-    cfg = migrations.alembic_config(url)
-    command.upgrade(cfg, "0006")
-    engine = create_engine(url)
-    try:
+    with database_at(tmp_path, "0006") as (cfg, engine):
         with engine.begin() as conn:
             insert_old_job(conn)
-        assert "motion_curves" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        assert "motion_curves" not in job_columns(engine)
         command.upgrade(cfg, "head")
         with engine.begin() as conn:
             assert (
@@ -121,44 +121,28 @@ def test_0007_adds_motion_curves_to_existing_jobs_and_goes_back(tmp_path: Path) 
             )  # older job: none
             conn.execute(text("""UPDATE jobs SET motion_curves = '{"fps": 24, "channels": {"yaw": [0]}}'"""))
         command.downgrade(cfg, "0006")
-        assert "motion_curves" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        assert "motion_curves" not in job_columns(engine)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT id FROM jobs")).scalar_one() == "j1"  # the job itself stays
-    finally:
-        engine.dispose()
 
 
 def test_0008_adds_clip_check_to_existing_jobs_and_goes_back(tmp_path: Path) -> None:
-    from alembic import command
-
-    url = f"sqlite:///{tmp_path}/old.db"
-    cfg = migrations.alembic_config(url)
-    command.upgrade(cfg, "0007")
-    engine = create_engine(url)
-    try:
+    with database_at(tmp_path, "0007") as (cfg, engine):
         with engine.begin() as conn:
             insert_old_job(conn)
-        assert "clip_check" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        assert "clip_check" not in job_columns(engine)
         command.upgrade(cfg, "head")
         with engine.begin() as conn:
             assert conn.execute(text("SELECT clip_check FROM jobs")).scalar_one() is None  # older job: none
             conn.execute(text("""UPDATE jobs SET clip_check = '{"passed": true}'"""))
         command.downgrade(cfg, "0007")
-        assert "clip_check" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+        assert "clip_check" not in job_columns(engine)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT id FROM jobs")).scalar_one() == "j1"
-    finally:
-        engine.dispose()
 
 
 def test_0009_gives_succeeded_jobs_their_run_time_and_goes_back(tmp_path: Path) -> None:
-    from alembic import command
-
-    url = f"sqlite:///{tmp_path}/old.db"
-    cfg = migrations.alembic_config(url)
-    command.upgrade(cfg, "0008")
-    engine = create_engine(url)
-    try:
+    with database_at(tmp_path, "0008") as (cfg, engine):
         with engine.begin() as conn:
             started, finished = "'2026-01-01 10:00:00'", "'2026-01-01 10:00:42.5'"
             insert_old_job(conn, status="'succeeded'", started_at=started, finished_at=finished)
@@ -168,6 +152,4 @@ def test_0009_gives_succeeded_jobs_their_run_time_and_goes_back(tmp_path: Path) 
             runs = dict(conn.execute(text("SELECT id, run_s FROM jobs")).all())
         assert runs == {"j1": 42.5, "j2": None}
         command.downgrade(cfg, "0008")
-        assert "run_s" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
-    finally:
-        engine.dispose()
+        assert "run_s" not in job_columns(engine)
