@@ -149,9 +149,15 @@ class ClipChecker:
         self.runs = runs  # runs of three consecutive frames sampled per clip
 
     def setup(self) -> None:
-        """Load the face and identity models (IdentityUnavailable if not installed)."""
+        """Load the face and identity models (IdentityUnavailable if not installed) and run each once on a
+        blank picture: a process's first check would otherwise pay for OpenCV's CIELAB tables and the
+        graphs' first runs, about 0.1 s (bench/RESULTS.md)."""
         self.analyzer.setup()
         self.identity.setup()
+        blank = np.full((64, 64, 3), 128, np.uint8)
+        _small(blank)
+        self.analyzer.face_near(blank, (16, 16, 48, 48))
+        self.analyzer.person_mask(blank)
 
     def reference(self, photo: Image.Image, analysis: FaceAnalysis | None = None) -> PhotoReference:
         """What the check needs of the photo. `analysis`: the animator's own reading of this photo (at

@@ -64,9 +64,10 @@ class IdentityModel:
         self._models: tuple[Any, Any, DlibResNet] | None = None  # (dlib, aligner, descriptor network)
 
     def setup(self) -> None:
-        """Load the aligner and the network (about 0.3 s); IdentityUnavailable if not installed."""
+        """Load the aligner and the network (about 0.3 s) and run it once, so that a first descriptor
+        costs what the others do; IdentityUnavailable if not installed."""
         with self._lock:
-            self._load()
+            self._load()[2](np.zeros((1, CHIP_SIZE, CHIP_SIZE, 3), np.uint8))
 
     def _load(self) -> tuple[Any, Any, DlibResNet]:
         if self._models is None:
