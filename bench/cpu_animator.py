@@ -2,10 +2,15 @@
 
 1. Speed: a 4 s, 24 fps clip from a 768-px portrait, analysis + render + encode, pinned to ONE core
    (the script restarts itself under `taskset -c`, so every thread and child is pinned; OpenCV, BLAS and
-   ffmpeg on one thread). Wall and CPU seconds are both reported. Target: <= 15 ms per output frame.
+   ffmpeg on one thread). Wall and CPU seconds are both reported. Target: <= 10 ms of CPU per output frame.
 2. Memory: `render_clip` on a 12-megapixel photo in a fresh process. Target: peak RSS < 1.5 GB.
 
     .venv/bin/python bench/cpu_animator.py [--repeat 3] [--motion gentle] [--json out.json]
+    .venv/bin/python bench/cpu_animator.py --against /tmp/old /tmp/main --rounds 4 --motion gentle
+
+`--against` measures the animator of other checkouts (git worktrees) side by side with this one,
+interleaved: each round renders each portrait once in every tree, each in its own pinned process that
+imports that tree's code, so machine noise falls on all of them alike. Medians over the rounds.
     .venv/bin/python bench/cpu_animator.py --docs docs/   # re-render the README's GIFs and strips
 """
 
@@ -73,6 +78,63 @@ def speed(repeat: int, motion: str | None) -> dict:
     return {"setup_s": round(setup_s, 3), "cores": 1, "portraits": results}
 
 
+def speed_child(tree: str, motion: str | None) -> None:
+    """Runs in a fresh, pinned process that imports `tree`'s code: one clip of each portrait, printed as
+    one JSON line of per-clip seconds (wall, CPU with ffmpeg, and the stages)."""
+    sys.path.insert(0, tree)
+    import cv2
+
+    from models.base import AnimationRequest
+    from models.portrait import PortraitAnimator
+    from models.render import render_clip
+
+    cv2.setNumThreads(1)
+    animator = PortraitAnimator()
+    animator.setup()
+    out = {}
+    for name, photo in portraits(768).items():
+        request = AnimationRequest(motion=motion, seed=0, duration_s=4.0)
+        render_clip(animator, photo, request)  # the first clip of a process warms its caches
+        t, cpu = time.perf_counter(), _cpu_seconds()
+        clip = render_clip(animator, photo, request)
+        out[name] = {
+            "total": time.perf_counter() - t, "cpu": _cpu_seconds() - cpu, "frames": clip.frame_count,
+            "bytes": len(clip.mp4), **clip.stage_seconds,
+        }  # fmt: skip
+    print(json.dumps(out))
+
+
+def interleaved(trees: list[str], rounds: int, motion: str | None) -> dict:
+    """Each round, each tree in turn (this one included), one pinned child process each."""
+    runs: dict[str, list[dict]] = {tree: [] for tree in trees}
+    for r in range(rounds):
+        for tree in trees:
+            command = [sys.executable, __file__, "--speed-child", tree] + (
+                ["--motion", motion] if motion else []
+            )
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            runs[tree].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            row = runs[tree][-1]
+            per_frame = [
+                f"{name} {1000 * v['cpu'] / v['frames']:.2f} ms/frame CPU" for name, v in row.items()
+            ]
+            print(f"round {r + 1} {tree}: " + ", ".join(per_frame), file=sys.stderr, flush=True)
+    table: dict = {}
+    for tree, rows in runs.items():
+        table[tree] = {}
+        for name in rows[0]:
+            n = rows[0][name]["frames"]
+            keys = [k for k in rows[0][name] if k not in ("frames", "bytes")]
+            table[tree][name] = {
+                "ms_per_frame": {
+                    k: round(1000 * statistics.median(r[name][k] for r in rows) / n, 2) for k in keys
+                },
+                "cpu_ms_per_round": [round(1000 * r[name]["cpu"] / n, 2) for r in rows],
+                "mp4_bytes": rows[-1][name]["bytes"],
+            }
+    return {"rounds": rounds, "motion": motion, "cores": 1, "trees": table}
+
+
 def _cpu_seconds() -> float:
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
@@ -114,7 +176,7 @@ def docs(folder: str) -> list[str]:
 
     def render(name: str, motion: str, seed: int = 1) -> np.ndarray:
         request = AnimationRequest(motion=motion, seed=seed, duration_s=4.0)
-        return animator.animate(people[name], request, lambda *a: None).frames
+        return np.asarray(animator.animate(people[name], request, lambda *a: None).frames)
 
     for name, motion in (("grace_hopper", "gentle"), ("astronaut", "smile"), ("grace_hopper", "look-around")):
         frames = render(name, motion)
@@ -164,6 +226,11 @@ def main() -> None:
     ap.add_argument("--motion", default=None)
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--speed-child", metavar="TREE", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--against", nargs="+", metavar="TREE", help="other checkouts to interleave with this one"
+    )
+    ap.add_argument("--rounds", type=int, default=4, help="with --against: rounds of one clip per tree")
     ap.add_argument("--docs", metavar="FOLDER", help="only render the README images into FOLDER")
     args = ap.parse_args()
     if args.docs:
@@ -172,6 +239,18 @@ def main() -> None:
         return
     if args.memory_child:
         memory_child()
+        return
+    if args.speed_child:
+        speed_child(args.speed_child, args.motion)
+        return
+    if args.against:
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        report = interleaved([*args.against, here], args.rounds, args.motion)
+        text = json.dumps(report, indent=2)
+        print(text)
+        if args.json:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
         return
     report = {"speed": speed(args.repeat, args.motion), "memory_12mp": memory()}
     report["speed"]["numpy"] = np.__version__

@@ -142,7 +142,7 @@ def run(side: int, seeds: list[int], every: int) -> dict[str, Any]:
             for motion in MOTIONS:
                 t0 = time.perf_counter()
                 request = AnimationRequest(motion=motion, seed=seed, duration_s=DURATION_S, fps=FPS)
-                frames = animator.animate(photo, request, no_progress).frames
+                frames = np.asarray(animator.animate(photo, request, no_progress).frames)  # drawn here
                 t1 = time.perf_counter()
                 row[motion] = measure(frames, analyzer, every)
                 row[motion]["seconds"] = {

@@ -7,10 +7,11 @@ animator only has to report progress between its steps to be cancelable within o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -83,11 +84,58 @@ class AnimationRequest:
     calmer: bool = False
 
 
+class DrawnFrames:
+    """Frames drawn on demand, in order: `draw(i, out)` draws frame i into `out`, a uint8 (H, W, 3) array.
+    The portrait animator hands these on, and render_clip gives each to the encoder as it is drawn into
+    one reused buffer (`each`), so a clip is never held whole in memory and, where a second core is free,
+    x264 encodes one frame while the next is drawn. Anything else may treat it as the (T, H, W, 3) array
+    it stands for: len, shape, dtype, one frame by index, and np.asarray, which draws them all."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, count: int, height: int, width: int, draw: Callable[[int, np.ndarray], None]) -> None:
+        self.shape = (count, height, width, 3)
+        self._draw = draw
+        self.seconds = 0.0  # spent drawing, so far
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _drawn(self, index: int, out: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        self._draw(index, out)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+    def each(self, out: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """Every frame in order, drawn when asked for, into `out` when given (then each is gone once the
+        next is asked for), else into a new array each."""
+        for i in range(len(self)):
+            yield self._drawn(i, out if out is not None else np.empty(self.shape[1:], np.uint8))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.each()
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, int | np.integer):
+            return self._drawn(range(len(self))[index], np.empty(self.shape[1:], np.uint8))
+        return np.asarray(self)[index]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        frames = np.empty(self.shape, np.uint8)
+        for i in range(len(self)):
+            self._drawn(i, frames[i])
+        return frames if dtype is None else frames.astype(dtype)
+
+
 @dataclass
 class Frames:
-    """Raw animator output: uint8 RGB frames (T, H, W, 3) at `fps`."""
+    """Raw animator output: uint8 RGB frames (T, H, W, 3) at `fps`, as an array or drawn on demand
+    (DrawnFrames). Frame interpolation and a plug-in's post-processing get the whole array (np.asarray);
+    the encoder takes drawn frames one by one; the clip check reads the encoded MP4, never these."""
 
-    frames: np.ndarray
+    frames: np.ndarray | DrawnFrames
     fps: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
     # What the clip check may hold the clip to: `moves` False exempts it from "life" (a push-in, or faces

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from PIL import Image
 
-from models.base import AnimationRequest, Animator, Clip, ProgressCallback, Stage, no_progress
+from models.base import (
+    AnimationRequest,
+    Animator,
+    Clip,
+    DrawnFrames,
+    ProgressCallback,
+    Stage,
+    no_progress,
+)
 from models.postprocess import interpolate_fps
-from models.video import encode_mp4, poster_jpeg
+from models.video import Mp4Writer, poster_jpeg
 
 
 def render_clip(
@@ -29,23 +38,39 @@ def render_clip(
     if abs(result.fps - request.fps) > 1e-6:
         progress(Stage.POSTPROCESSING, 0.0, f"{result.fps:.3g} → {request.fps} fps")
         t0 = time.perf_counter()
-        frames = interpolate_fps(frames, result.fps, request.fps)
+        frames = interpolate_fps(np.asarray(frames), result.fps, request.fps)
         key = Stage.POSTPROCESSING.value
         stage_seconds[key] = stage_seconds.get(key, 0.0) + time.perf_counter() - t0
         progress(Stage.POSTPROCESSING, 1.0, "")
-    progress(Stage.ENCODING, 0.0, "")
+    count, h, w, _ = frames.shape
+    drawn = frames if isinstance(frames, DrawnFrames) else None
+    if drawn is None:  # drawn frames report their own progress, as the animator draws them
+        progress(Stage.ENCODING, 0.0, "")
     t0 = time.perf_counter()
-    mp4 = encode_mp4(frames, request.fps)
-    stage_seconds[Stage.ENCODING.value] = time.perf_counter() - t0
+    with Mp4Writer(w, h, request.fps) as writer:
+        each = drawn.each(out=np.empty((h, w, 3), np.uint8)) if drawn is not None else iter(frames)
+        poster = b""
+        for i, frame in enumerate(each):
+            if i == 0:
+                poster = poster_jpeg(frame)
+            writer.write(frame)
+        if drawn is not None:
+            progress(Stage.ENCODING, 0.0, "")
+        mp4 = writer.finish()
+    encoding = time.perf_counter() - t0
+    if drawn is not None:  # drawing and encoding took turns (or overlapped): each its own share
+        key = Stage.ANIMATING.value
+        stage_seconds[key] = stage_seconds.get(key, 0.0) + drawn.seconds
+        encoding -= drawn.seconds
+    stage_seconds[Stage.ENCODING.value] = encoding
     progress(Stage.ENCODING, 1.0, "")
-    h, w = frames.shape[1:3]
     return Clip(
         mp4=mp4,
-        poster_jpeg=poster_jpeg(frames[0]),
-        width=w - w % 2,
-        height=h - h % 2,
+        poster_jpeg=poster,
+        width=writer.width,
+        height=writer.height,
         fps=float(request.fps),
-        frame_count=frames.shape[0],
+        frame_count=count,
         stage_seconds=stage_seconds,
         moves=result.moves,
         loops=result.loops,

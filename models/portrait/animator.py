@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from models.auto_motion import plan_motion
-from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage
+from models.base import AnimationError, AnimationRequest, DrawnFrames, Frames, ProgressCallback, Stage
 from models.face import SHARED_MAX_FACES, FaceAnalyzer
 from models.motion import MotionError, SampledMotion, parse_motion
 from models.motion_curves import CURVES_FPS
@@ -87,21 +87,20 @@ class PortraitAnimator:
             coeffs *= CALMER
             eyes = [[(blink, gx * CALMER, gy * CALMER) for blink, gx, gy in frame] for frame in eyes]
         renderer = Renderer(rig, rgb)
+        coeffs = renderer.guard_clip(coeffs)  # the fold guard for every frame at once
         seconds[Stage.ANALYZING.value] = time.perf_counter() - t0
         progress(Stage.ANALYZING, 1.0, f"{len(faces)} face{'s' if len(faces) > 1 else ''}")
 
-        t1 = time.perf_counter()
-        frames = np.empty((n, h, w, 3), np.uint8)
-        for i in range(n):
-            renderer.render(coeffs[i], eyes[i], out=frames[i])
+        def draw(i: int, out: np.ndarray) -> None:
+            renderer.render(coeffs[i], eyes[i], out=out, guarded=True)
             progress(Stage.ANIMATING, (i + 1) / n, f"{i + 1}/{n}")
-        seconds[Stage.ANIMATING.value] = time.perf_counter() - t1
+
         # Every curve starts and ends at rest (a recording's last half second eases back), so the clip
         # loops; a recording whose face channels are all zero is a face the visitor chose to keep still.
         # A recording is rendered sample by sample: its jumps are the visitor's own, not jitter.
         still = recorded is not None and recorded.face_still
-        return Frames(
-            frames=frames,
+        return Frames(  # drawn as the encoder takes them (render_clip): never all held at once
+            frames=DrawnFrames(n, h, w, draw),
             fps=fps,
             stage_seconds=seconds,
             moves=not still,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,6 +206,21 @@ class FoldGuard:
 
         if fits(1.0):
             return 1.0
+        return self._bisect(fits)
+
+    def scales(self, coeffs: np.ndarray) -> np.ndarray:
+        """The scale of every frame (T,) for channel values (T, C): one pass over all frames for the
+        common case, a whole frame fits; the frames that do not are bisected one by one, as above."""
+        c = np.asarray(coeffs, np.float64)
+        moved = _doubled_areas(self.vertices + np.tensordot(c, self.displacements, axes=1), self.triangles)
+        fit = (moved[:, self.counted] / self.rest[self.counted]).min(axis=1) >= MIN_AREA_RATIO
+        out = np.ones(len(c))
+        for i in np.nonzero(~fit)[0]:
+            out[i] = self(c[i])
+        return out
+
+    @staticmethod
+    def _bisect(fits: Callable[[float], bool]) -> float:
         lo, hi = 0.0, 1.0
         for _ in range(FOLD_STEPS):
             mid = (lo + hi) / 2
@@ -214,8 +229,11 @@ class FoldGuard:
 
 
 def _doubled_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    a, b, c = (points[triangles[:, j]] for j in range(3))
-    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    """Twice each triangle's signed area, for points (V, 2) or frames of them (T, V, 2)."""
+    a, b, c = (points[..., triangles[:, j], :] for j in range(3))
+    return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (
+        c[..., 0] - a[..., 0]
+    )
 
 
 def render_values(mesh: MeshRig, rgb: np.ndarray, values: Mapping[str, float]) -> np.ndarray:

@@ -27,15 +27,26 @@ class Renderer:
         r0, r1, c0, c1 = rig.roi
         self._box = (r0 * k, min(rig.height, r1 * k), c0 * k, min(rig.width, c1 * k))  # y0, y1, x0, x1
         y0, y1, x0, x1 = self._box
-        bx, by = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-        self._base = np.dstack([bx, by])  # (h, w, 2) absolute pixel coordinates of the moving box
-        self._full = self._base.shape[:2] == self.photo.shape[:2]
+        # Absolute pixel coordinates over the whole upsampled ROI, which may run past the photo's edge by
+        # less than a cell: the map is added and then viewed at the box's size, never copied.
+        bx, by = np.meshgrid(
+            np.arange(x0, x0 + (c1 - c0) * k, dtype=np.float32),
+            np.arange(y0, y0 + (r1 - r0) * k, dtype=np.float32),
+        )
+        self._base = np.dstack([bx, by])
+        self._full = (y1 - y0, x1 - x0) == self.photo.shape[:2]
         self.folds_prevented = 0
 
     def render(
-        self, coeffs: np.ndarray, eyes: list[tuple[float, float, float]], out: np.ndarray | None = None
+        self,
+        coeffs: np.ndarray,
+        eyes: list[tuple[float, float, float]],
+        out: np.ndarray | None = None,
+        *,
+        guarded: bool = False,
     ) -> np.ndarray:
-        """A frame for channel values `coeffs` (one per basis row) and per-face (blink, gaze_x, gaze_y)."""
+        """A frame for channel values `coeffs` (one per basis row) and per-face (blink, gaze_x, gaze_y).
+        `guarded`: the values are already scaled by the fold guard (guard_clip), which is then not run."""
         rig = self.rig
         if out is None:
             out = np.empty_like(self.photo)
@@ -44,15 +55,13 @@ class Renderer:
             out[...] = self.photo
         if y1 <= y0 or x1 <= x0:
             return out
-        offsets = self._inverse(np.asarray(coeffs, np.float32))  # (hf, wf, 2)
+        offsets = self._inverse(np.asarray(coeffs, np.float32), guarded)  # (hf, wf, 2)
         r0, r1, c0, c1 = rig.roi
         k = rig.k
         full = cv2.resize(
             offsets[r0:r1, c0:c1], ((c1 - c0) * k, (r1 - r0) * k), interpolation=cv2.INTER_LINEAR
         )
-        if full.shape[:2] != self._base.shape[:2]:
-            full = np.ascontiguousarray(full[: y1 - y0, : x1 - x0])
-        maps = cv2.add(full, self._base, dst=full)
+        maps = cv2.add(full, self._base, dst=full)[: y1 - y0, : x1 - x0]  # a view: OpenCV takes its stride
         reach = float(np.abs(offsets).max()) + 2.0
         for face, (closure, gaze_x, gaze_y) in zip(rig.faces, eyes, strict=True):
             if closure <= 1e-3 and abs(gaze_x) <= 1e-3 and abs(gaze_y) <= 1e-3:
@@ -74,11 +83,22 @@ class Renderer:
             )
         return out
 
-    def _inverse(self, coeffs: np.ndarray) -> np.ndarray:
+    def guard_clip(self, coeffs: np.ndarray) -> np.ndarray:
+        """Every frame's channel values (T, C) scaled as the fold guard says, all frames in one pass (a
+        frame at a time costs about 0.5 ms); render them with guarded=True."""
+        guard = self.rig.fold_scale
+        if guard is None:
+            return coeffs
+        batched = getattr(guard, "scales", None)  # the mesh's FoldGuard has it
+        scales = batched(coeffs) if batched is not None else np.array([guard(c) for c in coeffs])
+        self.folds_prevented += int((scales < 1.0).sum())
+        return (coeffs * scales[:, None]).astype(coeffs.dtype)
+
+    def _inverse(self, coeffs: np.ndarray, guarded: bool = False) -> np.ndarray:
         """Backward offsets (hf, wf, 2) in image pixels, the motion scaled down where it would fold."""
         rig = self.rig
         hf, wf = rig.field_shape
-        if rig.fold_scale is not None:  # the mesh's triangles say how much of the motion it can take
+        if rig.fold_scale is not None and not guarded:  # the mesh's triangles say how much it can take
             scale = rig.fold_scale(coeffs)
             if scale < 1.0:
                 self.folds_prevented += 1

@@ -9,7 +9,7 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from models.auto_motion import plan_motion
-from models.base import AnimationError, AnimationRequest, Animator, Canceled, Stage
+from models.base import AnimationError, AnimationRequest, Animator, Canceled, DrawnFrames, Stage
 from models.face import RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, FaceAnalyzer
 from models.motion import parse_motion
 from models.portrait import PortraitAnimator
@@ -19,7 +19,7 @@ from models.portrait.rig import Rig, build_rig
 from models.portrait.warp import Renderer
 from models.registry import create_animator
 from models.render import render_clip
-from models.video import probe
+from models.video import encode_mp4, probe, read_frames
 
 PORTRAITS = [
     "grace_hopper",
@@ -68,24 +68,67 @@ def test_contract(portrait_animator: PortraitAnimator, grace_hopper: Image.Image
         grace_hopper, AnimationRequest(seed=1), lambda s, f, d="": calls.append((s, f, d))
     )
     w, h = grace_hopper.size
-    assert result.frames.shape == (96, h, w, 3) and result.frames.dtype == np.uint8  # 4 s at 24 fps
+    # Drawn when asked for (render_clip streams them to the encoder): nothing is drawn yet.
+    assert isinstance(result.frames, DrawnFrames) and result.frames.shape == (96, h, w, 3)  # 4 s at 24 fps
+    assert {c[0] for c in calls} == {Stage.ANALYZING} and set(result.stage_seconds) == {"analyzing"}
+    frames = np.asarray(result.frames)
+    assert frames.shape == (96, h, w, 3) and frames.dtype == np.uint8
     assert result.fps == 24
     assert calls[0][0] == Stage.ANALYZING
     animating = [c for c in calls if c[0] == Stage.ANIMATING]
     assert [c[2] for c in animating] == [f"{i}/96" for i in range(1, 97)]
     assert [c[1] for c in animating] == pytest.approx([i / 96 for i in range(1, 97)])
-    assert set(result.stage_seconds) == {"analyzing", "animating"}
+    # One frame by index is the same frame; so is each one drawn into a reused buffer.
+    assert np.array_equal(result.frames[40], frames[40]) and np.array_equal(result.frames[-1], frames[-1])
+    buffer = np.empty((h, w, 3), np.uint8)
+    assert all(np.array_equal(f, frames[i]) for i, f in enumerate(result.frames.each(out=buffer)))
     shorter = portrait_animator.animate(grace_hopper, AnimationRequest(duration_s=3.0, fps=24), quiet)
     assert shorter.frames.shape[0] == 72
 
 
+def test_clip_is_drawn_into_the_encoder(
+    portrait_animator: PortraitAnimator, grace_hopper: Image.Image
+) -> None:
+    """render_clip gives each drawn frame to the encoder: the MP4 is the drawn frames, and its stages say
+    what drawing and what encoding took."""
+    request = AnimationRequest(seed=1, frames=24)
+    calls: list[Stage] = []
+    clip = render_clip(portrait_animator, grace_hopper, request, lambda s, f, d="": calls.append(s))
+    frames = np.asarray(portrait_animator.animate(grace_hopper, request, quiet).frames)
+    assert clip.frame_count == 24 and (clip.width, clip.height) == (
+        grace_hopper.width // 2 * 2,
+        grace_hopper.height,
+    )
+    assert clip.mp4 == encode_mp4(frames, 24)  # the very bytes the whole array gives
+    assert read_frames(clip.mp4).shape == (24, clip.height, clip.width, 3)
+    assert set(clip.stage_seconds) == {"analyzing", "animating", "encoding"}
+    assert all(v > 0 for v in clip.stage_seconds.values())
+    order = list(dict.fromkeys(calls))
+    assert order == [Stage.ANALYZING, Stage.ANIMATING, Stage.ENCODING]
+
+
 def test_cancel_propagates(portrait_animator: PortraitAnimator, grace_hopper: Image.Image) -> None:
+    """A cancel while the frames are drawn stops the render, and the encoder with it."""
+
     def progress(stage: Stage, fraction: float, detail: str = "") -> None:
         if stage == Stage.ANIMATING and fraction > 0.2:
             raise Canceled
 
+    before = _ffmpeg_children()
     with pytest.raises(Canceled):
-        portrait_animator.animate(grace_hopper, AnimationRequest(frames=24), progress)
+        render_clip(portrait_animator, grace_hopper, AnimationRequest(frames=24), progress)
+    assert _ffmpeg_children() == before
+
+
+def _ffmpeg_children() -> set[int]:
+    """This process's running ffmpeg children."""
+    import psutil
+
+    return {
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if "ffmpeg" in p.name() and p.status() != "zombie"
+    }
 
 
 def test_no_face_is_a_clear_error(portrait_animator: PortraitAnimator, no_face_photo: Image.Image) -> None:

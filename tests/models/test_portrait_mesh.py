@@ -185,3 +185,30 @@ def test_no_pose_within_the_limits_folds_the_warp(fixture: str, request, face_an
         assert renderer._min_jacobian(renderer._inverse(coeffs)) > 0.2, values
     gentle = np.array([{"yaw": 4, "pitch": -2, "roll": 1, "smile": 0.5}.get(ch, 0.0) for ch, _ in mesh.rows])
     assert rig.fold_scale(gentle.astype(np.float32)) == 1.0
+
+
+def test_fold_guard_for_a_whole_clip_is_the_guard_frame_by_frame(
+    big_hopper, face_analyzer: FaceAnalyzer
+) -> None:
+    """guard_clip scales every frame in one pass exactly as the guard does one frame at a time, including
+    poses past the limits that it must scale down, and a guarded frame is drawn as an unguarded one is."""
+    import itertools
+
+    rgb, _, mesh = _rig(big_hopper, face_analyzer)
+    rig = dense_rig(mesh)
+    poses = [
+        {"yaw": yaw, "pitch": pitch, "roll": roll, "smile": 1.0}
+        for yaw, pitch, roll in itertools.product((-40, 0, 15), (-30, 0, 10), (-35, 0, 8))
+    ]
+    coeffs = np.array([[p.get(ch, 0.0) for ch, _ in mesh.rows] for p in poses], np.float32)
+    one_by_one = np.array([rig.fold_scale(c) for c in coeffs])  # type: ignore[misc]
+    assert (one_by_one < 1.0).any() and (one_by_one == 1.0).any()  # both kinds of frame are here
+    renderer = Renderer(rig, rgb)
+    guarded = renderer.guard_clip(coeffs)
+    assert np.array_equal(guarded, (coeffs * one_by_one[:, None]).astype(np.float32))
+    assert renderer.folds_prevented == int((one_by_one < 1.0).sum())
+    eyes = [(0.0, 0.0, 0.0)] * len(rig.faces)
+    for i in (0, int(np.argmin(one_by_one))):
+        assert np.array_equal(
+            renderer.render(guarded[i], eyes, guarded=True), renderer.render(coeffs[i], eyes)
+        )

@@ -146,3 +146,64 @@ def test_probe_reports_untagged_and_partly_tagged_streams() -> None:
         "bt2020",
         "smpte2084",
     )
+
+
+def _ffmpeg_yuv420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ffmpeg's own BT.709 limited-range conversion of one frame (swscale), for comparison."""
+    h, w = rgb.shape[:2]
+    out = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "rawvideo",
+         "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-i", "pipe:0",
+         "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p", "-f", "rawvideo", "pipe:1"],
+        input=rgb.tobytes(), capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    y, c = h * w, h * w // 4
+    planes = (out[:y], out[y : y + c], out[y + c :])
+    shapes = [(h, w), (h // 2, w // 2), (h // 2, w // 2)]
+    y_, cb, cr = (np.frombuffer(p, np.uint8).reshape(s) for p, s in zip(planes, shapes, strict=True))
+    return y_, cb, cr
+
+
+def test_rgb_to_yuv420_is_ffmpegs_bt709_limited_range() -> None:
+    """The frames handed to x264 are made here: they must be what ffmpeg's conversion gives, on a real
+    photo (the astronaut) and on the corners of the colour cube."""
+    import skimage.data
+
+    from models.video import rgb_to_yuv420
+
+    photo = skimage.data.astronaut()[:256, :320]
+    cube = np.array([[r, g, b] for r in (0, 255) for g in (0, 255) for b in (0, 255)], np.uint8)
+    corners = np.repeat(np.repeat(cube[None], 16, 0), 16, 1).reshape(16, 8 * 16, 3)  # flat 16×16 patches
+    for rgb in (photo, np.ascontiguousarray(corners)):
+        ours, theirs = rgb_to_yuv420(rgb), _ffmpeg_yuv420(rgb)
+        for mine, ref, most in zip(ours, theirs, (1, 3, 3), strict=True):
+            diff = mine.astype(int) - ref.astype(int)
+            assert np.abs(diff).max() <= most and abs(diff.mean()) < 0.25
+    y, cb, cr = rgb_to_yuv420(np.ascontiguousarray(corners))
+    assert (y.min(), y.max(), cb.min(), cb.max(), cr.min(), cr.max()) == (16, 235, 16, 240, 16, 240)
+
+
+def test_writer_streams_frames_and_matches_encode_mp4() -> None:
+    """Frames written one at a time (the portrait animator's way) give the very same MP4 as a whole array."""
+    from models.video import Mp4Writer
+
+    frames = _ramp(t=10, w=65)  # an odd width: cropped, not stretched
+    with Mp4Writer(65, 48, 24) as writer:
+        for frame in frames:
+            writer.write(frame)
+        streamed = writer.finish()
+    assert streamed == encode_mp4(frames, 24)
+    assert probe(streamed).width == 64 and writer.frames == 10
+
+
+def test_writer_left_early_stops_ffmpeg() -> None:
+    """A cancel between frames leaves the writer early: its ffmpeg must not outlive it."""
+    from models.video import Mp4Writer
+
+    with pytest.raises(KeyboardInterrupt), Mp4Writer(64, 48, 24) as writer:
+        writer.write(_ramp(t=1)[0])
+        process = writer._process
+        raise KeyboardInterrupt
+    assert process is not None and process.poll() is not None
+    with pytest.raises(ValueError, match="expected uint8"), Mp4Writer(64, 48, 24) as writer:
+        writer.write(_ramp(t=1, w=32)[0])
