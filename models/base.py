@@ -8,7 +8,7 @@ animator only has to report progress between its steps to be cancelable within o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -82,6 +82,10 @@ class AnimationRequest:
     # The clip guard's second try (models.guard): the same motion, smaller (portrait: half the movement;
     # SVD: half the motion bucket; text-conditioned models: told to move slowly and subtly).
     calmer: bool = False
+    # The photo check's rig of this very photo (models.portrait.mesh MeshRig JSON), kept in the object
+    # store: an animator that rigs a photo renders from it when it fits (same size, same faces) instead of
+    # building its own; any other animator ignores it.
+    rig: Mapping[str, Any] | None = None
 
 
 class DrawnFrames:

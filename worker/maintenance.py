@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from celery import Celery
 from sqlalchemy import delete
@@ -81,10 +81,11 @@ def reconcile(
 def purge_expired(
     settings: Settings, sessions: Sessions, store: ObjectStore, now: datetime | None = None
 ) -> dict[str, int]:
-    """Delete the photo, clip, poster and row of every job past its expiry (the retention period), and
-    the allowance's submission rows once they no longer count (after two allowance windows)."""
+    """Delete the photo, clip, poster and row of every job past its expiry (the retention period), the
+    rigs kept longer than the retention period, and the allowance's submission rows once they no longer
+    count (after two allowance windows)."""
     now = now or utcnow()
-    counts = {"purged": 0, "errors": 0, "submissions": 0}
+    counts = {"purged": 0, "errors": 0, "submissions": 0, "rigs": 0}
     with sessions() as session:
         for job in jobs.expired_jobs(session, now):
             try:
@@ -95,6 +96,13 @@ def purge_expired(
                 counts["errors"] += 1
                 continue
             counts["purged"] += 1
+        try:  # rigs kept for photos checked but never animated go with the retention period too
+            counts["rigs"] = store.delete_under(
+                "rigs/", older_than=now - timedelta(hours=settings.retention_hours)
+            )
+        except Exception:
+            log.warning("could not delete expired rigs", exc_info=True)
+            counts["errors"] += 1
         cutoff = now - 2 * ALLOWANCE_WINDOW
         counts["submissions"] = rows_changed(
             session.execute(delete(Submission).where(Submission.created_at < cutoff))

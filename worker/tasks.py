@@ -8,7 +8,9 @@ two objects at most and never produces a second clip.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import os
 import signal
@@ -306,16 +308,37 @@ def claim(sessions: Sessions, job_id: str, worker: str, settings: Settings) -> C
         return Claimed(job.photo_key or "", job.motion, job.seed, events, job.attempts, job.motion_curves)
 
 
-def load_photo(store: ObjectStore, key: str) -> Image.Image:
-    """The job's photo, decoded; PhotoMissing or PhotoUnreadable if it cannot be."""
+def load_photo(store: ObjectStore, key: str) -> tuple[Image.Image, str]:
+    """The job's photo, decoded, and its bytes' SHA-256 (what its kept rigs are found by); PhotoMissing or
+    PhotoUnreadable if it cannot be."""
     try:
-        photo = Image.open(io.BytesIO(store.get(key)))
+        data = store.get(key)
+        photo = Image.open(io.BytesIO(data))
         photo.load()
     except KeyError:
         raise PhotoMissing(key) from None
     except (OSError, ValueError) as exc:
         raise PhotoUnreadable(key) from exc
-    return photo
+    return photo, hashlib.sha256(data).hexdigest()
+
+
+def kept_rig(store: ObjectStore, photo_sha256: str, animator: Animator) -> dict[str, Any] | None:
+    """The photo check's rig of this photo, kept in the store at the animator's render size and face
+    count (the portrait animator's; others rig nothing); None when none is kept, and the animator builds
+    its own. A store that cannot answer only costs that build."""
+    max_side, max_faces = getattr(animator, "max_side", None), getattr(animator, "max_faces", None)
+    if not isinstance(max_side, int) or not isinstance(max_faces, int):
+        return None
+    from models.portrait.mesh import rig_key
+
+    try:
+        data = json.loads(store.get(rig_key(photo_sha256, max_side, max_faces)))
+    except KeyError:
+        return None
+    except (StorageUnavailable, ValueError) as exc:
+        log.warning("kept rig not read: %s", exc)
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def recorded_curves(job: Claimed) -> RecordedMotion | None:
@@ -336,11 +359,12 @@ def render(
     progress: JobProgress,
     settings: Settings,
     on_hard_limit: Callable[[TimedOut], None],
+    rig: dict[str, Any] | None = None,
 ) -> Checked:
     """Render and check the clip (the guard's second try and fallback too) within the time limits, then
-    report the STORING stage (a last cancel check)."""
+    report the STORING stage (a last cancel check). `rig`: the photo check's rig of this photo (kept_rig)."""
     soft_s, hard_s = settings.time_limits(getattr(animator, "time_limit_s", None))
-    request = AnimationRequest(motion=job.motion, seed=job.seed, fps=24, curves=recorded_curves(job))
+    request = AnimationRequest(motion=job.motion, seed=job.seed, fps=24, curves=recorded_curves(job), rig=rig)
     try:
         with time_limits(soft_s, hard_s, lambda: on_hard_limit(TimedOut(hard_s))):
             checked = guard.render(animator, photo, request, progress)
@@ -482,8 +506,9 @@ def animate_job(
         record_failure(sessions, job_id, exc, attempt=job.attempt)
 
     try:
-        photo = load_photo(store, job.photo_key)
-        checked = render(animator, guard, photo, job, progress, settings, on_hard_limit)
+        photo, digest = load_photo(store, job.photo_key)
+        rig = kept_rig(store, digest, animator)
+        checked = render(animator, guard, photo, job, progress, settings, on_hard_limit, rig)
         return store_clip(store, sessions, job_id, checked, attempt=job.attempt)
     except Canceled:
         with sessions() as session:

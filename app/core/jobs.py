@@ -11,6 +11,7 @@ progress report instead of finishing a second time.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -249,9 +250,17 @@ def expired_jobs(session: Session, now: datetime | None = None) -> list[Job]:
 
 
 def delete_job(session: Session, store: ObjectStore, job: Job) -> None:
-    """Delete a job's photo, clip, poster and row now (a visitor's DELETE, or retention)."""
+    """Delete a job's photo, the rigs kept for it, its clip, poster and row now (a visitor's DELETE, or
+    retention)."""
     # Stop a live job first, so a worker that finishes after this finds no job to succeed.
     mark_canceled(session, job.id)
+    if job.photo_key:  # rigs are kept by the photo's content (app.core.service.rigs): read it to find them
+        try:
+            photo = store.get(job.photo_key)
+        except KeyError:
+            photo = None
+        if photo is not None:
+            store.delete_under(f"rigs/{hashlib.sha256(photo).hexdigest()}/")
     # Deterministic keys: also removes a clip a worker stored but had not yet recorded.
     keys = {
         job.photo_key,

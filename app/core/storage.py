@@ -9,6 +9,7 @@ import functools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -39,6 +40,11 @@ class ObjectStore(Protocol):
 
     def check(self) -> None:
         """Raise StorageUnavailable when the store cannot be used (readiness probe)."""
+        ...
+
+    def delete_under(self, prefix: str, older_than: datetime | None = None) -> int:
+        """Delete every object whose key starts with `prefix` (a folder, ending in "/"), or only those
+        last written before `older_than`; the number deleted."""
         ...
 
 
@@ -95,6 +101,18 @@ class LocalStore:
         for p in self.root.rglob("*"):
             if p.is_file() and not p.name.startswith(".tmp-"):
                 yield p.relative_to(self.root).as_posix()
+
+    def delete_under(self, prefix: str, older_than: datetime | None = None) -> int:
+        folder = self._path(prefix.rstrip("/"))
+        cutoff = older_than.timestamp() if older_than is not None else None
+        deleted = 0
+        for p in sorted(folder.rglob("*"), reverse=True) if folder.is_dir() else []:
+            if p.is_file() and (cutoff is None or p.stat().st_mtime < cutoff):
+                p.unlink(missing_ok=True)
+                deleted += 1
+            elif p.is_dir() and not any(p.iterdir()):
+                p.rmdir()  # children first (reverse order): empty folders go too
+        return deleted
 
 
 class S3Store:
@@ -178,6 +196,25 @@ class S3Store:
             for obj in page.get("Contents", []):
                 key = obj["Key"]
                 yield key[len(self.prefix) + 1 :] if self.prefix else key
+
+    def delete_under(self, prefix: str, older_than: datetime | None = None) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        paginator = self.client.get_paginator("list_objects_v2")
+        deleted = 0
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix.rstrip("/")) + "/"):
+                doomed = [
+                    {"Key": obj["Key"]}
+                    for obj in page.get("Contents", [])
+                    if older_than is None or obj["LastModified"] < older_than
+                ]
+                if doomed:  # a page holds at most 1,000 keys, delete_objects' own limit
+                    self._call(self.client.delete_objects, Delete={"Objects": doomed, "Quiet": True})
+                    deleted += len(doomed)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        return deleted
 
 
 def make_store(settings: Settings) -> ObjectStore:

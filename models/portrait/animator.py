@@ -8,6 +8,7 @@ and the person mask (mediapipe, see models/face.py), (3) plan each face's motion
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -16,12 +17,21 @@ from PIL import Image
 
 from models.auto_motion import plan_motion
 from models.base import AnimationError, AnimationRequest, DrawnFrames, Frames, ProgressCallback, Stage
-from models.face import SHARED_MAX_FACES, FaceAnalyzer
+from models.face import SHARED_MAX_FACES, Face, FaceAnalysis, FaceAnalyzer
 from models.motion import MotionError, SampledMotion, parse_motion
 from models.motion_curves import CURVES_FPS
-from models.portrait.mesh import MAX_FACES, dense_rig, rig_of_analysis
+from models.portrait.mesh import (
+    MAX_FACES,
+    MIN_FACE_PX,
+    MeshRig,
+    dense_rig,
+    rig_of_analysis,
+    stored_rig_fits,
+)
 from models.portrait.rig import FACE_CHANNELS, Rig
 from models.portrait.warp import Renderer
+
+_log = logging.getLogger(__name__)
 
 CALMER = 0.5  # how much of the planned movement the guard's calmer second try keeps
 
@@ -69,7 +79,10 @@ class PortraitAnimator:
         # The mesh is the rig the browser's live view draws (the photo check's rig of this same photo);
         # every frame is rendered from it.
         analysis = self._analyzer.analyze(rgb)
-        found = rig_of_analysis(rgb, analysis, self.max_faces)
+        stored = _stored_rig(request, rgb, analysis, self.max_faces)
+        if request.rig is not None:
+            _log.info("rig: %s", "the photo check's, kept" if stored else "built (the kept one does not fit)")
+        found = stored or rig_of_analysis(rgb, analysis, self.max_faces)
         if found is None:
             raise AnimationError("no_face", NO_FACE_MESSAGE)
         mesh, faces = found
@@ -89,7 +102,8 @@ class PortraitAnimator:
         renderer = Renderer(rig, rgb)
         coeffs = renderer.guard_clip(coeffs)  # the fold guard for every frame at once
         seconds[Stage.ANALYZING.value] = time.perf_counter() - t0
-        progress(Stage.ANALYZING, 1.0, f"{len(faces)} face{'s' if len(faces) > 1 else ''}")
+        rigged = f"{len(faces)} face{'s' if len(faces) > 1 else ''}"
+        progress(Stage.ANALYZING, 1.0, rigged + (", the photo check's rig" if stored else ""))
 
         def draw(i: int, out: np.ndarray) -> None:
             renderer.render(coeffs[i], eyes[i], out=out, guarded=True)
@@ -108,6 +122,21 @@ class PortraitAnimator:
             steady=recorded is None,
             photo_analysis=analysis,
         )
+
+
+def _stored_rig(
+    request: AnimationRequest, rgb: np.ndarray, analysis: FaceAnalysis, max_faces: int
+) -> tuple[MeshRig, list[Face]] | None:
+    """The photo check's rig from the request, with the faces it rigs, when it is this photo's rig at this
+    size (models.portrait.mesh.stored_rig_fits); None otherwise, and the rig is built here."""
+    if request.rig is None:
+        return None
+    faces = [f for f in analysis.faces if f.width >= MIN_FACE_PX][:max_faces]
+    try:
+        mesh = MeshRig.from_json(request.rig)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return (mesh, faces) if faces and stored_rig_fits(mesh, rgb, faces) else None
 
 
 def plan_to_channels(

@@ -107,13 +107,31 @@ class MeshRig:
         return cls(width, height, vertices.astype(np.float32), triangles, rows, scales, quantised, faces)
 
 
+def rig_key(photo_sha256: str, max_side: int, max_faces: int) -> str:
+    """Where a photo's rig is kept in the object store: by the photo's content (the stored JPEG's SHA-256),
+    the rig's format version, the render size and how many faces it rigs; a rig of another version, size
+    or face count is another key, so it is never read by mistake."""
+    return f"rigs/{photo_sha256}/{FORMAT}-v{VERSION}-{max_side}px-{max_faces}faces.json"
+
+
+def stored_rig_fits(mesh: MeshRig, rgb: np.ndarray, faces: list[Face]) -> bool:
+    """Whether a stored rig is the rig of this frame: its size, and the very faces (their boxes to a
+    pixel) that rig_of_analysis would rig, in the same order."""
+    if (mesh.width, mesh.height) != (rgb.shape[1], rgb.shape[0]) or len(mesh.faces) != len(faces):
+        return False
+    return all(
+        np.allclose(np.array(m.box) - 0.5, np.array(f.box, np.float64), atol=1.0)
+        for m, f in zip(mesh.faces, faces, strict=True)
+    )
+
+
 def rig_of_photo(
-    image: Image.Image, max_side: int = 1080, analyzer: FaceAnalyzer | None = None
+    image: Image.Image, max_side: int = 1080, analyzer: FaceAnalyzer | None = None, max_faces: int = MAX_FACES
 ) -> MeshRig | None:
     """The rig of a photo at the portrait animator's render size; None when it shows no usable face."""
     from models.portrait.animator import fit_photo
 
-    found = rig_of_rgb(np.asarray(fit_photo(image, None, max_side)), analyzer)
+    found = rig_of_rgb(np.asarray(fit_photo(image, None, max_side)), analyzer, max_faces)
     return None if found is None else found[0]
 
 

@@ -239,3 +239,22 @@ def test_a_recording_needs_the_consent_box_like_any_job(
         r = post_job(client, small_portrait_jpeg, motion_curves=_curves(), consent=consent)
         assert r.status_code == 422 and r.json()["error"]["code"] == "consent_required", r.text
     assert client.get("/api/v1/jobs").json()["jobs"] == [] and broker_messages(settings) == []
+
+
+def test_the_checked_rig_is_kept_where_the_worker_finds_it(
+    app: FastAPI, client: TestClient, portrait_jpeg: bytes
+) -> None:
+    """The rig answered is kept in the store under the stored photo's content: the photo a job made from
+    the same upload stores has that very hash, so its worker renders from this rig. Plain checks keep
+    nothing."""
+    import hashlib
+
+    from app.core.storage import photo_key
+    from models.portrait.mesh import MAX_FACES, rig_key
+
+    _check(client, portrait_jpeg)
+    assert not [k for k in app.state.store.keys() if k.startswith("rigs/")]  # noqa: SIM118  # a store
+    rig = _check(client, portrait_jpeg, "?rig=true")["rig"]
+    job_id = post_job(client, portrait_jpeg).json()["id"]
+    digest = hashlib.sha256(app.state.store.get(photo_key(job_id))).hexdigest()
+    assert json.loads(app.state.store.get(rig_key(digest, 1080, MAX_FACES))) == rig

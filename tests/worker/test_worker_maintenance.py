@@ -96,7 +96,7 @@ def test_purge_deletes_expired_photos_clips_posters_and_rows(settings, sessions,
         session.add(Submission(visitor_id="visitor-1", ip_hash="h", created_at=ago(49 * 3600)))
         session.commit()
 
-    assert purge_expired(settings, sessions, store) == {"purged": 2, "errors": 0, "submissions": 1}
+    assert purge_expired(settings, sessions, store) == {"purged": 2, "errors": 0, "submissions": 1, "rigs": 0}
 
     for job_id in (expired, expired_failed):
         assert load_job(job_id) is None
@@ -118,15 +118,20 @@ def test_purge_keeps_the_row_when_the_store_is_down_and_finishes_later(
         def delete(self, key: str) -> None:
             raise StorageUnavailable("connection refused")
 
+        def delete_under(self, prefix: str, older_than=None) -> int:
+            raise StorageUnavailable("connection refused")
+
     job_id = make_job(status="succeeded", expires_at=ago(60))
     _store_objects(store, job_id)
     assert purge_expired(settings, sessions, DownStore(store.root)) == {
         "purged": 0,
-        "errors": 1,
+        "errors": 2,  # the job's objects, and the kept rigs' sweep
         "submissions": 0,
+        "rigs": 0,
     }
     assert load_job(job_id) is not None
-    assert purge_expired(settings, sessions, store) == {"purged": 1, "errors": 0, "submissions": 0}
+    done = purge_expired(settings, sessions, store)
+    assert done == {"purged": 1, "errors": 0, "submissions": 0, "rigs": 0}
     assert load_job(job_id) is None and not [k for k in stored(store) if job_id in k]
 
 

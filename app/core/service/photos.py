@@ -102,19 +102,21 @@ async def check_photo(
     *,
     rig: bool = False,
     address: str = "",
+    store: ObjectStore | None = None,
 ) -> PhotoCheck:
     """The pre-submit check: the photo's report, what would refuse a job made from it (the photo, or a
     motion or seed a job would refuse), and the motion it would get. Raises when the photo itself is
     refused. With `rig`, also the live view's rig of the photo as it will be stored (when the check is
     ok and a face is found), at the portrait animator's render size, in a rig thread (app.core.face_pool)
     holding the decode budget's share for the photo it decodes again; `address` is the client's, for
-    the cap on rig builds one address may have waiting."""
+    the cap on rig builds one address may have waiting. The rig is kept in `store` (or read from it when
+    this photo's is there already) for the worker to render from."""
     pools = face_pools(settings)
     if not rig:
         return await _check(data, settings, motion, seed, pools.analyse)
     # The whole check in a rig turn (bounded wait, capped per address), none of it in the analysis threads.
     async with pools.rig_lane(address) as run:
-        return await _check(data, settings, motion, seed, run, rig=True)
+        return await _check(data, settings, motion, seed, run, rig=True, store=store)
 
 
 async def _check(
@@ -124,6 +126,7 @@ async def _check(
     seed: str | None,
     run: Callable[..., Awaitable[Any]],
     rig: bool = False,
+    store: ObjectStore | None = None,
 ) -> PhotoCheck:
     checked = await analyse_upload(data, settings, run)
     problem = photo_problem(checked, settings)
@@ -136,11 +139,13 @@ async def _check(
     plan = await run(plan_json, checked.photo.image, chosen, chosen_seed)
     built = None
     if rig:
-        max_side = int(settings.animator_options.get("max_side", DEFAULT_MAX_SIDE))
+        options = settings.animator_options
+        max_side = int(options.get("max_side", DEFAULT_MAX_SIDE))
+        max_faces = int(options["max_faces"]) if "max_faces" in options else None
         # The rig decodes the stored JPEG again and fits it to the render size: both copies count.
         nbytes = 2 * checked.photo.width * checked.photo.height * 3
         async with budget_of(settings).hold_async(nbytes):
-            built = await run(rig_json, checked.photo.jpeg, max_side)
+            built = await run(rig_json, checked.photo.jpeg, max_side, store, max_faces)
     return PhotoCheck(checked, None, plan=plan, seed=chosen_seed, rig=built)
 
 

@@ -1,13 +1,18 @@
-"""The live view's rig of a checked photo (models.portrait.mesh), answered by the photo check.
+"""The live view's rig of a checked photo (models.portrait.mesh), answered by the photo check and kept.
 
 Built from the photo exactly as it will be stored (the normalised JPEG's bytes, decoded again) and at the
-portrait animator's render size, so the browser draws the very rig the worker renders the clip from.
-Never stored. CPU-bound (face analysis and the mesh): call it from a worker thread.
+portrait animator's render size, so the browser draws the very rig the worker renders the clip from. Kept
+in the object store by the photo's content (mesh.rig_key), so the worker renders from it instead of
+building it again, and a second check of the same photo answers it without building it. Rigs go with
+the retention period (worker.maintenance) and with a deleted job's photo. CPU-bound (face analysis and
+the mesh): call it from a worker thread.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import threading
 from typing import Any
@@ -15,30 +20,68 @@ from typing import Any
 from PIL import Image
 
 from app.core.decode_budget import trim_heap
+from app.core.storage import ObjectStore
 
 log = logging.getLogger("vivify.service")
 
 DEFAULT_MAX_SIDE = 1080  # the portrait animator's default render size (its long side)
 
 
-def rig_json(jpeg: bytes, max_side: int = DEFAULT_MAX_SIDE) -> dict[str, Any] | None:
+def rig_json(
+    jpeg: bytes,
+    max_side: int = DEFAULT_MAX_SIDE,
+    store: ObjectStore | None = None,
+    max_faces: int | None = None,
+) -> dict[str, Any] | None:
     """The rig's JSON (MeshRig.to_json) of the stored photo's bytes; None when no usable face is found
-    or the rig cannot be built (that is logged: a photo check never fails for want of a rig).
+    or the rig cannot be built (that is logged: a photo check never fails for want of a rig). With a
+    store: the rig kept there for this photo when there is one, else built and kept. `max_faces`: the
+    animator's (None: its default).
 
     Rigs read faces with mediapipe graphs of their own, not the ones every upload's check uses, so a burst
     of rig builds never queues an upload's analysis behind it. Freed memory goes back to the OS after."""
-    from models.portrait.mesh import rig_of_photo  # the door to the animator's rig (mediapipe, cv2)
+    from models.portrait.mesh import MAX_FACES, rig_key, rig_of_photo  # the door to the animator's rig
 
+    max_faces = MAX_FACES if max_faces is None else max_faces
+    key = rig_key(hashlib.sha256(jpeg).hexdigest(), max_side, max_faces)
+    kept = _kept(store, key) if store is not None else None
+    if kept is not None:
+        return kept
     try:
         with Image.open(io.BytesIO(jpeg)) as img:
             image = img.convert("RGB")
-        rig = rig_of_photo(image, max_side=max_side, analyzer=_rig_analyzer())
+        rig = rig_of_photo(image, max_side=max_side, analyzer=_rig_analyzer(), max_faces=max_faces)
     except Exception as exc:
         log.warning("rig not built (%s)", type(exc).__name__, exc_info=True)
         return None
     finally:
         trim_heap()
-    return None if rig is None else rig.to_json()
+    if rig is None:
+        return None
+    data = rig.to_json()
+    if store is not None:
+        try:
+            store.put(key, json.dumps(data, separators=(",", ":")).encode(), "application/json")
+        except Exception as exc:  # the live view still gets its rig; the worker builds its own
+            log.warning("rig not kept (%s)", type(exc).__name__, exc_info=True)
+    return data
+
+
+def _kept(store: ObjectStore, key: str) -> dict[str, Any] | None:
+    """The rig kept at `key`, or None (none there, the store down, or not readable JSON)."""
+    try:
+        data = json.loads(store.get(key))
+    except KeyError:
+        return None
+    except Exception as exc:
+        log.warning("kept rig not read (%s)", type(exc).__name__, exc_info=True)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def rig_prefix(jpeg: bytes) -> str:
+    """The store's folder of every rig kept for this photo (each version, size and face count)."""
+    return f"rigs/{hashlib.sha256(jpeg).hexdigest()}/"
 
 
 _analyzer: Any = None
@@ -46,12 +89,13 @@ _analyzer_lock = threading.Lock()
 
 
 def _rig_analyzer() -> Any:
-    """The rig builds' own face analyzer (models.face.FaceAnalyzer), built on first use."""
+    """The rig builds' own face analyzer (models.face.FaceAnalyzer), built on first use. It reads as many
+    faces as the portrait animator's does (SHARED_MAX_FACES), so both rig the same largest faces."""
     global _analyzer
     with _analyzer_lock:
         if _analyzer is None:
-            from models.face import FaceAnalyzer
+            from models.face import SHARED_MAX_FACES, FaceAnalyzer
             from models.portrait.mesh import MAX_FACES
 
-            _analyzer = FaceAnalyzer(max_faces=MAX_FACES)
+            _analyzer = FaceAnalyzer(max_faces=max(MAX_FACES, SHARED_MAX_FACES))
         return _analyzer

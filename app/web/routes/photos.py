@@ -18,7 +18,7 @@ from app.core.schemas import (
     plan_out,
 )
 from app.core.service import MAX_MOTION_CHARS, check_photo
-from app.web.deps import MetricsDep, RateLimited, SettingsDep, VisitorDep, throttle
+from app.web.deps import MetricsDep, RateLimited, SettingsDep, StoreDep, VisitorDep, throttle
 from app.web.errors import rejected
 from app.web.forms import read_upload_form
 from app.web.routes.jobs import UPLOAD_BODY, _errors
@@ -62,7 +62,9 @@ PHOTO_ONLY_BODY = {
         "(default: `auto`, planned from the photo's faces; a random seed, answered as `seed`). A motion "
         "or seed a job would refuse makes `ok` false, with the refusal as `problem`. "
         "With `?rig=true`, also `rig`: the photo's rig for the live view (null when not ok or no face); "
-        "without it the answer has no `rig`."
+        "without it the answer has no `rig`. The rig is kept, by the photo's content, until the retention "
+        "period ends or a job with this photo is deleted: the job's worker renders from it, and a second "
+        "check of the same photo answers it without building it again."
     ),
     response_model_exclude_unset=True,
 )
@@ -71,6 +73,7 @@ async def photo_check(
     settings: SettingsDep,
     metrics: MetricsDep,
     visitor: VisitorDep,
+    store: StoreDep,
     rig: Annotated[bool, Query(description="Also answer the photo's rig for the live view.")] = False,
 ) -> PhotoCheckOut:
     try:
@@ -78,7 +81,7 @@ async def photo_check(
             await throttle(request.app.state.rig_rate_limiter, visitor, "live views asked for")
         form = await read_upload_form(request, settings)
         result = await check_photo(
-            form.photo, settings, form.motion, form.seed, rig=rig, address=visitor.ip_hash
+            form.photo, settings, form.motion, form.seed, rig=rig, address=visitor.ip_hash, store=store
         )
     except Refused as exc:
         raise rejected(metrics, exc) from exc
