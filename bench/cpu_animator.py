@@ -78,10 +78,14 @@ def speed(repeat: int, motion: str | None) -> dict:
     return {"setup_s": round(setup_s, 3), "cores": 1, "portraits": results}
 
 
-def speed_child(tree: str, motion: str | None) -> None:
+def speed_child(tree: str, motion: str | None, kept: bool = False) -> None:
     """Runs in a fresh, pinned process that imports `tree`'s code: one clip of each portrait, printed as
-    one JSON line of per-clip seconds (wall, CPU with ffmpeg, and the stages)."""
+    one JSON line of per-clip seconds (wall, CPU with ffmpeg, and the stages). `kept`: the photo check's
+    rig is kept in a file beforehand, as the web tier keeps it, and read and parsed inside the timing."""
     sys.path.insert(0, tree)
+    import tempfile
+    from dataclasses import replace
+
     import cv2
 
     from models.base import AnimationRequest
@@ -92,10 +96,22 @@ def speed_child(tree: str, motion: str | None) -> None:
     animator = PortraitAnimator()
     animator.setup()
     out = {}
+    folder = tempfile.mkdtemp()
     for name, photo in portraits(768).items():
         request = AnimationRequest(motion=motion, seed=0, duration_s=4.0)
         render_clip(animator, photo, request)  # the first clip of a process warms its caches
+        rig_file = os.path.join(folder, f"{name}.json")
+        if kept:
+            from models.portrait.mesh import rig_of_photo
+
+            rig = rig_of_photo(photo, max_side=animator.max_side, max_faces=animator.max_faces)
+            assert rig is not None
+            with open(rig_file, "w") as f:
+                json.dump(rig.to_json(), f)
         t, cpu = time.perf_counter(), _cpu_seconds()
+        if kept:
+            with open(rig_file) as f:
+                request = replace(request, rig=json.load(f))
         clip = render_clip(animator, photo, request)
         out[name] = {
             "total": time.perf_counter() - t, "cpu": _cpu_seconds() - cpu, "frames": clip.frame_count,
@@ -104,14 +120,18 @@ def speed_child(tree: str, motion: str | None) -> None:
     print(json.dumps(out))
 
 
+KEPT = " (kept rig)"
+
+
 def interleaved(trees: list[str], rounds: int, motion: str | None) -> dict:
-    """Each round, each tree in turn (this one included), one pinned child process each."""
-    runs: dict[str, list[dict]] = {tree: [] for tree in trees}
+    """Each round, each tree in turn, one pinned child process each: the others, then this one (last in
+    `trees`) building its rig, then this one with the rig kept as the photo check keeps it."""
+    runs: dict[str, list[dict]] = {tree: [] for tree in [*trees, trees[-1] + KEPT]}
     for r in range(rounds):
-        for tree in trees:
-            command = [sys.executable, __file__, "--speed-child", tree] + (
-                ["--motion", motion] if motion else []
-            )
+        for tree in runs:
+            command = [sys.executable, __file__, "--speed-child", tree.removesuffix(KEPT)]
+            command += ["--motion", motion] if motion else []
+            command += ["--kept-rig"] if tree.endswith(KEPT) else []
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             runs[tree].append(json.loads(done.stdout.strip().splitlines()[-1]))
             row = runs[tree][-1]
@@ -227,6 +247,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--speed-child", metavar="TREE", help=argparse.SUPPRESS)
+    ap.add_argument("--kept-rig", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument(
         "--against", nargs="+", metavar="TREE", help="other checkouts to interleave with this one"
     )
@@ -241,7 +262,7 @@ def main() -> None:
         memory_child()
         return
     if args.speed_child:
-        speed_child(args.speed_child, args.motion)
+        speed_child(args.speed_child, args.motion, args.kept_rig)
         return
     if args.against:
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -46,9 +46,10 @@ _RGB_TO_YUV = np.array(
 
 def rgb_to_yuv420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One uint8 RGB frame (H, W, 3), H and W even, as BT.709 limited-range Y', Cb, Cr planes, the chroma
-    averaged over each 2×2 block. Made here, a frame at a time as it is drawn, because handing x264
-    yuv420p halves what crosses the pipe and spares ffmpeg's own conversion: together about 2 ms a
-    768-px frame (bench/RESULTS.md). Within one level of ffmpeg's Y' and three of its chroma."""
+    averaged over each 2×2 block. Made here, a frame at a time as it is drawn: about 0.3 ms for a 768 px
+    frame (OpenCV's 3×3 transform has a vector path; its 3→1 and 3→2 ones are two to four times
+    slower), and handing x264 yuv420p halves what crosses the pipe and spares ffmpeg's own conversion,
+    1.2 ms (bench/RESULTS.md). Within one level of ffmpeg's Y' and three of its chroma."""
     h, w = rgb.shape[:2]
     y, cb, cr = cv2.split(cv2.transform(rgb, _RGB_TO_YUV))
     half = (w // 2, h // 2)

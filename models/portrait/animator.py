@@ -100,13 +100,13 @@ class PortraitAnimator:
             coeffs *= CALMER
             eyes = [[(blink, gx * CALMER, gy * CALMER) for blink, gx, gy in frame] for frame in eyes]
         renderer = Renderer(rig, rgb)
-        coeffs = renderer.guard_clip(coeffs)  # the fold guard for every frame at once
+        coeffs = renderer.prepare_clip(coeffs)  # the fold guard for every frame at once, where it moves
         seconds[Stage.ANALYZING.value] = time.perf_counter() - t0
         rigged = f"{len(faces)} face{'s' if len(faces) > 1 else ''}"
         progress(Stage.ANALYZING, 1.0, rigged + (", the photo check's rig" if stored else ""))
 
         def draw(i: int, out: np.ndarray) -> None:
-            renderer.render(coeffs[i], eyes[i], out=out, guarded=True)
+            renderer.render(coeffs[i], eyes[i], out=out, prepared=True)
             progress(Stage.ANIMATING, (i + 1) / n, f"{i + 1}/{n}")
 
         # Every curve starts and ends at rest (a recording's last half second eases back), so the clip

@@ -16,6 +16,8 @@ import numpy as np
 from models.portrait.eyes import edit_eye
 from models.portrait.rig import Rig
 
+SPAN_ROWS = 8  # grid rows per band of prepare_clip's moving spans: fewer calls, or a tighter fit
+
 
 class Renderer:
     def __init__(self, rig: Rig, photo: np.ndarray) -> None:
@@ -35,6 +37,14 @@ class Renderer:
         )
         self._base = np.dstack([bx, by])
         self._full = (y1 - y0, x1 - x0) == self.photo.shape[:2]
+        # The basis with each cell's (x, y) pair side by side, so a frame's forward field comes out of the
+        # product already in (hf, wf, 2) order: no copy per frame.
+        rows = rig.basis.shape[0]
+        self._basis = np.ascontiguousarray(rig.basis.reshape(rows, 2, hf, wf).transpose(0, 2, 3, 1)).reshape(
+            rows, -1
+        )
+        self._spans: list[tuple[int, int, int, int]] | None = None  # prepare_clip's: where the clip moves
+        self._primed: np.ndarray | None = None  # the `out` that holds the photo outside the spans
         self.folds_prevented = 0
 
     def render(
@@ -43,19 +53,26 @@ class Renderer:
         eyes: list[tuple[float, float, float]],
         out: np.ndarray | None = None,
         *,
-        guarded: bool = False,
+        prepared: bool = False,
     ) -> np.ndarray:
         """A frame for channel values `coeffs` (one per basis row) and per-face (blink, gaze_x, gaze_y).
-        `guarded`: the values are already scaled by the fold guard (guard_clip), which is then not run."""
+        `prepared`: a frame of the clip prepare_clip returned, already scaled by the fold guard, which is
+        then not run, and only where that clip moves at all is drawn (`out` must then be given the same
+        array frame after frame, or a new one: the photo is copied into a new one once)."""
         rig = self.rig
         if out is None:
             out = np.empty_like(self.photo)
         y0, y1, x0, x1 = self._box
-        if not self._full:
+        spans = self._spans if prepared else None
+        if spans is not None:
+            if out is not self._primed:
+                out[...] = self.photo
+                self._primed = out
+        elif not self._full:
             out[...] = self.photo
         if y1 <= y0 or x1 <= x0:
             return out
-        offsets = self._inverse(np.asarray(coeffs, np.float32), guarded)  # (hf, wf, 2)
+        offsets = self._inverse(np.asarray(coeffs, np.float32), prepared)  # (hf, wf, 2)
         r0, r1, c0, c1 = rig.roi
         k = rig.k
         full = cv2.resize(
@@ -73,7 +90,17 @@ class Renderer:
                 if px1 > px0 and py1 > py0:
                     patch = maps[py0 - y0 : py1 - y0, px0 - x0 : px1 - x0]
                     edit_eye(patch[..., 0], patch[..., 1], eye, closure, gaze_x, gaze_y)
-        if self._full and out.flags.c_contiguous:
+        if spans is not None:
+            for sy0, sy1, sx0, sx1 in spans:  # bands of rows, each from its first moving column to its last
+                cv2.remap(  # type: ignore[call-overload]  # stub: map2 may be None (CV_32FC2 map1)
+                    self.photo,
+                    maps[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0],
+                    None,
+                    cv2.INTER_LINEAR,
+                    dst=out[sy0:sy1, sx0:sx1],
+                    borderMode=cv2.BORDER_REFLECT,
+                )
+        elif self._full and out.flags.c_contiguous:
             cv2.remap(  # type: ignore[call-overload]  # stub: map2 may be None (CV_32FC2 map1)
                 self.photo, maps, None, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REFLECT
             )
@@ -83,16 +110,54 @@ class Renderer:
             )
         return out
 
-    def guard_clip(self, coeffs: np.ndarray) -> np.ndarray:
-        """Every frame's channel values (T, C) scaled as the fold guard says, all frames in one pass (a
-        frame at a time costs about 0.5 ms); render them with guarded=True."""
+    def prepare_clip(self, coeffs: np.ndarray) -> np.ndarray:
+        """A whole clip's channel values (T, C), scaled as the fold guard says, all frames in one pass (a
+        frame at a time costs about 0.5 ms); render them with prepared=True. Also finds where this clip
+        moves at all: a quarter to a third of a portrait is background that no frame moves, and is then
+        left as the photo instead of being sampled again every frame."""
         guard = self.rig.fold_scale
-        if guard is None:
-            return coeffs
-        batched = getattr(guard, "scales", None)  # the mesh's FoldGuard has it
-        scales = batched(coeffs) if batched is not None else np.array([guard(c) for c in coeffs])
-        self.folds_prevented += int((scales < 1.0).sum())
-        return (coeffs * scales[:, None]).astype(coeffs.dtype)
+        if guard is not None:
+            batched = getattr(guard, "scales", None)  # the mesh's FoldGuard has it
+            scales = batched(coeffs) if batched is not None else np.array([guard(c) for c in coeffs])
+            self.folds_prevented += int((scales < 1.0).sum())
+            coeffs = (coeffs * scales[:, None]).astype(coeffs.dtype)
+        self._spans = self._moving_spans(coeffs)
+        return coeffs
+
+    def _moving_spans(self, coeffs: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Pixel boxes (y0, y1, x0, x1), one per band of SPAN_ROWS grid rows, from the band's first cell that
+        can move in this clip to its last. A cell whose displacement stays under 1/64 px in every frame
+        (bounded by each channel's largest value times its field) is drawn as the photo itself: OpenCV
+        samples at 1/32 px, so there the warp gives the photo's very pixels. Two cells of margin cover
+        the upsampling and the inverse; eyes, with their edit's reach, always count as moving."""
+        rig, k = self.rig, self.rig.k
+        hf, wf = rig.field_shape
+        r0, r1, c0, c1 = rig.roi
+        if not len(coeffs):
+            return []
+        bound = (np.abs(coeffs).max(axis=0) @ np.abs(rig.basis)).reshape(2, hf, wf).max(axis=0)
+        moving = (bound >= 1 / 64).astype(np.uint8)
+        reach = float(bound.max()) + 2.0
+        for face in rig.faces:
+            for eye in face.eyes:
+                ex0, ey0, ex1, ey1 = eye.box
+                rows = slice(max(0, int((ey0 - reach) // k)), int((ey1 + reach) // k) + 1)
+                moving[rows, max(0, int((ex0 - reach) // k)) : int((ex1 + reach) // k) + 1] = 1
+        moving = cv2.dilate(moving, np.ones((5, 5), np.uint8))
+        spans = []
+        for b0 in range(r0, r1, SPAN_ROWS):
+            b1 = min(b0 + SPAN_ROWS, r1)
+            cols = np.nonzero(moving[b0:b1, c0:c1].any(axis=0))[0]
+            if len(cols):
+                spans.append(
+                    (
+                        b0 * k,
+                        min(rig.height, b1 * k),
+                        (c0 + cols[0]) * k,
+                        min(rig.width, (c0 + cols[-1] + 1) * k),
+                    )
+                )
+        return spans
 
     def _inverse(self, coeffs: np.ndarray, guarded: bool = False) -> np.ndarray:
         """Backward offsets (hf, wf, 2) in image pixels, the motion scaled down where it would fold."""
@@ -103,8 +168,7 @@ class Renderer:
             if scale < 1.0:
                 self.folds_prevented += 1
             coeffs = scale * coeffs
-        forward = (coeffs @ rig.basis).reshape(2, hf, wf).transpose(1, 2, 0)
-        return self._fixed_point(np.ascontiguousarray(forward))
+        return self._fixed_point((coeffs @ self._basis).reshape(hf, wf, 2))
 
     def _fixed_point(self, forward: np.ndarray, steps: int = 2) -> np.ndarray:
         k = self.rig.k

@@ -190,7 +190,7 @@ def test_no_pose_within_the_limits_folds_the_warp(fixture: str, request, face_an
 def test_fold_guard_for_a_whole_clip_is_the_guard_frame_by_frame(
     big_hopper, face_analyzer: FaceAnalyzer
 ) -> None:
-    """guard_clip scales every frame in one pass exactly as the guard does one frame at a time, including
+    """prepare_clip scales every frame in one pass exactly as the guard does one frame at a time, including
     poses past the limits that it must scale down, and a guarded frame is drawn as an unguarded one is."""
     import itertools
 
@@ -204,11 +204,40 @@ def test_fold_guard_for_a_whole_clip_is_the_guard_frame_by_frame(
     one_by_one = np.array([rig.fold_scale(c) for c in coeffs])  # type: ignore[misc]
     assert (one_by_one < 1.0).any() and (one_by_one == 1.0).any()  # both kinds of frame are here
     renderer = Renderer(rig, rgb)
-    guarded = renderer.guard_clip(coeffs)
+    guarded = renderer.prepare_clip(coeffs)
     assert np.array_equal(guarded, (coeffs * one_by_one[:, None]).astype(np.float32))
     assert renderer.folds_prevented == int((one_by_one < 1.0).sum())
     eyes = [(0.0, 0.0, 0.0)] * len(rig.faces)
     for i in (0, int(np.argmin(one_by_one))):
         assert np.array_equal(
-            renderer.render(guarded[i], eyes, guarded=True), renderer.render(coeffs[i], eyes)
+            renderer.render(guarded[i], eyes, prepared=True), renderer.render(coeffs[i], eyes)
         )
+
+
+def test_a_prepared_clip_draws_only_where_it_moves_and_the_same_frames(
+    astronaut: Image.Image, face_analyzer: FaceAnalyzer
+) -> None:
+    """prepare_clip leaves the background no frame moves as the photo: fewer pixels sampled, the very
+    same frames, drawn into one buffer frame after frame or into new arrays."""
+    from models.auto_motion import plan_motion
+    from models.portrait.animator import plan_to_channels
+
+    rgb = np.asarray(astronaut)
+    analysis = face_analyzer.analyze(rgb)
+    rig = dense_rig(
+        mesh_rig(build_rig(rgb.shape[1], rgb.shape[0], analysis.faces, analysis.mask), analysis.faces)
+    )
+    plans = plan_motion(rgb, "look-around", 2, faces=analysis.faces, duration_s=2.0, fps=24).plans
+    coeffs, eyes = plan_to_channels(plans, rig, 48, 24)
+    renderer = Renderer(rig, rgb)
+    prepared = renderer.prepare_clip(coeffs)
+    spans = renderer._spans
+    assert (
+        spans and sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1 in spans) < 0.9 * rgb.shape[0] * rgb.shape[1]
+    )
+    plain = Renderer(rig, rgb)
+    buffer = np.empty_like(rgb)
+    for i in range(0, 48, 5):
+        expected = plain.render(prepared[i], eyes[i])
+        assert np.array_equal(renderer.render(prepared[i], eyes[i], out=buffer, prepared=True), expected)
+        assert np.array_equal(renderer.render(prepared[i], eyes[i], prepared=True), expected)
