@@ -64,8 +64,9 @@ class Renderer:
             out = np.empty_like(self.photo)
         y0, y1, x0, x1 = self._box
         spans = self._spans if prepared else None
+        primed = self._primed is out  # (not an `if out is ...`: that would loosen out's type to Optional)
         if spans is not None:
-            if out is not self._primed:
+            if not primed:
                 out[...] = self.photo
                 self._primed = out
         elif not self._full:
