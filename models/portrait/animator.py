@@ -20,6 +20,7 @@ from models.base import AnimationError, AnimationRequest, DrawnFrames, Frames, P
 from models.face import SHARED_MAX_FACES, Face, FaceAnalysis, FaceAnalyzer
 from models.motion import MotionError, SampledMotion, parse_motion
 from models.motion_curves import CURVES_FPS
+from models.portrait.fit import fit_photo
 from models.portrait.mesh import (
     MAX_FACES,
     MIN_FACE_PX,
@@ -162,14 +163,3 @@ def plan_to_channels(
         eye_curves.append(np.stack([curves["blink"], curves["gaze_x"], curves["gaze_y"]], axis=1))
     eyes = [[(float(ec[i, 0]), float(ec[i, 1]), float(ec[i, 2])) for ec in eye_curves] for i in range(n)]
     return coeffs, eyes
-
-
-def fit_photo(photo: Image.Image, size: tuple[int, int] | None, max_side: int) -> Image.Image:
-    """The photo at output size: `size` if asked, else at most `max_side` long side (never enlarged)."""
-    img = photo.convert("RGB")
-    if size:
-        return img.resize(size, Image.Resampling.LANCZOS) if img.size != tuple(size) else img
-    if max(img.size) > max_side:
-        img = img.copy()
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return img

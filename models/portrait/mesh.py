@@ -33,6 +33,7 @@ from PIL import Image
 from models.face import Face, FaceAnalysis, FaceAnalyzer
 from models.motion import CHANNEL_LIMITS
 from models.portrait.eyes import EyeRig
+from models.portrait.fit import fit_photo
 from models.portrait.rig import FACE_CHANNELS, FIELD_MAX_SIDE, FaceRig, Rig, build_rig, roi_of
 
 FORMAT, VERSION = "vivify-rig", 1
@@ -129,8 +130,6 @@ def rig_of_photo(
     image: Image.Image, max_side: int = 1080, analyzer: FaceAnalyzer | None = None, max_faces: int = MAX_FACES
 ) -> MeshRig | None:
     """The rig of a photo at the portrait animator's render size; None when it shows no usable face."""
-    from models.portrait.animator import fit_photo
-
     found = rig_of_rgb(np.asarray(fit_photo(image, None, max_side)), analyzer, max_faces)
     return None if found is None else found[0]
 
