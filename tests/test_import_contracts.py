@@ -61,3 +61,30 @@ def test_every_door_to_a_heavy_package_is_a_lazy_import(importer: str, imported:
     found = _imports_of(tree, imported)
     assert found, f"{importer} does not import {imported}: drop the ignore line"
     assert all(found), f"{importer} imports {imported} at module level: the module is no longer light"
+
+
+def test_the_web_tier_builds_a_rig_without_the_animator(tmp_path: Path) -> None:
+    """In a fresh interpreter: the web app, then a rig through its one door, and still neither the portrait
+    animator nor its warp is loaded (the mesh is all the web tier needs of the portrait package)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import io, sys
+from matplotlib import cbook
+from app.core.config import Settings
+from app.web.main import create_app
+from app.core.service.rigs import rig_json
+create_app(Settings(_env_file=None, data_dir={str(tmp_path)!r}))
+with open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), "rb") as f:
+    rig = rig_json(f.read(), 320)
+assert rig is not None and rig["faces"], "no rig was built"
+heavy = ("models.portrait.animator", "models.portrait.warp", "models.render")
+loaded = sorted(m for m in heavy if m in sys.modules)
+print("LOADED", loaded)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "LOADED []" in done.stdout, done.stdout

@@ -20,12 +20,13 @@ from models.base import AnimationError, AnimationRequest, DrawnFrames, Frames, P
 from models.face import SHARED_MAX_FACES, Face, FaceAnalysis, FaceAnalyzer
 from models.motion import MotionError, SampledMotion, parse_motion
 from models.motion_curves import CURVES_FPS
-from models.portrait.fit import fit_photo
 from models.portrait.mesh import (
     MAX_FACES,
     MIN_FACE_PX,
+    RENDER_MAX_SIDE,
     MeshRig,
     dense_rig,
+    fit_photo,
     rig_of_analysis,
     stored_rig_fits,
 )
@@ -48,7 +49,7 @@ class PortraitAnimator:
     name = "portrait"
 
     def __init__(
-        self, max_side: int = 1080, max_faces: int = MAX_FACES, default_duration_s: float = 4.0
+        self, max_side: int = RENDER_MAX_SIDE, max_faces: int = MAX_FACES, default_duration_s: float = 4.0
     ) -> None:
         self.max_side = max_side
         self.max_faces = max_faces

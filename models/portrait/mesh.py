@@ -33,12 +33,12 @@ from PIL import Image
 from models.face import Face, FaceAnalysis, FaceAnalyzer
 from models.motion import CHANNEL_LIMITS
 from models.portrait.eyes import EyeRig
-from models.portrait.fit import fit_photo
 from models.portrait.rig import FACE_CHANNELS, FIELD_MAX_SIDE, FaceRig, Rig, build_rig, roi_of
 
 FORMAT, VERSION = "vivify-rig", 1
 TOLERANCE_PX = 1.0  # largest gap (px) between the mesh's and the dense fields' motion, at full range
 MIN_FACE_PX = 16  # smaller faces are left still
+RENDER_MAX_SIDE = 1080  # the portrait animator's render size (its long side), unless configured
 MAX_FACES = 3  # the portrait animator's default: more people in one photo stay still
 KNOTS = 25  # samples of each lid curve (eyes.py)
 MIN_AREA_RATIO, FOLD_STEPS = 0.3, 12  # the fold guard (FoldGuard; static/js/rig.js)
@@ -126,8 +126,23 @@ def stored_rig_fits(mesh: MeshRig, rgb: np.ndarray, faces: list[Face]) -> bool:
     )
 
 
+def fit_photo(photo: Image.Image, size: tuple[int, int] | None, max_side: int) -> Image.Image:
+    """The photo at the render size the rig is built on and the clip drawn from: `size` if asked, else
+    at most `max_side` on the long side (never enlarged)."""
+    img = photo.convert("RGB")
+    if size:
+        return img.resize(size, Image.Resampling.LANCZOS) if img.size != tuple(size) else img
+    if max(img.size) > max_side:
+        img = img.copy()
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return img
+
+
 def rig_of_photo(
-    image: Image.Image, max_side: int = 1080, analyzer: FaceAnalyzer | None = None, max_faces: int = MAX_FACES
+    image: Image.Image,
+    max_side: int = RENDER_MAX_SIDE,
+    analyzer: FaceAnalyzer | None = None,
+    max_faces: int = MAX_FACES,
 ) -> MeshRig | None:
     """The rig of a photo at the portrait animator's render size; None when it shows no usable face."""
     found = rig_of_rgb(np.asarray(fit_photo(image, None, max_side)), analyzer, max_faces)
@@ -251,22 +266,6 @@ def _doubled_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (
         c[..., 0] - a[..., 0]
     )
-
-
-def render_values(mesh: MeshRig, rgb: np.ndarray, values: Mapping[str, float]) -> np.ndarray:
-    """One frame at channel values (missing channels are 0), every face alike: the server's frame."""
-    from models.portrait.warp import Renderer
-
-    if rgb.shape[:2] != (mesh.height, mesh.width):
-        raise ValueError(f"the photo is {rgb.shape[1]}x{rgb.shape[0]}, the rig {mesh.width}x{mesh.height}")
-    rig = dense_rig(mesh)
-    coeffs = np.array([float(values.get(ch, 0.0)) for ch, _ in mesh.rows], np.float32)
-    eye = (
-        float(values.get("blink", 0.0)),
-        float(values.get("gaze_x", 0.0)),
-        float(values.get("gaze_y", 0.0)),
-    )
-    return Renderer(rig, rgb).render(coeffs, [eye] * len(rig.faces))
 
 
 # --- building the mesh -----------------------------------------------------------------------------------

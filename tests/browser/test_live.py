@@ -1,6 +1,6 @@
 """The live view in headless Chromium (WebGL2 on SwiftShader) against `vivify up`.
 
-The canvas at given channel values is the server's frame (models.portrait.mesh.render_values) on the
+The canvas at given channel values is the server's frame (tests/rig_frames.py's render_values) on the
 face; the pointer turns the face toward itself; a recording played back and submitted becomes a clip
 whose head follows it; the page without JavaScript or WebGL2 keeps its presets; the browser's
 closeLoop is models.motion_curves.close_loop.
@@ -25,9 +25,10 @@ from skimage.metrics import structural_similarity
 
 from models.motion import CHANNELS
 from models.motion_curves import close_loop
-from models.portrait.mesh import FoldGuard, MeshRig, render_values
+from models.portrait.mesh import FoldGuard, MeshRig
 from tests.browser.conftest import make_driver, vivify_up
 from tests.browser.test_journey import JOB_TIMEOUT_S, browser_errors, visible, wait
+from tests.rig_frames import render_values
 
 pytestmark = pytest.mark.browser
 

@@ -20,11 +20,11 @@ from models.portrait.mesh import (
     MeshRig,
     dense_rig,
     mesh_rig,
-    render_values,
     rig_of_photo,
 )
 from models.portrait.rig import build_rig
 from models.portrait.warp import Renderer
+from tests.rig_frames import render_values
 
 VALUES = {"yaw": 10.0, "pitch": -5.0, "roll": 4.0, "smile": 0.8, "brow": 0.5, "blink": 0.6, "gaze_x": 0.5}
 

@@ -16,7 +16,7 @@ from app.core.face_pool import face_pools
 from app.core.schemas import as_utc
 from app.core.service.fields import clean_motion, parse_seed
 from app.core.service.plans import plan_json
-from app.core.service.rigs import DEFAULT_MAX_SIDE, rig_json
+from app.core.service.rigs import rig_json
 from app.core.storage import ObjectStore
 from app.core.tables import Job, utcnow
 from app.core.uploads import PendingPhoto, Photo, finish_photo, inspect_photo
@@ -140,7 +140,7 @@ async def _check(
     built = None
     if rig:
         options = settings.animator_options
-        max_side = int(options.get("max_side", DEFAULT_MAX_SIDE))
+        max_side = int(options["max_side"]) if "max_side" in options else None
         max_faces = int(options["max_faces"]) if "max_faces" in options else None
         # The rig decodes the stored JPEG again and fits it to the render size: both copies count.
         nbytes = 2 * checked.photo.width * checked.photo.height * 3

@@ -24,24 +24,23 @@ from app.core.storage import ObjectStore
 
 log = logging.getLogger("vivify.service")
 
-DEFAULT_MAX_SIDE = 1080  # the portrait animator's default render size (its long side)
-
 
 def rig_json(
     jpeg: bytes,
-    max_side: int = DEFAULT_MAX_SIDE,
+    max_side: int | None = None,
     store: ObjectStore | None = None,
     max_faces: int | None = None,
 ) -> dict[str, Any] | None:
     """The rig's JSON (MeshRig.to_json) of the stored photo's bytes; None when no usable face is found
     or the rig cannot be built (that is logged: a photo check never fails for want of a rig). With a
-    store: the rig kept there for this photo when there is one, else built and kept. `max_faces`: the
-    animator's (None: its default).
+    store: the rig kept there for this photo when there is one, else built and kept. `max_side` and
+    `max_faces`: the animator's (None: its defaults).
 
     Rigs read faces with mediapipe graphs of their own, not the ones every upload's check uses, so a burst
     of rig builds never queues an upload's analysis behind it. Freed memory goes back to the OS after."""
-    from models.portrait.mesh import MAX_FACES, rig_key, rig_of_photo  # the door to the animator's rig
+    from models.portrait.mesh import MAX_FACES, RENDER_MAX_SIDE, rig_key, rig_of_photo  # the rig's door
 
+    max_side = RENDER_MAX_SIDE if max_side is None else max_side
     max_faces = MAX_FACES if max_faces is None else max_faces
     key = rig_key(hashlib.sha256(jpeg).hexdigest(), max_side, max_faces)
     kept = _kept(store, key) if store is not None else None
