@@ -32,6 +32,7 @@ system-deps:
 # Static checks first (seconds to a few minutes), then the tests.
 test: system-deps $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -44,7 +44,6 @@ class ErrorCode(str, enum.Enum):
     TOO_MANY_PIXELS = "too_many_pixels"
     PHOTO_TOO_SMALL = "photo_too_small"
     NO_FACE = "no_face"
-    FACE_TOO_SMALL = "face_too_small"
     PHOTO_GONE = "photo_gone"
     # The other fields and the visitor.
     CONSENT_REQUIRED = "consent_required"

@@ -151,10 +151,6 @@ _ERRORS: Final[dict[str, tuple[str, str]]] = {
         "We could not find a face.",
         "Try a photo where the face is larger, well lit and looking towards the camera.",
     ),
-    "face_too_small": (
-        "The face is too small in this photo.",
-        "Crop the photo around the face, or choose one taken closer.",
-    ),
     "photo_gone": (
         "The photo of this animation is no longer stored.",
         "Upload the photo again to animate it with another motion.",
