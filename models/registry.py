@@ -24,8 +24,6 @@ def create_animator(name: str, **options: Any) -> Animator:
         return PortraitAnimator(**options)
     if name == "diffusion":
         from models.diffusion.animator import DiffusionAnimator
-
-        # The options (VIVIFY_ANIMATOR_OPTIONS) are one flat dict: the constructor's own keywords, and
         from models.diffusion.speed import SpeedSettings
 
         # The options (VIVIFY_ANIMATOR_OPTIONS) are one flat dict: the constructor's own keywords, and

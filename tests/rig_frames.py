@@ -1,5 +1,5 @@
 """The server's frame of a rig at given channel values, for the tests that compare frames (the live
-view's canvas in Chromium, a clip's frame, the mesh against the dense fields)."""
+view's canvas in Chromium, a clip's frame, the mesh against the dense fields), and the fold test."""
 
 from __future__ import annotations
 
@@ -23,3 +23,12 @@ def render_values(mesh: MeshRig, rgb: np.ndarray, values: Mapping[str, float]) -
         float(values.get("gaze_y", 0.0)),
     )
     return Renderer(rig, rgb).render(coeffs, [eye] * len(rig.faces))
+
+
+def min_jacobian(k: int, offsets: np.ndarray) -> float:
+    """The smallest Jacobian determinant of the backward map x + offsets(x) on a grid of spacing `k` px
+    (Renderer._inverse's): above 0 everywhere, the warp folds nowhere."""
+    dox_dy, dox_dx = np.gradient(offsets[..., 0] / k)
+    doy_dy, doy_dx = np.gradient(offsets[..., 1] / k)
+    det = (1 + dox_dx) * (1 + doy_dy) - dox_dy * doy_dx
+    return float(det.min())

@@ -296,12 +296,6 @@ def normalise(img: Image.Image) -> Photo:
     return Photo(clean, buf.getvalue(), clean.width, clean.height, source_format)
 
 
-def read_photo(data: bytes, *, max_pixels: int, min_side: int) -> Photo:
-    """Validate and normalise an upload in one call (CPU-bound: run it in a worker thread). Takes no
-    share of the decode budget: the web tier goes through app.core.service.photos."""
-    return finish_photo(inspect_photo(data, max_pixels=max_pixels, min_side=min_side), data)
-
-
 def finish_photo(pending: PendingPhoto, data: bytes) -> Photo:
     """Decode and normalise an upload inspect_photo accepted (CPU-bound: run it in a worker thread)."""
     img = decode_photo(pending, data)

@@ -180,10 +180,3 @@ class Renderer:
                 forward, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
         return offsets
-
-    def _min_jacobian(self, offsets: np.ndarray) -> float:
-        k = self.rig.k
-        dox_dy, dox_dx = np.gradient(offsets[..., 0] / k)
-        doy_dy, doy_dx = np.gradient(offsets[..., 1] / k)
-        det = (1 + dox_dx) * (1 + doy_dy) - dox_dy * doy_dx
-        return float(det.min())

@@ -18,11 +18,16 @@ from PIL import Image
 import migrations
 from app.core.config import Settings
 from app.core.service.photos import analyse_upload, budget_of
-from app.core.uploads import MAX_STORED_SIDE, decode_photo, inspect_photo, jpeg_end, read_photo
+from app.core.uploads import MAX_STORED_SIDE, Photo, decode_photo, finish_photo, inspect_photo, jpeg_end
 from app.web.main import create_app
 from tests.app.api_helpers import SCRAPE, jpeg, make_settings, png
 
 CHECK = "/api/v1/photo-check"
+
+
+def read_photo(data: bytes, *, max_pixels: int, min_side: int) -> Photo:
+    """Validate and normalise an upload in one call, as the job service does in two."""
+    return finish_photo(inspect_photo(data, max_pixels=max_pixels, min_side=min_side), data)
 
 
 def _check(client: TestClient, data: bytes) -> tuple[int, dict]:
