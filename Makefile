@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export PORT ?= 8000
 export HOST ?= 127.0.0.1
 
-.PHONY: run test lint fmt clean system-deps
+.PHONY: run test check lint fmt clean system-deps
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ test: system-deps $(VENV)/.installed-test
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop, about 2 minutes: every static check, the API tests and the fast unit tests (no
+# browser, no end-to-end stack, no chaos run, no face or video models). `make test` runs everything.
+CHECK_TESTS = tests/app tests/test_import_contracts.py tests/test_compose.py \
+	tests/models/test_video.py tests/models/test_motion.py tests/models/test_motion_curves.py \
+	tests/models/test_quality.py
+check: $(VENV)/.installed-test lint
+	$(BIN)/python -m pytest -q $(CHECK_TESTS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
