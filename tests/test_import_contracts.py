@@ -88,3 +88,18 @@ print("LOADED", loaded)
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "LOADED []" in done.stdout, done.stdout
+
+
+def test_the_browser_takes_every_shared_number_from_the_rig() -> None:
+    """static/js/rig.js holds none of the numbers it shares with the server as a literal: each comes in
+    the rig's JSON (mesh.browser_constants), so the two cannot drift apart."""
+    import re
+
+    from models.portrait.mesh import browser_constants
+
+    source = (ROOT / "static" / "js" / "rig.js").read_text()
+    code = re.sub(r"//[^\n]*", "", source)  # comments may name them
+    literals = {float(m) for m in re.findall(r"(?<![\w.])(\d+\.\d*|\.\d+|\d+)(?![\w.])", code)}
+    shared = {name: float(value) for name, value in browser_constants().items()}
+    assert not {name for name, value in shared.items() if value in literals}, literals
+    assert len(shared) == 8 and 25.0 in shared.values() and 0.98 in shared.values()

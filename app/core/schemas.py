@@ -201,9 +201,10 @@ class PhotoCheckOut(BaseModel):
     rig: dict[str, Any] | None = Field(
         None,
         description=(
-            "Only with ?rig=true: the photo's rig for the live view (format vivify-rig, version 1: a "
-            "triangle mesh and each channel's per-vertex displacement, see docs/rig.md); null when the "
-            "check is not ok or no face is found. Built from the upload in memory; never stored."
+            "Only with ?rig=true: the photo's rig for the live view (format vivify-rig, version 2: a "
+            "triangle mesh, each channel's per-vertex displacement and the numbers the browser draws it "
+            "with, see docs/rig.md); null when the check is not ok or no face is found. Kept, by the "
+            "photo's content, for the job's worker, until the retention period ends."
         ),
     )
 

@@ -17,6 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+KNOTS = 25  # lid samples per lid, corner to corner
+LID_CLOSE = 0.98  # a full blink brings the upper lid this share of the way to the lower one
+GAZE_U = 0.22  # a full gaze moves the iris this share of the eye's length along it
+GAZE_V = 0.25  # ... and this share of its widest opening across it
+TAPER = 0.3  # the gaze window fades out over this share of the opening near each lid
+
 
 @dataclass
 class EyeRig:
@@ -42,7 +48,7 @@ def eye_rig(points: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...]) 
     ev = np.array([-eu[1], eu[0]])
     if (p[list(lower)] - origin).dot(ev).mean() < (p[list(upper)] - origin).dot(ev).mean():
         ev = -ev  # make v grow from the upper lid toward the lower lid
-    knots = np.linspace(0.0, length, 25)
+    knots = np.linspace(0.0, length, KNOTS)
     up_u, up_v = (p[list(upper)] - origin).dot(eu), (p[list(upper)] - origin).dot(ev)
     lo_u, lo_v = (p[list(lower)] - origin).dot(eu), (p[list(lower)] - origin).dot(ev)
     u_curve = np.interp(knots, *_increasing(up_u, up_v))
@@ -79,16 +85,16 @@ def edit_eye(
     opening = bottom - top
     inside_u = (u > 0) & (u < eye.length)
     if closure > 1e-3:
-        edge = top + 0.98 * closure * opening
+        edge = top + LID_CLOSE * closure * opening
         skin_top = top - eye.skin
         covered = inside_u & (v >= skin_top) & (v < edge)
-        ratio = eye.skin / (eye.skin + 0.98 * closure * opening)
+        ratio = eye.skin / (eye.skin + LID_CLOSE * closure * opening)
         v = np.where(covered, skin_top + (v - skin_top) * ratio, v)
     if abs(gaze_x) > 1e-3 or abs(gaze_y) > 1e-3:
-        taper = 0.3 * opening + 1e-3
+        taper = TAPER * opening + 1e-3
         window = np.sin(np.pi * np.clip(u / eye.length, 0.0, 1.0))
         window = window * np.clip((v - top) / taper, 0, 1) * np.clip((bottom - v) / taper, 0, 1)
-        u = u - gaze_x * 0.22 * eye.length * np.sign(eye.eu[0] or 1.0) * window
-        v = v - gaze_y * 0.25 * eye.gap * window
+        u = u - gaze_x * GAZE_U * eye.length * np.sign(eye.eu[0] or 1.0) * window
+        v = v - gaze_y * GAZE_V * eye.gap * window
     sx[...] = ox + u * eye.eu[0] + v * eye.ev[0]
     sy[...] = oy + u * eye.eu[1] + v * eye.ev[1]

@@ -31,17 +31,17 @@ import numpy as np
 from PIL import Image
 
 from models.face import Face, FaceAnalysis, FaceAnalyzer
-from models.motion import CHANNEL_LIMITS
-from models.portrait.eyes import EyeRig
+from models.motion import CHANNEL_LIMITS, CHANNELS
+from models.motion_curves import LOOP_SAMPLES
+from models.portrait.eyes import GAZE_U, GAZE_V, KNOTS, LID_CLOSE, TAPER, EyeRig
 from models.portrait.rig import FACE_CHANNELS, FIELD_MAX_SIDE, FaceRig, Rig, build_rig, roi_of
 
-FORMAT, VERSION = "vivify-rig", 1
+FORMAT, VERSION = "vivify-rig", 2
 TOLERANCE_PX = 1.0  # largest gap (px) between the mesh's and the dense fields' motion, at full range
 MIN_FACE_PX = 16  # smaller faces are left still
 RENDER_MAX_SIDE = 1080  # the portrait animator's render size (its long side), unless configured
 MAX_FACES = 3  # the portrait animator's default: more people in one photo stay still
-KNOTS = 25  # samples of each lid curve (eyes.py)
-MIN_AREA_RATIO, FOLD_STEPS = 0.3, 12  # the fold guard (FoldGuard; static/js/rig.js)
+MIN_AREA_RATIO, FOLD_STEPS = 0.3, 12  # the fold guard (FoldGuard; the browser gets them in the rig JSON)
 MIN_CELL = 2  # new vertices are at least this many grid steps apart within a round: fewer, better placed
 MAX_ROUNDS = 24
 
@@ -88,11 +88,13 @@ class MeshRig:
             "displacements": _b64(self.quantised.astype("<i2")),
             "faces": [_face_json(f) for f in self.faces],
             "limits": {k: list(v) for k, v in CHANNEL_LIMITS.items()},
+            "channels": list(CHANNELS),
+            "constants": browser_constants(),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MeshRig:
-        """The rig from its JSON; ValueError when it is not a well-formed version-1 rig."""
+        """The rig from its JSON; ValueError when it is not a well-formed rig of this version."""
         if data.get("format") != FORMAT or data.get("version") != VERSION:
             raise ValueError(f"not a {FORMAT} version {VERSION}")
         width, height = int(data["width"]), int(data["height"])
@@ -106,6 +108,21 @@ class MeshRig:
             raise ValueError("a triangle names a vertex the rig does not have")
         faces = [_face_from_json(f) for f in data["faces"]]
         return cls(width, height, vertices.astype(np.float32), triangles, rows, scales, quantised, faces)
+
+
+def browser_constants() -> dict[str, float | int]:
+    """The numbers the browser draws and records a rig with, carried in its JSON (static/js/rig.js holds
+    none of them): the fold guard's, the eye edit's, the lids' sample count and the recording's loop."""
+    return {
+        "min_area_ratio": MIN_AREA_RATIO,
+        "fold_steps": FOLD_STEPS,
+        "knots": KNOTS,
+        "lid_close": LID_CLOSE,
+        "gaze_u": GAZE_U,
+        "gaze_v": GAZE_V,
+        "taper": TAPER,
+        "loop_samples": LOOP_SAMPLES,
+    }
 
 
 def rig_key(photo_sha256: str, max_side: int, max_faces: int) -> str:

@@ -2,7 +2,7 @@
 // The face turns and looks toward the pointer or finger (or the arrow keys), sliders set the smile, brows
 // and blink, a toggle breathes; Record keeps 3 to 5 s of it at the clip's 24 samples a second, Play loops
 // it as the clip will (closeLoop), and "My recording" sends it with the job as its motion.
-import { CHANNELS, FPS, RigRenderer, clamp, closeLoop, fullValues, parseRig, webgl2Available } from "./rig.js";
+import { FPS, RigRenderer, clamp, closeLoop, fullValues, parseRig, webgl2Available } from "./rig.js";
 import { phrase } from "./words.js";
 
 const RECORD_MIN = 3 * FPS; // samples: Stop is allowed from 3 s
@@ -61,7 +61,7 @@ export class LiveView extends EventTarget {
     this.record = null; // {start, samples: {channel: []}} while recording
     this.recorded = null; // {channel: [n samples]} once recorded
     this.play = null; // {start, curves} while playing
-    this.shown = fullValues({});
+    this.shown = {};
     this.reset();
     this.bind();
   }
@@ -263,7 +263,7 @@ export class LiveView extends EventTarget {
     const values = { roll: this.roll, breath: this.breath.value };
     for (const [ch, f] of Object.entries(this.look)) values[ch] = f.value;
     for (const [ch, input] of Object.entries(this.sliders)) values[ch] = Number(input.value);
-    return fullValues(values, this.rig.limits);
+    return fullValues(values, this.rig);
   }
 
   frame(now) {
@@ -294,7 +294,7 @@ export class LiveView extends EventTarget {
   startRecording() {
     if (!this.renderer) return;
     this.stopPlaying();
-    this.record = { start: performance.now(), samples: Object.fromEntries(CHANNELS.map((ch) => [ch, []])) };
+    this.record = { start: performance.now(), samples: Object.fromEntries(this.rig.channels.map((ch) => [ch, []])) };
     this.say(phrase("live_recording"));
     this.syncButtons();
     this.schedule();
@@ -305,7 +305,7 @@ export class LiveView extends EventTarget {
     const { samples } = this.record;
     const due = Math.min(RECORD_MAX, Math.floor(((now - this.record.start) / 1000) * FPS) + 1);
     const before = samples.yaw.length;
-    while (samples.yaw.length < due) for (const ch of CHANNELS) samples[ch].push(values[ch]);
+    while (samples.yaw.length < due) for (const ch of this.rig.channels) samples[ch].push(values[ch]);
     if (before < RECORD_MIN && samples.yaw.length >= RECORD_MIN) this.syncButtons();
     this.$("live-time").textContent = phrase("live_time", { seconds: (samples.yaw.length / FPS).toFixed(1) });
     if (samples.yaw.length >= RECORD_MAX) this.stopRecording();
@@ -330,7 +330,8 @@ export class LiveView extends EventTarget {
 
   startPlaying() {
     if (!this.recorded || this.record) return;
-    const curves = Object.fromEntries(CHANNELS.map((ch) => [ch, closeLoop(this.recorded[ch])]));
+    const ease = this.rig.constants.loop_samples;
+    const curves = Object.fromEntries(this.rig.channels.map((ch) => [ch, closeLoop(this.recorded[ch], ease)]));
     this.play = { start: performance.now(), curves, n: this.recorded.yaw.length };
     this.say(phrase("live_playing"));
     this.syncButtons();
@@ -349,7 +350,7 @@ export class LiveView extends EventTarget {
     const { curves, n, start } = this.play;
     const i = Math.floor(((now - start) / 1000) * FPS) % n;
     this.$("live-time").textContent = phrase("live_time", { seconds: (i / FPS).toFixed(1) });
-    return Object.fromEntries(CHANNELS.map((ch) => [ch, curves[ch][i]]));
+    return Object.fromEntries(Object.keys(curves).map((ch) => [ch, curves[ch][i]]));
   }
 
   syncButtons() {
@@ -374,7 +375,7 @@ export class LiveView extends EventTarget {
   curves() {
     if (!this.recorded) return null;
     const channels = {};
-    for (const ch of CHANNELS) {
+    for (const ch of Object.keys(this.recorded)) {
       const lim = (this.rig && this.rig.limits[ch]) || [-Infinity, Infinity];
       channels[ch] = this.recorded[ch].map((v) => round(clamp(v, lim[0], lim[1])));
     }
@@ -388,7 +389,7 @@ export class LiveView extends EventTarget {
     this.stopPlaying();
     this.stop();
     this.$("live-breath").checked = false;
-    const v = fullValues({ ...this.shown, ...values }, this.rig ? this.rig.limits : {});
+    const v = fullValues({ ...this.shown, ...values }, this.rig);
     for (const [ch, f] of Object.entries(this.look)) f.jump(v[ch]);
     this.breath.jump(v.breath);
     this.roll = v.roll;

@@ -1,15 +1,15 @@
 // The portrait rig in the browser: parse the photo check's rig (models/portrait/mesh.py, format
-// "vivify-rig" version 1) and draw a frame of it with WebGL2, exactly as the server renders one
+// "vivify-rig" version 2) and draw a frame of it with WebGL2, exactly as the server renders one
 // (docs/rig.md, "How to render a frame"): the vertices moved on the CPU, one draw call, the eye edit per
-// fragment, the photo sampled bilinearly at the rest position each fragment carries.
+// fragment, the photo sampled bilinearly at the rest position each fragment carries. Every number the
+// server shares with this file (the channels, the fold guard's, the eye edit's, the lids' sample count,
+// the recording's loop) comes in the rig's JSON: none is written here.
 
-export const CHANNELS = ["yaw", "pitch", "roll", "gaze_x", "gaze_y", "blink", "smile", "brow", "breath"];
 export const FPS = 24; // the clip's frame rate, and the recording's
 
-const KNOTS = 25;
 const MAX_EYES = 8; // 4 faces' worth; more are left without eye edits (the server's photo check allows 3)
-const EYE_TEXELS = 72; // floats per eye in the eye-data texture (layout in eyeData)
 const EYE_GROW_PX = 2; // the eye box grown a little, as the server's patch is
+const CONSTANTS = ["min_area_ratio", "fold_steps", "knots", "lid_close", "gaze_u", "gaze_v", "taper", "loop_samples"];
 
 function bytesOf(b64) {
   const text = atob(b64);
@@ -29,7 +29,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 // The rig's JSON as arrays: vertices (2V), triangles (3T), disp (R x V x 2 floats, pixels per unit).
 export function parseRig(json) {
-  if (!json || json.format !== "vivify-rig" || json.version !== 1) throw new Error("not a vivify-rig version 1");
+  if (!json || json.format !== "vivify-rig" || json.version !== 2) throw new Error("not a vivify-rig version 2");
   if (!LITTLE_ENDIAN) throw new Error("a big-endian browser cannot read the rig");
   const width = Number(json.width);
   const height = Number(json.height);
@@ -45,7 +45,15 @@ export function parseRig(json) {
     for (let i = 0; i < count * 2; i += 1) disp[base + i] = quantised[base + i] * row.scale;
   });
   for (const index of triangles) if (index >= count) throw new Error("a triangle names a missing vertex");
-  const rig = { width, height, vertices, count, triangles, rows, disp, faces: json.faces || [], limits: json.limits || {} };
+  const constants = {};
+  for (const name of CONSTANTS) {
+    constants[name] = Number(json.constants && json.constants[name]);
+    if (!Number.isFinite(constants[name])) throw new Error(`the rig does not give its ${name}`);
+  }
+  const channels = Array.from(json.channels || [], String);
+  if (!channels.length) throw new Error("the rig names no channels");
+  const rig = { width, height, vertices, count, triangles, rows, disp, channels, constants,
+    faces: json.faces || [], limits: json.limits || {} };
   rig.restAreas = areas(rig, vertices);
   return rig;
 }
@@ -64,10 +72,11 @@ export function clamp(x, lo, hi) {
   return Math.min(hi, Math.max(lo, x));
 }
 
-// Every channel, missing ones 0, clamped to the rig's limits.
-export function fullValues(values, limits = {}) {
+// Every channel of the rig, missing ones 0, clamped to its limits (without a rig: the values given).
+export function fullValues(values, rig = null) {
   const out = {};
-  for (const ch of CHANNELS) {
+  const limits = rig ? rig.limits : {};
+  for (const ch of rig ? rig.channels : Object.keys(values)) {
     const v = Number(values[ch] ?? 0) || 0;
     const lim = limits[ch];
     out[ch] = lim ? clamp(v, lim[0], lim[1]) : v;
@@ -90,19 +99,17 @@ export function moveVertices(rig, values, out = new Float32Array(rig.vertices.le
 }
 
 // The fold guard, the server's own (models/portrait/mesh.py FoldGuard): when some triangle of the moved
-// mesh would keep less than MIN_AREA_RATIO of its rest area, the head, face and breath motion is scaled
-// to the largest fraction that keeps every triangle above it (bisection, FOLD_STEPS halvings), so a pose
+// mesh would keep less than min_area_ratio of its rest area, the head, face and breath motion is scaled
+// to the largest fraction that keeps every triangle above it (bisection, fold_steps halvings), so a pose
 // past the limit eases to a stop instead of jumping.
-export const MIN_AREA_RATIO = 0.3;
-const FOLD_STEPS = 12;
 export function moveVerticesGuarded(rig, values, out = new Float32Array(rig.vertices.length)) {
   const moved = rig.movedAreas || (rig.movedAreas = new Float32Array(rig.triangles.length / 3));
-  const fits = (scale) =>
-    minAreaRatio(rig, areas(rig, moveVertices(rig, values, out, scale), moved)) >= MIN_AREA_RATIO;
+  const { min_area_ratio: minRatio, fold_steps: steps } = rig.constants;
+  const fits = (scale) => minAreaRatio(rig, areas(rig, moveVertices(rig, values, out, scale), moved)) >= minRatio;
   if (fits(1)) return 1;
   let lo = 0;
   let hi = 1;
-  for (let k = 0; k < FOLD_STEPS; k += 1) {
+  for (let k = 0; k < steps; k += 1) {
     const mid = (lo + hi) / 2;
     if (fits(mid)) lo = mid;
     else hi = mid;
@@ -120,11 +127,12 @@ function minAreaRatio(rig, moved) {
 
 const smoothstep = (x) => x * x * (3 - 2 * x);
 
-// models.motion_curves.close_loop: the last L samples ease toward the first, so the clip loops.
-export function closeLoop(curve) {
+// models.motion_curves.close_loop: the last L samples (at most `loopSamples`, the rig's loop_samples)
+// ease toward the first, so the clip loops.
+export function closeLoop(curve, loopSamples) {
   const c = Array.from(curve, Number);
   const n = c.length;
-  const L = Math.min(12, Math.floor(n / 4));
+  const L = Math.min(loopSamples, Math.floor(n / 4));
   for (let i = n - L; i < n; i += 1) {
     const w = smoothstep((i - (n - L) + 1) / (L + 1));
     c[i] = c[i] + w * (c[0] - c[i]);
@@ -153,17 +161,20 @@ uniform vec2 uSize;
 in vec2 vS;
 out vec4 colour;
 #ifdef EYES
-uniform sampler2D uEyes;   // R32F, one row of ${EYE_TEXELS} floats per eye
+uniform sampler2D uEyes;   // R32F, one row of floats per eye (layout in eyeData)
 uniform int uEyeCount;
 uniform vec4 uBoxes[${MAX_EYES}]; // each eye's box, grown: a cheap test before any texel is read
 uniform vec3 uEyeState;    // blink, gaze_x, gaze_y
+uniform int uKnots;        // lid samples per lid
+uniform vec4 uEdit;        // lid_close, gaze_u, gaze_v, taper
 
 float at(int e, int i) { return texelFetch(uEyes, ivec2(i, e), 0).r; }
 
-// numpy.interp(u, linspace(0, length, 25), curve), clamped at the ends.
+// numpy.interp(u, linspace(0, length, uKnots), curve), clamped at the ends.
 float lid(int e, int base, float u, float len) {
-  float t = clamp(u / len * 24.0, 0.0, 24.0);
-  int i = min(int(floor(t)), 23);
+  float last = float(uKnots - 1);
+  float t = clamp(u / len * last, 0.0, last);
+  int i = min(int(floor(t)), uKnots - 2);
   return mix(at(e, base + i), at(e, base + i + 1), t - float(i));
 }
 
@@ -183,23 +194,23 @@ vec2 editEyes(vec2 s) {
       float u = d.x * eu.x + d.y * eu.y;
       float v = d.x * ev.x + d.y * ev.y;
       float top = lid(e, 16, u, len);
-      float bottom = lid(e, 44, u, len);
+      float bottom = lid(e, 16 + uKnots, u, len);
       float opening = bottom - top;
       bool insideU = u > 0.0 && u < len;
       if (blink > 1e-3) {
-        float edge = top + 0.98 * blink * opening;
+        float edge = top + uEdit.x * blink * opening;
         float skinTop = top - skin;
         if (insideU && v >= skinTop && v < edge) {
-          float ratio = skin / (skin + 0.98 * blink * opening);
+          float ratio = skin / (skin + uEdit.x * blink * opening);
           v = skinTop + (v - skinTop) * ratio;
         }
       }
       if (gaze) {
-        float taper = 0.3 * opening + 1e-3;
+        float taper = uEdit.w * opening + 1e-3;
         float window = sin(3.141592653589793 * clamp(u / len, 0.0, 1.0))
           * clamp((v - top) / taper, 0.0, 1.0) * clamp((bottom - v) / taper, 0.0, 1.0);
-        u = u - gx * 0.22 * len * sgn * window;
-        v = v - gy * 0.25 * gap * window;
+        u = u - gx * uEdit.y * len * sgn * window;
+        v = v - gy * uEdit.z * gap * window;
       }
       s = origin + u * eu + v * ev;
     }
@@ -217,23 +228,25 @@ void main() {
   colour = vec4(texture(uPhoto, s / uSize).rgb, 1.0);
 }`;
 
-// One row per eye: origin(2) eu(2) ev(2) length gap skin sign box(4 at 10..13) upper(25 at 16) lower(25 at 44).
-function eyeData(faces) {
+// One row per eye: origin(2) eu(2) ev(2) length gap skin sign box(4 at 10..13) upper(knots at 16)
+// lower(knots after it).
+function eyeData(faces, knots) {
+  const texels = 16 + 2 * knots;
   const eyes = faces.flatMap((f) => f.eyes || []).slice(0, MAX_EYES);
-  const data = new Float32Array(MAX_EYES * EYE_TEXELS);
+  const data = new Float32Array(MAX_EYES * texels);
   eyes.forEach((eye, e) => {
-    const row = data.subarray(e * EYE_TEXELS, (e + 1) * EYE_TEXELS);
+    const row = data.subarray(e * texels, (e + 1) * texels);
     row.set([...eye.origin, ...eye.eu, ...eye.ev, eye.length, eye.gap, eye.skin]);
     row[9] = Math.sign(eye.eu[0] || 1); // numpy.sign(eu.x or 1)
     const [x0, y0, x1, y1] = eye.box;
     row.set([x0 - EYE_GROW_PX, y0 - EYE_GROW_PX, x1 + EYE_GROW_PX, y1 + EYE_GROW_PX], 10);
-    if (eye.upper.length !== KNOTS || eye.lower.length !== KNOTS) throw new Error("an eye's lids need 25 samples");
+    if (eye.upper.length !== knots || eye.lower.length !== knots) throw new Error("an eye's lids need the rig's knots");
     row.set(eye.upper, 16);
-    row.set(eye.lower, 44);
+    row.set(eye.lower, 16 + knots);
   });
   const boxes = new Float32Array(MAX_EYES * 4);
-  eyes.forEach((_, e) => boxes.set(data.subarray(e * EYE_TEXELS + 10, e * EYE_TEXELS + 14), e * 4));
-  return { data, count: eyes.length, boxes };
+  eyes.forEach((_, e) => boxes.set(data.subarray(e * texels + 10, e * texels + 14), e * 4));
+  return { data, count: eyes.length, boxes, texels };
 }
 
 export function webgl2Available() {
@@ -305,11 +318,11 @@ export class RigRenderer {
     this.sampling(gl.LINEAR);
 
     // The eyes' parameters and lid curves, one row of floats per eye (read with texelFetch).
-    const eyes = eyeData(rig.faces);
+    const eyes = eyeData(rig.faces, rig.constants.knots);
     gl.activeTexture(gl.TEXTURE1);
     gl.bindTexture(gl.TEXTURE_2D, gl.createTexture());
     gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
-    gl.texImage2D(gl.TEXTURE_2D, 0, gl.R32F, EYE_TEXELS, MAX_EYES, 0, gl.RED, gl.FLOAT, eyes.data);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.R32F, eyes.texels, MAX_EYES, 0, gl.RED, gl.FLOAT, eyes.data);
     this.sampling(gl.NEAREST);
 
     for (const program of [this.plain, this.withEyes]) {
@@ -321,6 +334,9 @@ export class RigRenderer {
         gl.uniform1i(loc("uEyes"), 1);
         gl.uniform1i(loc("uEyeCount"), eyes.count);
         gl.uniform4fv(loc("uBoxes"), eyes.boxes);
+        const c = rig.constants;
+        gl.uniform1i(loc("uKnots"), c.knots);
+        gl.uniform4f(loc("uEdit"), c.lid_close, c.gaze_u, c.gaze_v, c.taper);
         this.eyeState = loc("uEyeState");
       }
     }

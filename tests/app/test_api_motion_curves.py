@@ -191,7 +191,7 @@ def test_the_photo_check_answers_the_rig_only_when_asked(client: TestClient, por
     rig = checked["rig"]
     assert checked["ok"] is True and rig is not None
     assert set(rig) >= RIG_KEYS
-    assert (rig["format"], rig["version"]) == ("vivify-rig", 1)
+    assert (rig["format"], rig["version"]) == ("vivify-rig", 2)
     # Built on the photo as it will be stored, fitted like the portrait animator does (at most 1080 px).
     assert (rig["width"], rig["height"]) == (checked["photo"]["width"], checked["photo"]["height"])
     assert rig["limits"] == {k: list(v) for k, v in CHANNEL_LIMITS.items()}

@@ -24,7 +24,7 @@ from selenium.webdriver.common.by import By
 from skimage.metrics import structural_similarity
 
 from models.motion import CHANNELS
-from models.motion_curves import close_loop
+from models.motion_curves import LOOP_SAMPLES, close_loop
 from models.portrait.mesh import FoldGuard, MeshRig
 from tests.browser.conftest import make_driver, vivify_up
 from tests.browser.test_journey import JOB_TIMEOUT_S, browser_errors, visible, wait
@@ -298,9 +298,11 @@ def test_close_loop_is_the_servers(live) -> None:
     for n in (72, 97, 120):
         curve = rng.uniform(-15, 15, n).round(3).tolist()
         js = live.execute_async_script(
-            "const [curve, done] = arguments;"
-            "import('/static/js/rig.js').then((m) => done(m.closeLoop(curve)), (e) => done(String(e)));",
+            "const [curve, samples, done] = arguments;"
+            "import('/static/js/rig.js')"
+            ".then((m) => done(m.closeLoop(curve, samples)), (e) => done(String(e)));",
             curve,
+            LOOP_SAMPLES,  # the rig JSON's loop_samples
         )
         np.testing.assert_allclose(js, close_loop(curve), rtol=0, atol=1e-9)
 
