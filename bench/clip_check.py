@@ -194,8 +194,8 @@ def noise_clip(photo: Image.Image) -> bytes | None:
     try:
         import tempfile
 
+        from bench.tiny_pipelines import build_tiny_svd
         from models.registry import create_animator
-        from tests.fixtures.tiny_pipelines import build_tiny_svd
     except ImportError as exc:
         print(f"(no noise row: {exc})")
         return None

@@ -116,7 +116,7 @@ VARIANTS: dict[str, SpeedSettings] = {
 
 # ---- real-size architectures (random weights) -------------------------------------------------------------
 def _words() -> Any:
-    from models.diffusion.tiny import WORDS, word_tokenizer
+    from bench.tiny_pipelines import WORDS, word_tokenizer
 
     return word_tokenizer(WORDS)  # prompts only need valid ids; the encoder has its real vocabulary size
 
@@ -318,7 +318,7 @@ def build_tiny(family: str, device: torch.device, dtype: torch.dtype) -> Any:
     """The tiny pipelines the tests also use, saved and loaded back the way the worker loads a folder."""
     from diffusers import DiffusionPipeline
 
-    from models.diffusion import tiny
+    import bench.tiny_pipelines as tiny
 
     builder = {"svd": tiny.build_tiny_svd, "wan2.1": tiny.build_tiny_wan}[family]
     with tempfile.TemporaryDirectory() as tmp:

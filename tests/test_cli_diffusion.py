@@ -9,9 +9,9 @@ import pytest
 
 from app.cli import main
 from app.core.config import get_settings
+from bench.tiny_pipelines import build_tiny_svd
 from models.diffusion.animator import DiffusionAnimator
 from models.video import probe
-from tests.fixtures.tiny_pipelines import build_tiny_svd
 
 
 @pytest.fixture

@@ -103,3 +103,9 @@ def test_the_browser_takes_every_shared_number_from_the_rig() -> None:
     shared = {name: float(value) for name, value in browser_constants().items()}
     assert not {name for name, value in shared.items() if value in literals}, literals
     assert len(shared) == 8 and 25.0 in shared.values() and 0.98 in shared.values()
+
+
+def test_bench_never_imports_the_tests() -> None:
+    """Tests may use bench/'s rehearsal tools (bench/tiny_pipelines.py); bench/ stands without tests/."""
+    for path in sorted((ROOT / "bench").glob("*.py")):
+        assert not _imports_of(ast.parse(path.read_text()), "tests"), f"{path.name} imports from tests/"

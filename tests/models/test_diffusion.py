@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.tiny_pipelines import build_tiny_cogvideox, build_tiny_ltx, build_tiny_svd, build_tiny_wan
 from models.auto_motion import AUTO, PlannedMotion, plan_motion
 from models.base import AnimationError, AnimationRequest, Canceled, Stage
 from models.diffusion.animator import (
@@ -33,7 +34,6 @@ from models.motion import parse_motion
 from models.registry import create_animator
 from models.render import render_clip
 from models.video import AI_GENERATED_COMMENT, probe
-from tests.fixtures.tiny_pipelines import build_tiny_cogvideox, build_tiny_ltx, build_tiny_svd, build_tiny_wan
 
 FAMILY_OF = {"svd": "svd", "wan": "wan2.1"}
 BUILDERS = {"svd": build_tiny_svd, "wan": build_tiny_wan}

@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.tiny_pipelines import build_tiny_cogvideox, build_tiny_ltx, build_tiny_svd, build_tiny_wan
 from models.base import AnimationRequest
 from models.diffusion.animator import DiffusionAnimator
 from models.diffusion.guidance import conditional_half, guided_steps, latent_batch
 from models.diffusion.speed import SpeedSettings, denoisers
-from tests.fixtures.tiny_pipelines import build_tiny_cogvideox, build_tiny_ltx, build_tiny_svd, build_tiny_wan
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "svd": build_tiny_svd,

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.tiny_pipelines import build_tiny_ltx, build_tiny_svd, build_tiny_wan
 from models.base import AnimatorUnavailable
 from models.diffusion.families import FAMILIES
 from models.diffusion.loading import load_pipeline, pipeline_files, resolve_variant, unavailable
 from tests.fixtures.hub_server import SVD_CONFIGS, SVD_INDEX, StandInHub, hub_env
-from tests.fixtures.tiny_pipelines import build_tiny_ltx, build_tiny_svd, build_tiny_wan
 
 SVD_HUB_ID = FAMILIES["svd"].hub_id
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

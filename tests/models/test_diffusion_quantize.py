@@ -191,10 +191,10 @@ def test_the_animator_quantises_its_denoiser_and_still_animates(
     tmp_path: Path, portrait: Image.Image
 ) -> None:
     """The `quantize` speed setting through the worker's loading path: folder → animator → frames."""
+    from bench.tiny_pipelines import build_tiny_wan
     from models.base import AnimationRequest
     from models.diffusion.animator import DiffusionAnimator
     from models.diffusion.speed import SpeedSettings
-    from tests.fixtures.tiny_pipelines import build_tiny_wan
 
     folder = build_tiny_wan(tmp_path / "wan")
     plain = DiffusionAnimator(model=str(folder), speed=SpeedSettings(warmup=False))

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.tiny_pipelines import build_tiny_cogvideox, build_tiny_ltx, build_tiny_svd, build_tiny_wan
 from models.auto_motion import plan_motion
 from models.base import AnimationRequest, Canceled, Stage
 from models.diffusion.animator import (
@@ -26,7 +27,6 @@ from models.diffusion.animator import (
 from models.diffusion.families import FAMILIES, PRODUCTION_SHAPES
 from models.diffusion.speed import SpeedSettings, balanced_chunk, decode_chunk, denoisers
 from models.registry import create_animator
-from tests.fixtures.tiny_pipelines import build_tiny_cogvideox, build_tiny_ltx, build_tiny_svd, build_tiny_wan
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "svd": build_tiny_svd,

@@ -12,6 +12,7 @@ import skimage.data
 from matplotlib import cbook
 from PIL import Image
 
+from bench.tiny_pipelines import build_tiny_svd
 from models.base import AnimationError, AnimationRequest, Canceled, Frames, ProgressCallback, Stage
 from models.clip_check import ClipChecker
 from models.diffusion.animator import svd_motion_bucket
@@ -19,7 +20,6 @@ from models.guard import CLIP_CHECK_FAILED, ClipCheckFailed, Guard, GuardMode
 from models.portrait import PortraitAnimator
 from models.registry import create_animator
 from models.video import probe
-from tests.fixtures.tiny_pipelines import build_tiny_svd
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ def test_a_tiny_diffusion_pipeline_trips_the_guard_on_the_worker_path(
 ):
     """Random weights render noise: the clip check fails it, the calmer second try too, and the portrait
     animator makes the clip. The job keeps the animator it asked for; the check names who made it."""
-    from tests.fixtures.tiny_pipelines import build_tiny_svd
+    from bench.tiny_pipelines import build_tiny_svd
 
     model_dir = build_tiny_svd(tmp_path / "tiny-svd")
     settings = settings.model_copy(update={"animator": "diffusion", "model": str(model_dir), "device": "cpu"})
@@ -81,7 +81,7 @@ def test_a_tiny_diffusion_pipeline_with_the_guard_failing_the_job(
     settings, store, sessions, make_job, load_job, portrait, tmp_path: Path
 ):
     """VIVIFY_CLIP_GUARD=fail: the noise ends the job as clip_check_failed, with the figures stored."""
-    from tests.fixtures.tiny_pipelines import build_tiny_svd
+    from bench.tiny_pipelines import build_tiny_svd
 
     model_dir = build_tiny_svd(tmp_path / "tiny-svd")
     settings = settings.model_copy(

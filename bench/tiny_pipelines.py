@@ -3,8 +3,8 @@
 They run the real code path (vision encoder → denoiser → VAE decode) on a CPU in well under a second at
 32–64 px. Each folder also carries a `vivify.json` that shrinks the family defaults (size, frames, steps)
 so an animator built on it with no request overrides stays fast too (the worker tests rely on that).
-The test suite and the benchmark's `--tiny` smoke run use them; nothing on the serving path imports this
-module.
+The test suite and `bench/gpu_i2v.py --tiny` use them: a rehearsal tool, so it lives in bench/ and
+nothing that serves can import it.
 
 Config notes: SVD resizes the photo to 224 px before CLIP, so the tiny CLIP needs image_size=224; the VAEs
 have 4 blocks so they downsample 8× like the real ones; the text encoders get a WordLevel tokenizer built
