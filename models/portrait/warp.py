@@ -45,7 +45,6 @@ class Renderer:
         )
         self._spans: list[tuple[int, int, int, int]] | None = None  # prepare_clip's: where the clip moves
         self._primed: np.ndarray | None = None  # the `out` that holds the photo outside the spans
-        self.folds_prevented = 0
 
     def render(
         self,
@@ -120,7 +119,6 @@ class Renderer:
         if guard is not None:
             batched = getattr(guard, "scales", None)  # the mesh's FoldGuard has it
             scales = batched(coeffs) if batched is not None else np.array([guard(c) for c in coeffs])
-            self.folds_prevented += int((scales < 1.0).sum())
             coeffs = (coeffs * scales[:, None]).astype(coeffs.dtype)
         self._spans = self._moving_spans(coeffs)
         return coeffs
@@ -165,10 +163,7 @@ class Renderer:
         rig = self.rig
         hf, wf = rig.field_shape
         if rig.fold_scale is not None and not guarded:  # the mesh's triangles say how much it can take
-            scale = rig.fold_scale(coeffs)
-            if scale < 1.0:
-                self.folds_prevented += 1
-            coeffs = scale * coeffs
+            coeffs = rig.fold_scale(coeffs) * coeffs
         return self._fixed_point((coeffs @ self._basis).reshape(hf, wf, 2))
 
     def _fixed_point(self, forward: np.ndarray, steps: int = 2) -> np.ndarray:
