@@ -35,7 +35,7 @@ test: system-deps $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
 
 # The inner loop, about 2 minutes: every static check, the API tests and the fast unit tests (no
 # browser, no end-to-end stack, no chaos run, no face or video models). `make test` runs everything.
