@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
 import migrations
 from app.core.config import Settings
 from app.web.main import create_app
 from tests.app.api_helpers import jpeg, make_settings
+from tests.fixtures.s3 import s3_server
 
 
 @pytest.fixture
@@ -55,8 +55,5 @@ def small_portrait_jpeg(portrait: Image.Image) -> bytes:
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A real S3-compatible HTTP server (moto) on a free port, one per test module."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with s3_server() as endpoint:
+        yield endpoint

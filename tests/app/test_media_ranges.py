@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-import boto3
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -18,6 +17,7 @@ import migrations
 from app.web.main import create_app
 from app.web.media import Unsatisfiable, satisfiable_ranges
 from tests.app.api_helpers import finish_job, make_settings, post_job
+from tests.fixtures.s3 import create_bucket
 
 
 @pytest.fixture
@@ -158,13 +158,7 @@ def test_head_on_s3_storage_is_the_same_redirect(
         s3_access_key_id="test",
         s3_secret_access_key="test",
     )
-    boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-    ).create_bucket(Bucket="clips")
+    create_bucket(s3_endpoint, "clips")
     migrations.upgrade(s.resolved_database_url)
     app = create_app(s)
     with TestClient(app, follow_redirects=False) as c:

@@ -13,11 +13,9 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
 import skimage.data
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from app.core import jobs
@@ -27,6 +25,7 @@ from app.core.tables import Job, utcnow
 from models.base import AnimationRequest
 from models.portrait import PortraitAnimator
 from models.portrait.mesh import MAX_FACES, rig_key
+from tests.fixtures.s3 import create_bucket, s3_server
 from worker import model_cache
 from worker.maintenance import purge_expired
 from worker.tasks import animate_job
@@ -150,28 +149,16 @@ def test_delete_under_on_a_real_s3_server() -> None:
     """The same on S3 (moto's HTTP server): by prefix, and by age."""
     from app.core.config import Settings
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="t",
-            aws_secret_access_key="t",
-        ).create_bucket(Bucket="clips")
+    with s3_server() as endpoint:
+        create_bucket(endpoint, "clips")
         settings = Settings(
             _env_file=None, s3_endpoint_url=endpoint, s3_access_key_id="t", s3_secret_access_key="t"
         )
         store = S3Store(settings, bucket="clips", prefix="vivify")
-        keys = [f"rigs/{p}/vivify-rig-v1-1080px-3faces.json" for p in ("a", "b", "c")] + ["jobs/j/photo.jpg"]
+        keys = [f"rigs/{p}/vivify-rig-v2-1080px-3faces.json" for p in ("a", "b", "c")] + ["jobs/j/photo.jpg"]
         for key in keys:
             store.put(key, b"{}", "application/json")
         assert store.delete_under("rigs/", older_than=utcnow() - timedelta(hours=1)) == 0  # all are new
         assert store.delete_under("rigs/b/") == 1
         assert store.delete_under("rigs/", older_than=utcnow() + timedelta(seconds=5)) == 2
         assert sorted(store.keys()) == ["jobs/j/photo.jpg"]
-    finally:
-        server.stop()
