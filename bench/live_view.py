@@ -1,4 +1,4 @@
-"""Benchmark of the live view (issue 16): the rig's size and build time, and the browser's frame rate and
+"""Benchmark of the live view: the rig's size and build time, and the browser's frame rate and
 pointer-to-pixel latency in headless Chromium.
 
 1. Rig, on the server: `rig_of_photo` (median of --runs, after one warm-up that loads mediapipe), and the
