@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.orm import sessionmaker
 
 from app.core.config import Settings, get_settings
@@ -33,6 +34,7 @@ log = logging.getLogger("vivify.web")
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC_DIR = ROOT / "static"
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's own files (fastapi-offline)
 TEMPLATES_DIR = ROOT / "templates"
 
 
@@ -52,10 +54,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs (Swagger UI) and /redoc with their scripts and styles served from here, from
+    # the fastapi-offline package. FastAPI's own pages load them from a CDN: blank pages offline and on any
+    # private deployment without internet.
+    app = FastAPIOffline(
         title="Vivify",
         version="1.0",
         summary="Upload a portrait photo, get back a short clip of the person coming to life.",
+        static_url=DOCS_ASSETS,
+        favicon_url="/static/icon.svg",
         lifespan=lifespan,
     )
     app.state.settings = settings

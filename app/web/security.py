@@ -68,14 +68,15 @@ def is_cross_site(method: str, headers: dict[str, str]) -> bool:
     return origin == "null" or not parsed.netloc or parsed.netloc.lower() != host.lower()
 
 
-# FastAPI's interactive docs load Swagger UI from a CDN with an inline bootstrap script; only those
-# two pages get a policy that allows it (they show the public schema, no visitor data).
+# The interactive docs (Swagger UI at /docs, ReDoc at /redoc, their files served from here by
+# fastapi-offline) start with an inline bootstrap script and style their own elements; only those two
+# pages get a policy that allows it (they show the public schema, no visitor data). Nothing is loaded
+# from another origin; ReDoc's search runs in a worker made from a blob.
 DOCS_PATHS = frozenset({"/docs", "/redoc"})
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
 )
 
 

@@ -272,3 +272,25 @@ def test_text_colours_meet_wcag_aa_contrast(scheme: str) -> None:
     ]
     for fg, bg in pairs:
         assert _contrast(fg, bg) >= 4.5, (scheme, fg, bg, round(_contrast(fg, bg), 2))
+
+
+@pytest.mark.browser
+def test_the_api_reference_renders_in_chromium_without_internet(server: str) -> None:
+    """Chromium here reaches nothing outside this machine: /docs must draw the API from its own files."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.browser.conftest import make_driver
+
+    driver = make_driver()
+    try:
+        driver.get(server + "/docs")
+        title = WebDriverWait(driver, 20).until(
+            EC.visibility_of_element_located((By.CSS_SELECTOR, ".swagger-ui .info .title"))
+        )
+        assert title.text.startswith("Vivify")
+        operations = driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+        assert any("/api/v1/jobs" in op.text for op in operations)
+    finally:
+        driver.quit()
