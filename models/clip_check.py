@@ -227,7 +227,7 @@ class ClipChecker:
         # The background is where the photo's own reading puts it, carried to the clip (it moves nowhere
         # in a good clip); the clip's pixels there are what is measured.
         if ref.person is not None:
-            background = _background_in_clip(ref, ref.person, scale, shift, first.shape)
+            background = _background_in_clip(ref.person, (ref.width, ref.height), scale, shift, first.shape)
         else:
             background = _small_mask(self.analyzer.person_mask(first), first.shape) < _BACKGROUND
         flicker, colour = _background_figures(small, background, ref.background_lab)
@@ -419,14 +419,14 @@ def _small(rgb: np.ndarray) -> np.ndarray:
 
 
 def _background_in_clip(
-    ref: PhotoReference, person: np.ndarray, scale: float, shift: np.ndarray, shape: tuple[int, ...]
+    person: np.ndarray, photo_size: tuple[int, int], scale: float, shift: np.ndarray, shape: tuple[int, ...]
 ) -> np.ndarray:
-    """The photo's background (its widened person mask under _BACKGROUND) at the clip's small size, moved
-    as _photo_to_clip says. Whatever the photo does not cover (a model's outpainted border) is not
-    counted as background."""
+    """The background of a photo of `photo_size` (its widened small person mask under _BACKGROUND) at the
+    clip's small size, moved as _photo_to_clip says. Whatever the photo does not cover (a model's
+    outpainted border) is not counted as background."""
     w, h = _small_size(shape)
     pw, ph = person.shape[1], person.shape[0]
-    to_photo = (pw / ref.width, ph / ref.height)
+    to_photo = (pw / photo_size[0], ph / photo_size[1])
     to_clip = (w / shape[1], h / shape[0])
     m = np.array(
         [

@@ -8,9 +8,7 @@ two objects at most and never produces a second clip.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import os
 import signal
@@ -31,6 +29,7 @@ from app.core import jobs
 from app.core.config import Settings, get_settings
 from app.core.db import session_factory
 from app.core.errors import ErrorCode
+from app.core.kept_rigs import photo_digest, read_rig, rig_key
 from app.core.logging import job_context
 from app.core.queue import TaskName
 from app.core.storage import ObjectStore, StorageUnavailable, get_store, poster_key, video_key
@@ -319,26 +318,19 @@ def load_photo(store: ObjectStore, key: str) -> tuple[Image.Image, str]:
         raise PhotoMissing(key) from None
     except (OSError, ValueError) as exc:
         raise PhotoUnreadable(key) from exc
-    return photo, hashlib.sha256(data).hexdigest()
+    return photo, photo_digest(data)
 
 
 def kept_rig(store: ObjectStore, photo_sha256: str, animator: Animator) -> dict[str, Any] | None:
     """The photo check's rig of this photo, kept in the store at the animator's render size and face
     count (the portrait animator's; others rig nothing); None when none is kept, and the animator builds
-    its own. A store that cannot answer only costs that build."""
+    its own."""
     max_side, max_faces = getattr(animator, "max_side", None), getattr(animator, "max_faces", None)
     if not isinstance(max_side, int) or not isinstance(max_faces, int):
         return None
-    from models.portrait.mesh import rig_key
+    from models.portrait.mesh import rig_name
 
-    try:
-        data = json.loads(store.get(rig_key(photo_sha256, max_side, max_faces)))
-    except KeyError:
-        return None
-    except (StorageUnavailable, ValueError) as exc:
-        log.warning("kept rig not read: %s", exc)
-        return None
-    return data if isinstance(data, dict) else None
+    return read_rig(store, rig_key(photo_sha256, rig_name(max_side, max_faces)))
 
 
 def recorded_curves(job: Claimed) -> RecordedMotion | None:

@@ -11,7 +11,6 @@ progress report instead of finishing a second time.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.db import rows_changed
+from app.core.kept_rigs import photo_digest, rigs_prefix
 from app.core.storage import ObjectStore, photo_key, poster_key, video_key
 from app.core.tables import FINAL_STATUSES, Job, JobStatus, utcnow
 
@@ -254,13 +254,13 @@ def delete_job(session: Session, store: ObjectStore, job: Job) -> None:
     retention)."""
     # Stop a live job first, so a worker that finishes after this finds no job to succeed.
     mark_canceled(session, job.id)
-    if job.photo_key:  # rigs are kept by the photo's content (app.core.service.rigs): read it to find them
+    if job.photo_key:  # rigs are kept by the photo's content (app.core.kept_rigs): read it to find them
         try:
             photo = store.get(job.photo_key)
         except KeyError:
             photo = None
         if photo is not None:
-            store.delete_under(f"rigs/{hashlib.sha256(photo).hexdigest()}/")
+            store.delete_under(rigs_prefix(photo_digest(photo)))
     # Deterministic keys: also removes a clip a worker stored but had not yet recorded.
     keys = {
         job.photo_key,

@@ -22,12 +22,12 @@ from models.motion import MotionError, SampledMotion, parse_motion
 from models.motion_curves import CURVES_FPS
 from models.portrait.mesh import (
     MAX_FACES,
-    MIN_FACE_PX,
     RENDER_MAX_SIDE,
     MeshRig,
     dense_rig,
     fit_photo,
     rig_of_analysis,
+    rigged_faces,
     stored_rig_fits,
 )
 from models.portrait.rig import FACE_CHANNELS, Rig
@@ -133,7 +133,7 @@ def _stored_rig(
     size (models.portrait.mesh.stored_rig_fits); None otherwise, and the rig is built here."""
     if request.rig is None:
         return None
-    faces = [f for f in analysis.faces if f.width >= MIN_FACE_PX][:max_faces]
+    faces = rigged_faces(analysis, max_faces)
     try:
         mesh = MeshRig.from_json(request.rig)
     except (ValueError, KeyError, TypeError):

@@ -125,16 +125,21 @@ def browser_constants() -> dict[str, float | int]:
     }
 
 
-def rig_key(photo_sha256: str, max_side: int, max_faces: int) -> str:
-    """Where a photo's rig is kept in the object store: by the photo's content (the stored JPEG's SHA-256),
-    the rig's format version, the render size and how many faces it rigs; a rig of another version, size
-    or face count is another key, so it is never read by mistake."""
-    return f"rigs/{photo_sha256}/{FORMAT}-v{VERSION}-{max_side}px-{max_faces}faces.json"
+def rig_name(max_side: int, max_faces: int) -> str:
+    """Which kind of rig of a photo this is, as its kept object's name (app.core.kept_rigs): the format
+    version, the render size and how many faces it rigs. A rig of another version, size or face count has
+    another name, so it is never read by mistake."""
+    return f"{FORMAT}-v{VERSION}-{max_side}px-{max_faces}faces.json"
+
+
+def rigged_faces(analysis: FaceAnalysis, max_faces: int) -> list[Face]:
+    """The faces a rig moves: the largest `max_faces` of those big enough to move, largest first."""
+    return [f for f in analysis.faces if f.width >= MIN_FACE_PX][:max_faces]
 
 
 def stored_rig_fits(mesh: MeshRig, rgb: np.ndarray, faces: list[Face]) -> bool:
     """Whether a stored rig is the rig of this frame: its size, and the very faces (their boxes to a
-    pixel) that rig_of_analysis would rig, in the same order."""
+    pixel) that rigged_faces picks, in the same order."""
     if (mesh.width, mesh.height) != (rgb.shape[1], rgb.shape[0]) or len(mesh.faces) != len(faces):
         return False
     return all(
@@ -180,7 +185,7 @@ def rig_of_analysis(
     rgb: np.ndarray, analysis: FaceAnalysis, max_faces: int = MAX_FACES
 ) -> tuple[MeshRig, list[Face]] | None:
     """rig_of_rgb from a reading of `rgb` already made."""
-    faces = [f for f in analysis.faces if f.width >= MIN_FACE_PX][:max_faces]
+    faces = rigged_faces(analysis, max_faces)
     if not faces:
         return None
     return mesh_rig(build_rig(rgb.shape[1], rgb.shape[0], faces, analysis.mask), faces), faces
@@ -250,8 +255,7 @@ class FoldGuard:
         motion = np.tensordot(np.asarray(coeffs, np.float64), self.displacements, axes=1)  # (V, 2)
 
         def fits(scale: float) -> bool:
-            moved = _doubled_areas(self.vertices + scale * motion, self.triangles)
-            return bool((moved[self.counted] / self.rest[self.counted]).min() >= MIN_AREA_RATIO)
+            return bool(self._keeps_area(self.vertices + scale * motion))
 
         if fits(1.0):
             return 1.0
@@ -261,12 +265,17 @@ class FoldGuard:
         """The scale of every frame (T,) for channel values (T, C): one pass over all frames for the
         common case, a whole frame fits; the frames that do not are bisected one by one, as above."""
         c = np.asarray(coeffs, np.float64)
-        moved = _doubled_areas(self.vertices + np.tensordot(c, self.displacements, axes=1), self.triangles)
-        fit = (moved[:, self.counted] / self.rest[self.counted]).min(axis=1) >= MIN_AREA_RATIO
+        fit = self._keeps_area(self.vertices + np.tensordot(c, self.displacements, axes=1))
         out = np.ones(len(c))
         for i in np.nonzero(~fit)[0]:
             out[i] = self(c[i])
         return out
+
+    def _keeps_area(self, moved: np.ndarray) -> np.ndarray:
+        """For vertex positions (V, 2), or frames of them (T, V, 2): whether every triangle keeps at least
+        MIN_AREA_RATIO of its rest area."""
+        areas = _doubled_areas(moved, self.triangles)
+        return (areas[..., self.counted] / self.rest[self.counted]).min(axis=-1) >= MIN_AREA_RATIO
 
     @staticmethod
     def _bisect(fits: Callable[[float], bool]) -> float:

@@ -249,12 +249,13 @@ def test_the_checked_rig_is_kept_where_the_worker_finds_it(
     nothing."""
     import hashlib
 
+    from app.core.kept_rigs import rig_key
     from app.core.storage import photo_key
-    from models.portrait.mesh import MAX_FACES, rig_key
+    from models.portrait.mesh import MAX_FACES, rig_name
 
     _check(client, portrait_jpeg)
     assert not [k for k in app.state.store.keys() if k.startswith("rigs/")]  # noqa: SIM118  # a store
     rig = _check(client, portrait_jpeg, "?rig=true")["rig"]
     job_id = post_job(client, portrait_jpeg).json()["id"]
     digest = hashlib.sha256(app.state.store.get(photo_key(job_id))).hexdigest()
-    assert json.loads(app.state.store.get(rig_key(digest, 1080, MAX_FACES))) == rig
+    assert json.loads(app.state.store.get(rig_key(digest, rig_name(1080, MAX_FACES)))) == rig

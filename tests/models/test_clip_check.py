@@ -209,14 +209,15 @@ def test_a_jerky_recording_is_the_visitors_own_and_not_judged_as_jitter(photos, 
 def test_the_photos_background_is_carried_to_the_clip() -> None:
     """The background the check measures is the photo's, moved as the clip moved the photo: resized for a
     clip of the photo's shape, shifted for a model's crop or pad, and a padded border never counts."""
-    from models.clip_check import PhotoReference, _background_in_clip, _small_size
+    from models.clip_check import _background_in_clip, _small_size
 
     person = np.zeros((160, 120), np.float32)  # the photo's small mask: a person in the middle third
     person[40:160, 40:80] = 1.0
-    ref = PhotoReference(width=600, height=800, faces=[], descriptors=[], background_lab=None, person=person)
-    same = _background_in_clip(ref, person, 0.5, np.zeros(2), (400, 300, 3))  # the photo at half size
+    same = _background_in_clip(person, (600, 800), 0.5, np.zeros(2), (400, 300, 3))  # the photo at half size
     assert same.shape == _small_size((400, 300, 3))[::-1] and np.array_equal(same, person < 0.1)
-    padded = _background_in_clip(ref, person, 0.5, np.array([100.0, 0.0]), (400, 500, 3))  # 100 px each side
+    padded = _background_in_clip(
+        person, (600, 800), 0.5, np.array([100.0, 0.0]), (400, 500, 3)
+    )  # 100 px each side
     w = padded.shape[1]
     assert (
         not padded[:, : w // 5 - 1].any() and not padded[:, -(w // 5 - 1) :].any()

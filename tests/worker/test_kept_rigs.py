@@ -3,7 +3,6 @@ the worker renders from it, and it goes with the photo (a deleted job, the reten
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -19,12 +18,13 @@ import skimage.data
 from PIL import Image
 
 from app.core import jobs
-from app.core.service.rigs import rig_json, rig_prefix
+from app.core.kept_rigs import photo_digest, rig_key, rigs_prefix
+from app.core.service.rigs import rig_json
 from app.core.storage import LocalStore, S3Store, photo_key, video_key
 from app.core.tables import Job, utcnow
 from models.base import AnimationRequest
 from models.portrait import PortraitAnimator
-from models.portrait.mesh import MAX_FACES, rig_key
+from models.portrait.mesh import MAX_FACES, rig_name
 from tests.fixtures.s3 import create_bucket, s3_server
 from worker import model_cache
 from worker.maintenance import purge_expired
@@ -65,7 +65,7 @@ def test_the_photo_checks_rig_and_the_animators_own_draw_the_same_frames(
     store = LocalStore(tmp_path)
     kept = rig_json(four_faces, 1080, store)
     assert kept is not None and len(kept["faces"]) == MAX_FACES == 3
-    key = rig_key(hashlib.sha256(four_faces).hexdigest(), 1080, MAX_FACES)
+    key = rig_key(photo_digest(four_faces), rig_name(1080, MAX_FACES))
     assert json.loads(store.get(key)) == kept
 
     photo = Image.open(io.BytesIO(four_faces)).convert("RGB")
@@ -88,13 +88,13 @@ def test_the_photo_checks_rig_and_the_animators_own_draw_the_same_frames(
 
 def test_a_second_check_of_the_same_photo_answers_the_kept_rig(four_faces: bytes, tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    key = rig_key(hashlib.sha256(four_faces).hexdigest(), 1080, MAX_FACES)
+    key = rig_key(photo_digest(four_faces), rig_name(1080, MAX_FACES))
     first = rig_json(four_faces, 1080, store)
     assert first is not None
     store.put(key, json.dumps({**first, "marked": True}).encode(), "application/json")
     assert rig_json(four_faces, 1080, store) == {**first, "marked": True}  # read, not built again
     assert rig_json(four_faces, 720, store) != first  # another size is another rig
-    assert _rigs(store) == {key, rig_key(key.split("/")[1], 720, 3)}
+    assert _rigs(store) == {key, rig_key(photo_digest(four_faces), rig_name(720, 3))}
 
 
 def test_the_worker_renders_from_the_kept_rig(
@@ -125,7 +125,7 @@ def test_a_deleted_job_takes_its_photos_rigs_with_it(
     settings, store, sessions, make_job, photo_jpeg: bytes
 ) -> None:
     job_id = make_job()
-    prefix = rig_prefix(photo_jpeg)
+    prefix = rigs_prefix(photo_digest(photo_jpeg))
     store.put(prefix + "vivify-rig-v1-1080px-3faces.json", b"{}", "application/json")
     store.put(prefix + "vivify-rig-v1-720px-3faces.json", b"{}", "application/json")
     store.put("rigs/another-photo/vivify-rig-v1-1080px-3faces.json", b"{}", "application/json")

@@ -2,7 +2,7 @@
 
 Built from the photo exactly as it will be stored (the normalised JPEG's bytes, decoded again) and at the
 portrait animator's render size, so the browser draws the very rig the worker renders the clip from. Kept
-in the object store by the photo's content (mesh.rig_key), so the worker renders from it instead of
+in the object store by the photo's content (app.core.kept_rigs), so the worker renders from it instead of
 building it again, and a second check of the same photo answers it without building it. Rigs go with
 the retention period (worker.maintenance) and with a deleted job's photo. CPU-bound (face analysis and
 the mesh): call it from a worker thread.
@@ -10,9 +10,7 @@ the mesh): call it from a worker thread.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import threading
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from app.core.decode_budget import trim_heap
+from app.core.kept_rigs import keep_rig, photo_digest, read_rig, rig_key
 from app.core.storage import ObjectStore
 
 log = logging.getLogger("vivify.service")
@@ -38,12 +37,12 @@ def rig_json(
 
     Rigs read faces with mediapipe graphs of their own, not the ones every upload's check uses, so a burst
     of rig builds never queues an upload's analysis behind it. Freed memory goes back to the OS after."""
-    from models.portrait.mesh import MAX_FACES, RENDER_MAX_SIDE, rig_key, rig_of_photo  # the rig's door
+    from models.portrait.mesh import MAX_FACES, RENDER_MAX_SIDE, rig_name, rig_of_photo  # the rig's door
 
     max_side = RENDER_MAX_SIDE if max_side is None else max_side
     max_faces = MAX_FACES if max_faces is None else max_faces
-    key = rig_key(hashlib.sha256(jpeg).hexdigest(), max_side, max_faces)
-    kept = _kept(store, key) if store is not None else None
+    key = rig_key(photo_digest(jpeg), rig_name(max_side, max_faces))
+    kept = read_rig(store, key) if store is not None else None
     if kept is not None:
         return kept
     try:
@@ -59,28 +58,8 @@ def rig_json(
         return None
     data = rig.to_json()
     if store is not None:
-        try:
-            store.put(key, json.dumps(data, separators=(",", ":")).encode(), "application/json")
-        except Exception as exc:  # the live view still gets its rig; the worker builds its own
-            log.warning("rig not kept (%s)", type(exc).__name__, exc_info=True)
+        keep_rig(store, key, data)
     return data
-
-
-def _kept(store: ObjectStore, key: str) -> dict[str, Any] | None:
-    """The rig kept at `key`, or None (none there, the store down, or not readable JSON)."""
-    try:
-        data = json.loads(store.get(key))
-    except KeyError:
-        return None
-    except Exception as exc:
-        log.warning("kept rig not read (%s)", type(exc).__name__, exc_info=True)
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def rig_prefix(jpeg: bytes) -> str:
-    """The store's folder of every rig kept for this photo (each version, size and face count)."""
-    return f"rigs/{hashlib.sha256(jpeg).hexdigest()}/"
 
 
 _analyzer: Any = None
