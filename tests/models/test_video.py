@@ -8,7 +8,16 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from models.video import AI_GENERATED_COMMENT, _colours, encode_mp4, poster_jpeg, probe, read_frames
+from models.video import (
+    AI_GENERATED_COMMENT,
+    Mp4Writer,
+    _colours,
+    encode_mp4,
+    h264_level,
+    poster_jpeg,
+    probe,
+    read_frames,
+)
 
 
 def _ramp(t: int = 12, h: int = 48, w: int = 64) -> np.ndarray:
@@ -214,3 +223,50 @@ def test_writer_left_early_stops_ffmpeg() -> None:
     assert process is not None and process.poll() is not None
     with pytest.raises(ValueError, match="expected uint8"), Mp4Writer(64, 48, 24) as writer:
         writer.write(_ramp(t=1, w=32)[0])
+
+
+def avc_profile_and_level(mp4: bytes) -> tuple[int, int]:
+    """AVCProfileIndication and AVCLevelIndication from the MP4's avcC box (ISO 14496-15): what a player
+    reads before it decodes a frame. 100 is High; level 40 is 4.0, 51 is 5.1."""
+    at = mp4.index(b"avcC") + 4  # the box's payload: configurationVersion, profile, compatibility, level
+    assert mp4[at] == 1
+    return mp4[at + 1], mp4[at + 3]
+
+
+@pytest.mark.parametrize(
+    ("size", "fps", "level"),
+    [
+        ((64, 64), 24, "3.0"),
+        ((720, 900), 24, "3.1"),
+        ((1080, 1350), 24, "4.0"),  # an HD portrait: the long side at 1080
+        ((1920, 1080), 30, "4.0"),
+        ((1920, 1080), 60, "4.2"),
+        ((3600, 2160), 24, "5.1"),
+        ((3840, 2160), 24, "5.1"),  # 4K UHD
+        ((2160, 3840), 30, "5.1"),
+        ((3840, 2160), 60, "5.2"),
+    ],
+)
+def test_the_level_is_the_lowest_that_fits_the_size_and_rate(
+    size: tuple[int, int], fps: float, level: str
+) -> None:
+    assert h264_level(*size, fps).name == level
+
+
+def test_past_level_5_2_is_refused() -> None:
+    with pytest.raises(ValueError, match="past H.264 level 5.2"):
+        h264_level(7680, 4320, 24)
+
+
+@pytest.mark.parametrize(("size", "level"), [((1080, 1350), 40), ((3840, 2160), 51)])
+def test_the_stream_states_its_level(size: tuple[int, int], level: int) -> None:
+    w, h = size
+    ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
+    frames = [np.broadcast_to(ramp + 3 * i, (h, w, 3)).clip(0, 255).astype(np.uint8) for i in range(3)]
+    with Mp4Writer(w, h, 24) as writer:
+        for f in frames:
+            writer.write(f)
+        mp4 = writer.finish()
+    assert avc_profile_and_level(mp4) == (100, level)  # High profile at the size's level
+    info = probe(mp4)
+    assert (info.width, info.height, info.frame_count) == (w, h, 3)
