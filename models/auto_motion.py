@@ -34,6 +34,7 @@ from models.motion import (
     MotionPlan,
     Move,
     SampledMotion,
+    clip_rounds,
     parse_motion,
 )
 
@@ -384,6 +385,9 @@ def _planned(
     name: str, description: str, plans: tuple[MotionPlan, ...], duration_s: float, fps: float
 ) -> PlannedMotion:
     n = max(2, round(duration_s * fps))
+    rounds = clip_rounds(n / fps)
+    if rounds > 1 and (plans[0].actions or plans[0].moves):  # the events play again (models.motion)
+        description = f"{description.rstrip('.')}; {'twice' if rounds == 2 else 'three times'} over"
     curves = plans[0].sample(n, fps)
     peaks = {k: float(np.abs(curves[k]).max()) for k in CHANNELS}
     head = max(peaks["yaw"] / 15.0, peaks["pitch"] / 10.0, peaks["roll"] / 8.0)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from models.clip_shape import HD
 from models.motion_curves import RecordedMotion
 
 if TYPE_CHECKING:
@@ -75,7 +76,14 @@ class AnimationRequest:
     size: tuple[int, int] | None = None  # (width, height)
     steps: int | None = None
     fps: int = 24  # output frame rate
-    duration_s: float | None = None  # output length; 3-5 s
+    # The clip's length, CLIP_MIN_S to CLIP_MAX_S (None: the animator's default, 4 s). The portrait
+    # animator fills it (a longer clip gets more happening, models.motion); a diffusion family keeps its
+    # own length and says so (Frames.note).
+    duration_s: float | None = None
+    # HD (the animator's own size: the portrait animator's long side at most 1080) or UHD, "4k": the
+    # photo within 3840x2160 (uhd_size), never enlarged. An explicit `size` wins over it; a diffusion
+    # family keeps its own size.
+    resolution: str = HD
     # Curves recorded in the live view: then they are the motion (`motion` is not read) and the clip has
     # one frame per sample at 24 fps; the diffusion animator reads them as a plan (words and strength).
     curves: RecordedMotion | None = None
@@ -136,8 +144,18 @@ class DrawnFrames:
 @dataclass
 class Frames:
     """Raw animator output: uint8 RGB frames (T, H, W, 3) at `fps`, as an array or drawn on demand
-    (DrawnFrames). Frame interpolation and a plug-in's post-processing get the whole array (np.asarray);
-    the encoder takes drawn frames one by one; the clip check reads the encoded MP4, never these."""
+    (DrawnFrames).
+
+    What an animator hands on, and who gets what:
+    - An animator that can make 4K or 10 s clips (portrait, push-in) hands on DrawnFrames: a 4K, 10 s
+      clip as one array would be 240 × 3840 × 2160 × 3 bytes, about 6 GB. render_clip gives each frame
+      to the encoder as it is drawn, into one reused buffer, so at most one frame is held.
+    - A diffusion family hands on its decoded array: it keeps its own length and size (at most about
+      5 s at 1024 px), and says so in `note` when more was asked.
+    - Frame interpolation (frames at another rate than the request's) and a plug-in's post-processing
+      get the whole array (np.asarray draws drawn frames all at once): only families' short clips
+      reach them.
+    - The clip check reads the encoded MP4, never these: sampled frames, decoded and made small."""
 
     frames: np.ndarray | DrawnFrames
     fps: float
@@ -152,6 +170,9 @@ class Frames:
     # The animator's own reading of the photo (faces and person mask, at the size it rendered), when it
     # made one: the clip check reuses it rather than read the photo again.
     photo_analysis: FaceAnalysis | None = None
+    # What the visitor should know about how the clip differs from the request, in words: a diffusion
+    # family that keeps its own length when a longer clip was asked of it. The job shows it (video.note).
+    note: str | None = None
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
@@ -174,6 +195,7 @@ class Clip:
     loops: bool = False
     steady: bool = True
     photo_analysis: FaceAnalysis | None = None  # as Frames says
+    note: str | None = None  # as Frames says
     animator: str = ""  # the name of the animator that made it
 
     @property

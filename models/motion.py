@@ -13,6 +13,7 @@ This module needs numpy only: the web tier parses motion text at upload time to 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -117,6 +118,7 @@ class SampledMotion(Protocol):
 
 
 DEFAULT_WANDER = (3.0, 1.8, 1.2, 0.12)  # peak head wander: yaw, pitch, roll (degrees), gaze_x
+ROUND_S = 3.5  # a round of a plan's events lasts about this long (clip_rounds)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,10 @@ class MotionPlan:
         t = np.arange(n, dtype=np.float64) / n  # clip phase in [0, 1)
         dur = n / fps
         c = {k: np.zeros(n) for k in CHANNELS}
+        # A longer clip plays the plan's events again (clip_rounds), each round at the speed of a 4 s
+        # clip, rather than one round stretched slow; breathing, blinks and wander run on their own time.
+        rounds = clip_rounds(dur)
+        tr = (t * rounds) % 1.0  # phase within the round
 
         # Always alive: breathing (3–4.5 s cycles) and blinks (about one per 3 s), unless told otherwise.
         cycles = max(1, round(dur / rng.uniform(3.2, 4.2)))
@@ -162,22 +168,22 @@ class MotionPlan:
         # Natural head wander: slow, small, different every seed.
         idle = self.idle * (0.4 if self.actions else 1.0)
         for key, amp in zip(("yaw", "pitch", "roll", "gaze_x"), self.wander, strict=True):
-            c[key] += amp * idle * _wander(t, rng)
+            c[key] += amp * idle * _wander(t, rng, rounds)
         for m in self.moves:
-            c[m.channel] += m.peak * _plateau(t, m.start, m.end, m.ramp)
+            c[m.channel] += m.peak * _plateau(tr, m.start, m.end, m.ramp)
 
         head = [a for a in self.actions if a.kind in ("look", "turn", "nod", "tilt", "shake")]
         windows = _windows(len(head), rng)
         for a, (w0, w1) in zip(head, windows, strict=True):
-            _add_head_action(c, a, t, w0, w1, rng)
+            _add_head_action(c, a, tr, w0, w1, rng)
         for a in self.actions:
             if a.kind in ("smile", "brow"):
-                ramp = 0.9 / a.speed / dur
+                ramp = 0.9 / a.speed / (dur / rounds)
                 start, end = rng.uniform(0.12, 0.2), rng.uniform(0.8, 0.88)
                 key = "smile" if a.kind == "smile" else "brow"
-                c[key] = np.maximum(c[key], min(1.0, 0.85 * a.amount) * _plateau(t, start, end, ramp))
+                c[key] = np.maximum(c[key], min(1.0, 0.85 * a.amount) * _plateau(tr, start, end, ramp))
                 if a.kind == "brow":
-                    c["pitch"] += 2.5 * a.amount * _plateau(t, start, end, ramp)
+                    c["pitch"] += 2.5 * a.amount * _plateau(tr, start, end, ramp)
         c["blink"] = np.clip(c["blink"], 0.0, 1.0)
         for key in ("smile", "brow"):
             c[key] = np.clip(c[key], 0.0, 1.0)
@@ -268,10 +274,18 @@ def _spread(rng, k: int, dur: float, lo: float, hi: float, gap: float) -> list[f
     return sorted(float(x) for x in times)
 
 
-def _wander(t: np.ndarray, rng) -> np.ndarray:
-    """A slow smooth random periodic curve, zero at t=0, peak magnitude 1."""
+def clip_rounds(duration_s: float) -> int:
+    """How many times a clip of this length plays its plan's events: once below 5.25 s, twice below
+    8.75 s, three times up to 10 s; so a round lasts about as long as the default 4 s clip (2.6 to 5 s)."""
+    return max(1, math.floor(duration_s / ROUND_S + 0.5))
+
+
+def _wander(t: np.ndarray, rng, rounds: int = 1) -> np.ndarray:
+    """A slow smooth random periodic curve, zero at t=0, peak magnitude 1: one slow swing per round and
+    its octave, and in a longer clip a third, off-beat harmonic so that the rounds differ."""
     f = np.zeros_like(t)
-    for k, amp in ((1, 1.0), (2, 0.35)):
+    harmonics = ((rounds, 1.0), (2 * rounds, 0.35)) + (((rounds + 1, 0.5),) if rounds > 1 else ())
+    for k, amp in harmonics:
         phase = rng.uniform(0, 2 * np.pi)
         f += amp * (np.sin(2 * np.pi * k * t + phase) - np.sin(phase))
     peak = np.max(np.abs(f))

@@ -6,8 +6,8 @@ sends them with the job as `motion_curves`, a JSON string:
     {"fps": 24, "channels": {"yaw": [..], "smile": [..], ...}}
 
 Channel names are models.motion.CHANNELS (a missing channel is 0 throughout); every list has the same
-length n, 72 <= n <= 120 (3 to 5 s at 24 fps), sample i is frame i; numbers only, finite and within
-CHANNEL_LIMITS; the field is at most 32 KiB. The worker renders exactly those samples, except that the
+length n, 72 <= n <= 240 (3 to 10 s at 24 fps), sample i is frame i; numbers only, finite and within
+CHANNEL_LIMITS; the field is at most 48 KiB. The worker renders exactly those samples, except that the
 last few ease toward the first so the clip loops (`close_loop`, which the browser's playback mirrors).
 
 Numpy only at import (like models/motion.py): the web tier checks curves at upload time to answer 422.
@@ -44,9 +44,11 @@ __all__ = [
 
 RECORDED = "recorded"  # the job's motion when it carries recorded curves
 CURVES_FPS = 24  # one sample per frame of the clip
-MIN_SAMPLES, MAX_SAMPLES = 72, 120  # 3 to 5 s at 24 fps
-MAX_CURVES_BYTES = 32 * 1024  # the JSON field, UTF-8
+MIN_SAMPLES, MAX_SAMPLES = 72, 240  # 3 to 10 s at 24 fps: up to the longest clip
+# The JSON field, UTF-8: ten seconds of all nine channels at the live view's three decimals is ~17 KiB.
+MAX_CURVES_BYTES = 48 * 1024
 LOOP_SAMPLES = 12  # at most this many last samples ease back toward the first (close_loop)
+EASE_BACK_SAMPLES = CURVES_FPS  # after a recording shorter than its clip: a second back to the first sample
 _UNITS = {"yaw": "degrees", "pitch": "degrees", "roll": "degrees"}
 
 
@@ -237,18 +239,42 @@ class RecordedMotion:
         }
         return close_loop(full)
 
+    def played_once(self, n: int) -> dict[str, np.ndarray]:
+        """Every channel over a clip of n > samples frames: the recording as recorded, then an ease of up to
+        a second (EASE_BACK_SAMPLES) back to its first sample, held to the end, so the clip loops. With
+        fewer than LOOP_SAMPLES frames to spare, the last sample is held and the loop closed as close_loop
+        does. float64."""
+        count = self.samples
+        tail = n - count
+        if tail < 1:
+            raise ValueError("played_once needs a clip longer than the recording")
+        sent = self.curves
+        full = {k: np.asarray(sent[k], np.float64) if k in sent else np.zeros(count) for k in CHANNELS}
+        if tail < LOOP_SAMPLES:
+            return close_loop({k: np.append(v, np.full(tail, v[-1])) for k, v in full.items()})
+        ease = min(tail, EASE_BACK_SAMPLES)
+        w = np.array([_smoothstep((j + 1) / ease) for j in range(ease)])
+        out = {}
+        for k, v in full.items():
+            back = v[-1] + w * (v[0] - v[-1])
+            out[k] = np.concatenate([v, back, np.full(tail - ease, v[0])])
+        return out
+
     def sample(self, n: int, fps: float = CURVES_FPS, variant: int = 0) -> dict[str, np.ndarray]:
         """Per-frame curves for all CHANNELS, float32 of shape (n,): exactly the (loop-closed) samples when
-        n is their count; otherwise resampled linearly over the clip, periodically (frame n is frame 0).
-        `variant` is accepted for the SampledMotion protocol and ignored: every face moves alike."""
+        n at `fps` is the recording's own length; a clip longer than the recording plays it once and then
+        eases back to its first sample (played_once); any other count is resampled linearly over the clip,
+        periodically (frame n is frame 0). `variant` is accepted for the SampledMotion protocol and
+        ignored: every face moves alike."""
         if n < 1 or fps <= 0:
             raise ValueError("need at least one frame and a positive fps")
-        curves = self.closed()
         count = self.samples
-        if n == count:
+        span = max(count, round(n * CURVES_FPS / fps))  # the clip's length in recorded samples
+        curves = self.played_once(span) if span > count else self.closed()
+        if n == span:
             return {k: v.astype(np.float32) for k, v in curves.items()}
-        at = np.arange(n, dtype=np.float64) * count / n
-        grid = np.arange(count + 1, dtype=np.float64)
+        at = np.arange(n, dtype=np.float64) * span / n
+        grid = np.arange(span + 1, dtype=np.float64)
         return {k: np.interp(at, grid, np.append(v, v[0])).astype(np.float32) for k, v in curves.items()}
 
 

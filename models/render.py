@@ -76,5 +76,6 @@ def render_clip(
         loops=result.loops,
         steady=result.steady,
         photo_analysis=result.photo_analysis,
+        note=result.note,
         animator=animator.name,
     )

@@ -57,6 +57,31 @@ def test_animate_frames_option_sets_the_clip_length(env: Path, portrait) -> None
     assert probe(out).frame_count == 72
 
 
+def test_animate_duration_and_resolution_set_the_clips_length_and_size(env: Path, portrait) -> None:
+    photo = env / "me.jpg"
+    portrait.resize((1600, 1600)).save(photo)  # a short side of 1600 px: 4K is offered
+    out = env / "clip.mp4"
+    base = ["animate", str(photo), "-o", str(out), "--animator", "push-in"]
+    assert main([*base, "--size", "64x64", "--duration", "3.5"]) == 0
+    assert probe(out).frame_count == 84  # 3.5 s at 24 fps
+    assert main([*base, "--frames", "4", "--resolution", "4k"]) == 0
+    assert (probe(out).width, probe(out).height) == (1600, 1600)  # 4K: the photo's own pixels, not enlarged
+    assert main([*base, "--frames", "4"]) == 0
+    assert (probe(out).width, probe(out).height) == (720, 720)  # HD: push-in's own size, 720 px
+    assert main([*base, "--frames", "4", "--resolution", "4k", "--size", "64x80"]) == 0
+    assert (probe(out).width, probe(out).height) == (64, 80)  # --size wins
+
+
+@pytest.mark.parametrize(
+    "option", [["--duration", "2.9"], ["--duration", "11"], ["--duration", "x"], ["--resolution", "8k"]]
+)
+def test_a_bad_duration_or_resolution_is_a_usage_error(option: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["animate", "p.jpg", *option])
+    assert exc.value.code == 2
+    assert ("3 to 10 seconds" if option[0] == "--duration" else "invalid choice") in capsys.readouterr().err
+
+
 def test_animate_refuses_an_unreadable_photo(env: Path, capsys) -> None:
     bad = env / "not-a-photo.jpg"
     bad.write_text("<html>hello</html>")
@@ -188,8 +213,13 @@ def test_animate_with_a_server_sends_auto_and_prints_the_planned_motion(
     photo = env / "p.jpg"
     portrait.save(photo)
     assert main(["animate", str(photo), "--server", "http://vivify.test", "-o", str(env / "c.mp4")]) == 0
-    assert sent["motion"] == "auto"
+    assert sent["motion"] == "auto" and sent["duration_s"] is None and sent["resolution"] is None
     assert "planned motion: smiles, then nods" in capsys.readouterr().out
+    more = ["--duration", "7.5", "--resolution", "4k"]
+    assert (
+        main(["animate", str(photo), "--server", "http://vivify.test", "-o", str(env / "c.mp4"), *more]) == 0
+    )
+    assert (sent["duration_s"], sent["resolution"]) == (7.5, "4k")
 
 
 def test_webhook_secret_prints_the_standard_webhooks_key(env: Path, monkeypatch, capsys) -> None:

@@ -35,6 +35,7 @@ from app.core.queue import TaskName
 from app.core.storage import ObjectStore, StorageUnavailable, get_store, poster_key, video_key
 from app.core.tables import FINAL_STATUSES, Job, JobStatus
 from models.base import AnimationError, AnimationRequest, Animator, Canceled, Stage
+from models.clip_shape import HD
 from models.motion_curves import CurvesError, RecordedMotion
 from worker import metrics, model_cache
 from worker.celery_app import app
@@ -274,6 +275,8 @@ class Claimed:
     events: JobEvents
     attempt: int  # this run's fence (jobs.claim)
     curves: dict[str, Any] | None = None  # recorded curves (RecordedMotion.to_json): then the motion
+    duration_s: float | None = None  # the clip's length as asked (None: the animator's default)
+    resolution: str = HD  # hd or 4k (models.base)
 
 
 def setup_animator(settings: Settings) -> Animator:
@@ -304,7 +307,16 @@ def claim(sessions: Sessions, job_id: str, worker: str, settings: Settings) -> C
             return None
         events = JobEvents(session, job, settings)
         events.start(session)
-        return Claimed(job.photo_key or "", job.motion, job.seed, events, job.attempts, job.motion_curves)
+        return Claimed(
+            job.photo_key or "",
+            job.motion,
+            job.seed,
+            events,
+            job.attempts,
+            job.motion_curves,
+            job.duration_s,
+            job.resolution,
+        )
 
 
 def load_photo(store: ObjectStore, key: str) -> tuple[Image.Image, str]:
@@ -356,7 +368,15 @@ def render(
     """Render and check the clip (the guard's second try and fallback too) within the time limits, then
     report the STORING stage (a last cancel check). `rig`: the photo check's rig of this photo (kept_rig)."""
     soft_s, hard_s = settings.time_limits(getattr(animator, "time_limit_s", None))
-    request = AnimationRequest(motion=job.motion, seed=job.seed, fps=24, curves=recorded_curves(job), rig=rig)
+    request = AnimationRequest(
+        motion=job.motion,
+        seed=job.seed,
+        fps=24,
+        duration_s=job.duration_s,
+        resolution=job.resolution,
+        curves=recorded_curves(job),
+        rig=rig,
+    )
     try:
         with time_limits(soft_s, hard_s, lambda: on_hard_limit(TimedOut(hard_s))):
             checked = guard.render(animator, photo, request, progress)
@@ -394,6 +414,7 @@ def store_clip(
         "frames": clip.frame_count,
         "duration_s": round(clip.duration_s, 3),
         "bytes": len(clip.mp4),
+        "note": clip.note,
     }
     with sessions() as session:
         if jobs.succeed(
@@ -499,7 +520,8 @@ def animate_job(
 
     try:
         photo, digest = load_photo(store, job.photo_key)
-        rig = kept_rig(store, digest, animator)
+        # The kept rig is the live view's, at HD: a 4K clip is rigged at its own size.
+        rig = kept_rig(store, digest, animator) if job.resolution == HD else None
         checked = render(animator, guard, photo, job, progress, settings, on_hard_limit, rig)
         return store_clip(store, sessions, job_id, checked, attempt=job.attempt)
     except Canceled:

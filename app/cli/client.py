@@ -76,9 +76,15 @@ class VivifyClient:
         animator: str | None = None,
         webhook: str | None = None,
         webhook_events_filter: str | None = None,
+        duration_s: float | None = None,
+        resolution: str | None = None,
     ) -> dict[str, Any]:
         """POST the photo. A retried submit with the same idempotency key returns the same job."""
         data: dict[str, str] = {"consent": "true"}
+        if duration_s is not None:
+            data["duration_s"] = f"{duration_s:g}"
+        if resolution:
+            data["resolution"] = resolution
         if motion:
             data["motion"] = motion
         if seed is not None:
@@ -133,6 +139,8 @@ def animate_remote(
     motion: str | None = None,
     seed: int | None = None,
     animator: str | None = None,
+    duration_s: float | None = None,
+    resolution: str | None = None,
     show_progress: bool = True,
     submit_attempts: int = 3,
 ) -> dict[str, Any]:
@@ -146,7 +154,15 @@ def animate_remote(
     with VivifyClient(server) as client:
         for attempt in range(submit_attempts):
             try:
-                job = client.submit(photo, motion=motion, seed=seed, animator=animator, idempotency_key=key)
+                job = client.submit(
+                    photo,
+                    motion=motion,
+                    seed=seed,
+                    animator=animator,
+                    idempotency_key=key,
+                    duration_s=duration_s,
+                    resolution=resolution,
+                )
                 break
             except (httpx.TransportError, ClientError) as exc:
                 retryable = isinstance(exc, httpx.TransportError) or exc.status in (502, 503, 504)

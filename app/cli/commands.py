@@ -23,6 +23,7 @@ from app.cli.supervisor import WorkerSupervisor, events_worker_command, worker_c
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, logging_config
 from app.core.queue import worker_queues
+from models.clip_shape import CLIP_DEFAULT_S, CLIP_MAX_S, CLIP_MIN_S, RESOLUTIONS
 
 log = logging.getLogger("vivify")
 
@@ -127,6 +128,18 @@ def _parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _parse_duration(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not CLIP_MIN_S <= seconds <= CLIP_MAX_S:
+        raise argparse.ArgumentTypeError(
+            f"duration must be {CLIP_MIN_S:g} to {CLIP_MAX_S:g} seconds, got {text!r}"
+        )
+    return round(seconds, 1)
+
+
 def _animate_remote(args: argparse.Namespace, output: Path) -> int:
     """`vivify animate PHOTO --server URL`: the same clip from a running service, via its public API."""
     import httpx
@@ -142,7 +155,14 @@ def _animate_remote(args: argparse.Namespace, output: Path) -> int:
         return 2
     try:
         job = animate_remote(
-            args.server, args.photo, output, motion=args.motion, seed=args.seed, animator=args.animator
+            args.server,
+            args.photo,
+            output,
+            motion=args.motion,
+            seed=args.seed,
+            animator=args.animator,
+            duration_s=args.duration,
+            resolution=args.resolution,
         )
     except ClientError as exc:
         print(f"the service refused or failed the job: {exc}", file=sys.stderr)
@@ -154,6 +174,8 @@ def _animate_remote(args: argparse.Namespace, output: Path) -> int:
     plan = job.get("plan") or {}
     if plan.get("description"):
         print(f"  planned motion: {plan['description']}")
+    if (job.get("video") or {}).get("note"):
+        print(f"  {job['video']['note']}")
     if job.get("clip_check"):
         print(f"  {job['clip_check']['summary']}")
     return 0
@@ -302,6 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--model", help="a Hugging Face hub id or a local folder (diffusion)")
     animate.add_argument("--steps", type=int)
     animate.add_argument("--frames", type=int)
+    animate.add_argument(
+        "--duration",
+        type=_parse_duration,
+        help=f"the clip's length in seconds, {CLIP_MIN_S:g} to {CLIP_MAX_S:g} (default "
+        f"{CLIP_DEFAULT_S:g}); a diffusion model keeps its own length",
+    )
+    animate.add_argument(
+        "--resolution",
+        choices=RESOLUTIONS,
+        help="hd (default: long side at most 1080) or 4k (at most 3840x2160, for photos with a short side of "
+        "1600 px or more); --size wins over it",
+    )
     animate.add_argument("--size", type=_parse_size, help="WxH, e.g. 512x512")
     animate.add_argument("--seed", type=int)
     animate.set_defaults(func=cmd_animate)

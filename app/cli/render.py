@@ -18,6 +18,7 @@ def animate_here(args: argparse.Namespace, settings: Settings, output: Path) -> 
     from PIL import Image, ImageOps
 
     from models.base import AnimationError, AnimationRequest, AnimatorUnavailable, Stage
+    from models.clip_shape import HD
     from models.registry import create_animator
     from worker import model_cache
 
@@ -39,7 +40,13 @@ def animate_here(args: argparse.Namespace, settings: Settings, output: Path) -> 
         print(f"cannot read {args.photo}: {exc}", file=sys.stderr)
         return 2
     request = AnimationRequest(
-        motion=args.motion, seed=args.seed, frames=args.frames, size=args.size, steps=args.steps
+        motion=args.motion,
+        seed=args.seed,
+        frames=args.frames,
+        size=args.size,
+        steps=args.steps,
+        duration_s=args.duration,
+        resolution=args.resolution or HD,
     )
     last: list[str] = []
 
@@ -69,6 +76,8 @@ def animate_here(args: argparse.Namespace, settings: Settings, output: Path) -> 
     clip = checked.clip
     output.write_bytes(clip.mp4)
     print(f"wrote {output}: {clip.width}x{clip.height}, {clip.frame_count} frames at {clip.fps:g} fps")
+    if clip.note:
+        print(f"  {clip.note}")
     print(f"  {clip_check_summary(checked.check.to_json())} [made by {checked.check.rendered_by}]")
     print(f"  setup: {setup_s:.2f} s")
     for stage, seconds in clip.stage_seconds.items():

@@ -51,6 +51,9 @@ class ErrorCode(str, enum.Enum):
     INVALID_MOTION = "invalid_motion"
     INVALID_MOTION_CURVES = "invalid_motion_curves"  # recorded curves (motion_curves) that cannot be used
     INVALID_SEED = "invalid_seed"
+    INVALID_DURATION = "invalid_duration"  # duration_s outside 3-10 s, or shorter than the recording
+    INVALID_RESOLUTION = "invalid_resolution"  # not hd or 4k
+    RESOLUTION_UNAVAILABLE = "resolution_unavailable"  # 4k for a photo without the pixels for it
     UNKNOWN_ANIMATOR = "unknown_animator"
     INVALID_WEBHOOK = "invalid_webhook"
     INVALID_WEBHOOK_EVENTS = "invalid_webhook_events"

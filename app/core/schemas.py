@@ -145,6 +145,31 @@ def clip_check_out(data: dict[str, Any] | None) -> ClipCheckOut | None:
         return None
 
 
+class VideoOut(BaseModel):
+    """The clip as made: its size, length and file."""
+
+    width: int
+    height: int
+    fps: float
+    frames: int
+    duration_s: float
+    bytes: int
+    note: str | None = Field(
+        None,
+        description="How the clip differs from what was asked, in words: a diffusion model keeps its own "
+        "length and size.",
+    )
+
+
+def video_out(data: dict[str, Any] | None) -> VideoOut | None:
+    if not data:
+        return None
+    try:
+        return VideoOut.model_validate(data)
+    except ValidationError:
+        return None
+
+
 class JobOut(BaseModel):
     id: str
     status: Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -165,8 +190,11 @@ class JobOut(BaseModel):
         description="The motion planned from the photo at submit; None if it could not be planned.",
     )
     seed: int
+    duration_s: float = Field(description="The clip's length as asked, in seconds (3-10).")
+    resolution: Literal["hd", "4k"] = Field(description="The clip's size as asked.")
     animator: str
     photo: PhotoOut
+    video: VideoOut | None = Field(None, description="The clip as made, once the job succeeded.")
     clip_check: ClipCheckOut | None = Field(
         None,
         description="The clip check, once the job succeeded (or failed as clip_check_failed); "
@@ -197,6 +225,9 @@ class PhotoCheckOut(BaseModel):
     )
     seed: int | None = Field(
         None, description="The seed the plan was made with: send it with the job to get this very plan."
+    )
+    resolutions: list[Literal["hd", "4k"]] = Field(
+        ["hd"], description="The clip sizes this photo can have: 4k needs a short side of 1600 px or more."
     )
     rig: dict[str, Any] | None = Field(
         None,
@@ -285,10 +316,13 @@ def job_out(job: Job, wait: Wait = NO_WAIT) -> JobOut:
         motion=job.motion,
         plan=plan_out(job.motion_plan),
         seed=job.seed,
+        duration_s=job.duration_s,
+        resolution="4k" if job.resolution == "4k" else "hd",
         animator=job.animator,
         photo=PhotoOut(
             width=job.photo_width, height=job.photo_height, bytes=job.photo_bytes, quality=job.quality
         ),
+        video=video_out(job.video_info) if done else None,
         clip_check=clip_check_out(job.clip_check),
         error=error,
         urls=JobUrls(

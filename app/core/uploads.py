@@ -17,11 +17,14 @@ import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from app.core.errors import ErrorCode, Invalid, Malformed, Refused, TooLarge, Unsupported
+from models.clip_shape import UHD_LONG_SIDE, UHD_SHORT_SIDE, uhd_offered, uhd_size
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif")
 JPEG_QUALITY = 92
-# The animators work at ≤1024 px; a 2048 px photo keeps headroom and bounds storage and worker time.
+# An HD clip's long side is at most 1080 px: a photo stored at 2048 px keeps headroom and bounds storage
+# and worker time. A photo with the pixels for a 4K clip (models.base.uhd_offered) is stored up to the 4K
+# box instead, 3840x2160 in its orientation (stored_size).
 MAX_STORED_SIDE = 2048
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half a photo
@@ -29,7 +32,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never h
 
 @dataclass(frozen=True)
 class Photo:
-    image: Image.Image  # upright RGB, at most MAX_STORED_SIDE on its long side
+    image: Image.Image  # upright RGB, at most stored_size()
     jpeg: bytes  # what gets stored
     width: int
     height: int
@@ -133,8 +136,20 @@ def _jpeg_cut_short(data: bytes, eoi: int) -> bool:
     return tiny(data) != tiny(data[:eoi] + _PROBE_FILLER + data[eoi:])
 
 
+def stored_size(width: int, height: int) -> tuple[int, int]:
+    """The size a photo of (width, height) is stored at: the 4K box where it has the pixels for a 4K
+    clip, else at most MAX_STORED_SIDE on its long side; aspect kept, never enlarged."""
+    if uhd_offered((width, height)):
+        return uhd_size((width, height))
+    scale = min(1.0, MAX_STORED_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def _shrink_factor(width: int, height: int) -> int:
-    """The integer factor that brings the long side under 2×MAX_STORED_SIDE, never under MAX_STORED_SIDE."""
+    """The integer factor a decode shrinks by at once: the largest that keeps the 4K box (3840 by 2160)
+    for a photo with the pixels for 4K, else the long side under 2×MAX_STORED_SIDE, never under it."""
+    if uhd_offered((width, height)):
+        return max(1, min(max(width, height) // UHD_LONG_SIDE, min(width, height) // UHD_SHORT_SIDE))
     return max(1, max(width, height) // MAX_STORED_SIDE)
 
 
@@ -190,10 +205,20 @@ def inspect_photo(data: bytes, *, max_pixels: int, min_side: int) -> PendingPhot
             f"The photo is {width}×{height} pixels; each side needs {min_side} or more.",
         )
     factor = _shrink_factor(decoded_w, decoded_h)
-    shrunk = -(-decoded_w // factor) * -(-decoded_h // factor)
+    reduced_w, reduced_h = -(-decoded_w // factor), -(-decoded_h // factor)
     bpp = _BYTES_PER_PIXEL.get(mode, _DEFAULT_BYTES_PER_PIXEL)
-    cost = decoded_w * decoded_h * bpp + extra + shrunk * _DEFAULT_BYTES_PER_PIXEL * _COPIES_AFTER_SHRINK
+    cost = decoded_w * decoded_h * bpp + extra
+    box_w, box_h = _uhd_box(reduced_w, reduced_h)
+    if (box_w, box_h) != (reduced_w, reduced_h):  # resized into the 4K box at once (decode_photo)
+        cost += (reduced_w * reduced_h if factor > 1 else 0) + box_w * reduced_h  # the pass between
+        reduced_w, reduced_h = box_w, box_h
+    cost += reduced_w * reduced_h * _DEFAULT_BYTES_PER_PIXEL * _COPIES_AFTER_SHRINK
     return PendingPhoto(img, fmt, width, height, cost, eoi)
+
+
+def _uhd_box(width: int, height: int) -> tuple[int, int]:
+    """A photo with the pixels for 4K: the 4K box it is stored in; any other: its own size."""
+    return uhd_size((width, height)) if uhd_offered((width, height)) else (width, height)
 
 
 def _unreadable(exc: Exception) -> Malformed:
@@ -209,8 +234,10 @@ SOURCE_MODE = "vivify_source_mode"  # in a shrunk image's info: the mode it was 
 
 
 def decode_photo(pending: PendingPhoto, data: bytes) -> Image.Image:
-    """Decode a checked upload and shrink it at once (integer box reduction) so that its long side is
-    under 2×MAX_STORED_SIDE: every later step works on the small copy, the full one is freed here.
+    """Decode a checked upload and shrink it at once (integer box reduction, _shrink_factor) toward its
+    stored size, and a photo with the pixels for 4K on into its 4K box (Lanczos): every later step works
+    on the small copy, the full one is freed here. A 33-megapixel photo would otherwise be carried whole
+    through the steps after (its integer factor is 1), four times the memory.
     Raises Malformed when the pixels cannot be read (a cut-off or damaged file)."""
     img = pending.image
     try:
@@ -223,12 +250,18 @@ def decode_photo(pending: PendingPhoto, data: bytes) -> Image.Image:
                     "The photo is incomplete (its JPEG data stops early); upload the whole file.",
                 )
         factor = _shrink_factor(*img.size)
-        if factor > 1:
+        box = _uhd_box(*(-(-side // factor) for side in img.size))
+        if factor > 1 or box != img.size:
             exif = img.getexif()  # the orientation must survive the shrink
             info = {**img.info, SOURCE_MODE: img.mode}
             if img.mode not in _REDUCIBLE:
                 img = img.convert(_REDUCE_AS.get(img.mode, "I" if img.mode.startswith("I;16") else "RGB"))
-            small = img.reduce(factor)
+            small = img.reduce(factor) if factor > 1 else img
+            if box != small.size:
+                boxed = small.resize(box, Image.Resampling.LANCZOS)
+                if small is not img:
+                    small.close()
+                small = boxed
             img.close()
             pending.image.close()
             small.info = info
@@ -286,8 +319,9 @@ def normalise(img: Image.Image) -> Photo:
     rgb = to_rgb(upright)
     if rgb is not upright:
         upright.close()
-    if max(rgb.size) > MAX_STORED_SIDE:
-        rgb.thumbnail((MAX_STORED_SIDE, MAX_STORED_SIDE), Image.Resampling.LANCZOS)
+    box = stored_size(*rgb.size)
+    if box != rgb.size:
+        rgb.thumbnail(box, Image.Resampling.LANCZOS)
     # A fresh image: no EXIF, GPS, ICC or comments can ride along into storage.
     clean = Image.frombytes("RGB", rgb.size, rgb.tobytes())
     rgb.close()

@@ -76,7 +76,7 @@ PHRASES: Final[dict[str, str]] = {
     "live_failed": "The live view could not start ({reason}). The motions below still work.",
     "live_recording": (
         "Recording. Move over the portrait and use the sliders; "
-        "you can stop after 3 seconds, it stops by itself at 5."
+        "you can stop after 3 seconds, it stops by itself at {max}, the clip's length."
     ),
     "live_too_short": "That was under 3 seconds, so it was not kept. Record again.",
     "live_recorded": (
@@ -167,6 +167,12 @@ _ERRORS: Final[dict[str, tuple[str, str]]] = {
         "Record the motion again, or pick one of the motions instead.",
     ),
     "invalid_seed": ("That seed is not a number we can use.", "Leave it empty, or use a whole number."),
+    "invalid_duration": ("That clip length cannot be made.", "Choose from 3 to 10 seconds."),
+    "invalid_resolution": ("That size is not offered.", "Choose HD or 4K."),
+    "resolution_unavailable": (
+        "This photo is too small for a 4K clip.",
+        "Choose HD, or upload a larger copy of the photo (at least 1600 pixels on its short side).",
+    ),
     "unknown_animator": ("That animator is not offered here.", "Leave it out to use the default."),
     "invalid_webhook": ("That webhook address was refused.", "Use a public https address, or leave it out."),
     "invalid_webhook_events": ("Those webhook events are not ones we send.", "Leave them out to get all."),

@@ -25,12 +25,12 @@ from app.core.errors import ErrorCode, Invalid, Malformed, Refused, TimedOut, To
 from app.core.service import JobRequest
 from app.web.deps import SettingsDep
 
-# Boundaries, part headers and the text fields, recorded motion curves (up to 32 KiB) included.
+# Boundaries, part headers and the text fields, recorded motion curves (up to 48 KiB) included.
 FORM_OVERHEAD_BYTES = 128 * 1024
-# A text field's bytes. Above the curves' own 32 KiB limit, so longer curves get their clear 422
+# A text field's bytes. Above the curves' own 48 KiB limit, so longer curves get their clear 422
 # (invalid_motion_curves) rather than a bare "too long".
 MAX_FIELD_BYTES = 64 * 1024
-MAX_FIELDS = 12
+MAX_FIELDS = 16
 TRUE_WORDS = frozenset({"true", "on", "1", "yes"})  # "on" is what an HTML checkbox sends
 
 
@@ -49,6 +49,8 @@ class UploadForm:
     webhook_events_filter: str | None = None  # "start,progress,completed" (repeated fields are joined)
     animator: str | None = None
     motion_curves: str | None = None  # recorded curves (JSON), the live view's motion
+    duration_s: str | None = None  # the clip's length in seconds, 3-10
+    resolution: str | None = None  # hd or 4k
 
     @property
     def page_motion(self) -> str | None:
@@ -66,6 +68,8 @@ class UploadForm:
             webhook=self.webhook,
             webhook_events=self.webhook_events_filter,
             motion_curves=self.motion_curves,
+            duration_s=self.duration_s,
+            resolution=self.resolution,
         )
 
 
@@ -217,6 +221,8 @@ async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
             webhook_events_filter=_all_text(form, "webhook_events_filter"),
             animator=_first_text(form, "animator"),
             motion_curves=_first_text(form, "motion_curves"),
+            duration_s=_first_text(form, "duration_s"),
+            resolution=_first_text(form, "resolution"),
         )
     finally:
         await form.close()

@@ -29,6 +29,7 @@ from app.web.deps import (
 )
 from app.web.errors import ApiError
 from models.auto_motion import AUTO
+from models.clip_shape import CLIP_DEFAULT_S, CLIP_MAX_S, CLIP_MIN_S, UHD_MIN_SHORT_SIDE
 from models.motion import PRESETS, understood_words
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,6 +249,9 @@ def index_page(
         "motions": _motions(),
         "default_motion": AUTO,
         "motion_words": understood_words(),
+        "durations": list(range(math.ceil(CLIP_MIN_S), math.floor(CLIP_MAX_S) + 1)),
+        "default_duration": round(CLIP_DEFAULT_S),
+        "uhd_min_short_side": UHD_MIN_SHORT_SIDE,
         "quota": {"remaining": quota.remaining, "limit": quota.limit},
         "quota_text": _quota_text(quota.remaining, quota.limit, quota.resets_at),
         "jobs": _job_dicts(session, visitor),

@@ -27,6 +27,7 @@ from PIL import Image
 
 from models.auto_motion import AUTO, PlannedMotion, is_auto, plan_motion
 from models.base import AnimationError, AnimationRequest, Frames, ProgressCallback, Stage, no_progress
+from models.clip_shape import UHD
 from models.diffusion import speed
 from models.diffusion.families import AUTO as AUTO_VARIANT
 from models.diffusion.families import Family, family_from_model_index, resolve_family
@@ -107,14 +108,26 @@ def plan_for(
         return None
 
 
-def natural_length(frames: int, fps: float, duration_s: float | None = None) -> tuple[int, float]:
+def natural_length(frames: int, fps: float) -> tuple[int, float]:
     """(frames to keep, playback fps): the model's own speed, trimmed to at most 5 s rather than sped up;
-    a clip shorter than 3 s (a request for few frames) is slowed to 3 s; `duration_s` forces a length."""
-    if duration_s:
-        return frames, frames / duration_s
+    a clip shorter than 3 s (a request for few frames) is slowed to 3 s. A family's length is its own:
+    a request's duration_s never stretches it (length_note says so instead)."""
     if frames / fps > MAX_DURATION_S + 1e-9:
         return max(2, int(MAX_DURATION_S * fps + 1e-9)), fps
     return frames, min(fps, frames / MIN_DURATION_S)
+
+
+def length_note(request: AnimationRequest, seconds: float, family: str, size: tuple[int, int]) -> str | None:
+    """What the visitor is told when a family's clip is not the length or size asked for: it keeps its
+    own, as trained, rather than stretch frames or enlarge them."""
+    said = []
+    if request.duration_s and abs(request.duration_s - seconds) > 0.05:
+        said.append(f"{seconds:.1f} s long, not the {request.duration_s:g} s asked for")
+    if request.resolution == UHD and not request.size:
+        said.append(f"{size[0]}x{size[1]}, not 4K")
+    if not said:
+        return None
+    return f"This model ({family}) makes clips of its own length and size: this one is {' and '.join(said)}."
 
 
 class DiffusionAnimator:
@@ -245,7 +258,7 @@ class DiffusionAnimator:
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
         t0 = time.perf_counter()
         progress(Stage.ANALYZING, 0.0, "planning the motion")
-        keep, fps = natural_length(frames, self.family.fps, request.duration_s)
+        keep, fps = natural_length(frames, self.family.fps)
         # The request's seed, as the portrait animator plans with it: one photo, one motion, one plan.
         # Recorded curves are their own plan: words and a strength written from them.
         planned = (
@@ -269,7 +282,7 @@ class DiffusionAnimator:
         t_post = time.perf_counter()
         progress(Stage.DECODING, 1.0, "")
         progress(Stage.POSTPROCESSING, 0.0, "matching colours to the photo")
-        keep, fps = natural_length(len(video), self.family.fps, request.duration_s)
+        keep, fps = natural_length(len(video), self.family.fps)
         video = video[:keep]
         if self.color_match > 0:
             video = match_colors(video, fit.image, strength=self.color_match)
@@ -281,7 +294,8 @@ class DiffusionAnimator:
             Stage.DECODING.value: t_post - marks["denoise_end"],
             Stage.POSTPROCESSING.value: t_end - t_post,
         }
-        return Frames(frames=video, fps=fps, stage_seconds=stage_seconds)
+        note = length_note(request, keep / fps, self.family.name, size)
+        return Frames(frames=video, fps=fps, stage_seconds=stage_seconds, note=note)
 
     def call_kwargs(
         self,

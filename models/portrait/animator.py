@@ -17,6 +17,7 @@ from PIL import Image
 
 from models.auto_motion import plan_motion
 from models.base import AnimationError, AnimationRequest, DrawnFrames, Frames, ProgressCallback, Stage
+from models.clip_shape import UHD, uhd_size
 from models.face import SHARED_MAX_FACES, Face, FaceAnalysis, FaceAnalyzer
 from models.motion import MotionError, SampledMotion, parse_motion
 from models.motion_curves import CURVES_FPS
@@ -76,7 +77,8 @@ class PortraitAnimator:
             raise AnimationError("bad_motion", str(e)) from e
         self.setup()
         assert self._analyzer is not None
-        rgb = np.asarray(fit_photo(photo, request.size, self.max_side))
+        size = request.size or (uhd_size(photo.size) if request.resolution == UHD else None)
+        rgb = np.asarray(fit_photo(photo, size, self.max_side))
         h, w = rgb.shape[:2]
         # The mesh is the rig the browser's live view draws (the photo check's rig of this same photo);
         # every frame is rendered from it.
@@ -90,8 +92,10 @@ class PortraitAnimator:
         mesh, faces = found
         rig = dense_rig(mesh)
         motion: SampledMotion | Sequence[SampledMotion]
-        if recorded is not None:  # exactly the samples, one frame each, every face alike
-            fps, n, motion = CURVES_FPS, recorded.samples, recorded
+        if recorded is not None:  # the samples, one frame each, every face alike; then back to the first
+            fps, motion = CURVES_FPS, recorded
+            asked = round(fps * request.duration_s) if request.duration_s else 0
+            n = max(recorded.samples, asked)
         else:
             fps = request.fps
             n = request.frames or max(1, round(fps * (request.duration_s or self.default_duration_s)))

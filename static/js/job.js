@@ -157,6 +157,10 @@ export class JobView extends EventTarget {
       line.textContent = check ? check.summary : "";
       line.hidden = !check;
       line.classList.toggle("clip-check-failed", Boolean(check && !check.passed));
+      // How the clip differs from what was asked (a model that keeps its own length), in its words.
+      const note = job.video && job.video.note;
+      this.$("job-video-note").textContent = note || "";
+      this.$("job-video-note").hidden = !note;
     }
 
     const bad = job.status === "failed" || job.status === "canceled";

@@ -1,12 +1,12 @@
 // "Direct it live": the visitor's own photo, moving in WebGL as they direct it (static/js/rig.js draws it).
 // The face turns and looks toward the pointer or finger (or the arrow keys), sliders set the smile, brows
-// and blink, a toggle breathes; Record keeps 3 to 5 s of it at the clip's 24 samples a second, Play loops
+// and blink, a toggle breathes; Record keeps 3 s up to the clip's length of it at 24 samples a second, Play loops
 // it as the clip will (closeLoop), and "My recording" sends it with the job as its motion.
 import { FPS, RigRenderer, clamp, closeLoop, fullValues, parseRig, webgl2Available } from "./rig.js";
 import { phrase } from "./words.js";
 
 const RECORD_MIN = 3 * FPS; // samples: Stop is allowed from 3 s
-const RECORD_MAX = 5 * FPS; // and recording stops by itself at 5 s
+const RECORD_MAX_S = 10; // and recording stops by itself at the clip's length, at most 10 s
 const HEAD_TIME_S = 0.22; // smoothing time of the head's follow; the eyes lead with a shorter one
 const EYE_TIME_S = 0.07;
 const BREATH_PERIOD_S = 4;
@@ -49,6 +49,7 @@ export class LiveView extends EventTarget {
     super();
     this.panel = panel;
     this.option = option; // the "My recording" motion choice (hidden until there is a recording)
+    this.recordMax = RECORD_MAX_S * FPS; // samples; the page sets the clip's length (setMaxSeconds)
     this.radio = option ? option.querySelector("input") : null;
     this.$ = (id) => panel.querySelector(`#${id}`);
     this.canvas = this.$("live-canvas");
@@ -148,8 +149,18 @@ export class LiveView extends EventTarget {
     this.forget();
   }
 
+  // The clip's length, in seconds: a recording stops by itself there.
+  setMaxSeconds(seconds) {
+    this.recordMax = Math.round(clamp(seconds, RECORD_MIN / FPS, RECORD_MAX_S) * FPS);
+  }
+
+  recordedSeconds() {
+    return this.recorded ? this.recorded.yaw.length / FPS : 0;
+  }
+
   // A new photo (or none): the recording belonged to the old one.
   forget() {
+    const had = Boolean(this.recorded);
     this.record = null;
     this.recorded = null;
     this.play = null;
@@ -166,6 +177,7 @@ export class LiveView extends EventTarget {
     }
     if (this.option) this.option.hidden = true;
     this.syncButtons();
+    if (had) this.dispatchEvent(new Event("forgotten"));
   }
 
   // --- controls ------------------------------------------------------------------------------------------
@@ -295,7 +307,7 @@ export class LiveView extends EventTarget {
     if (!this.renderer) return;
     this.stopPlaying();
     this.record = { start: performance.now(), samples: Object.fromEntries(this.rig.channels.map((ch) => [ch, []])) };
-    this.say(phrase("live_recording"));
+    this.say(phrase("live_recording", { max: this.recordMax / FPS }));
     this.syncButtons();
     this.schedule();
   }
@@ -303,12 +315,12 @@ export class LiveView extends EventTarget {
   // Samples at 24 a second of the live values (a slow frame repeats the values it shows).
   sample(now, values) {
     const { samples } = this.record;
-    const due = Math.min(RECORD_MAX, Math.floor(((now - this.record.start) / 1000) * FPS) + 1);
+    const due = Math.min(this.recordMax, Math.floor(((now - this.record.start) / 1000) * FPS) + 1);
     const before = samples.yaw.length;
     while (samples.yaw.length < due) for (const ch of this.rig.channels) samples[ch].push(values[ch]);
     if (before < RECORD_MIN && samples.yaw.length >= RECORD_MIN) this.syncButtons();
     this.$("live-time").textContent = phrase("live_time", { seconds: (samples.yaw.length / FPS).toFixed(1) });
-    if (samples.yaw.length >= RECORD_MAX) this.stopRecording();
+    if (samples.yaw.length >= this.recordMax) this.stopRecording();
   }
 
   stopRecording() {

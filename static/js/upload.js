@@ -36,6 +36,32 @@ export class UploadForm extends EventTarget {
     // The planned motion is shown only while the chosen motion is the one it was planned for.
     this.form.addEventListener("change", () => this.syncPlan());
     this.$("motion-text").addEventListener("input", () => this.syncPlan());
+    // The live view records up to the clip's length.
+    this.$("duration").addEventListener("change", () => this.live && this.live.setMaxSeconds(this.duration()));
+    if (this.live) {
+      this.live.setMaxSeconds(this.duration());
+      this.live.addEventListener("recorded", () => this.syncLengths());
+      this.live.addEventListener("forgotten", () => this.syncLengths());
+    }
+  }
+
+  duration() {
+    return Number(this.$("duration").value);
+  }
+
+  // A clip is never shorter than the recording it plays: shorter lengths are not offered while one is kept.
+  syncLengths() {
+    const recorded = this.live ? this.live.recordedSeconds() : 0;
+    for (const option of this.$("duration").options) option.disabled = Number(option.value) < recorded - 1e-9;
+  }
+
+  // 4K is offered when the photo check says the photo has the pixels for it.
+  offerSizes(resolutions) {
+    const uhd = (resolutions || []).includes("4k");
+    const input = this.$("size-4k-input");
+    this.$("size-4k").hidden = !uhd;
+    input.disabled = !uhd;
+    if (!uhd && input.checked) this.form.querySelector("input[name=resolution][value=hd]").checked = true;
   }
 
   bindDrop(zone) {
@@ -86,17 +112,21 @@ export class UploadForm extends EventTarget {
     this.$("check-score-text").textContent = "";
     tips.replaceChildren();
     this.planned = null;
+    this.offerSizes(null);
     if (this.live) this.live.hide(); // the old photo's live view and recording go with it
     this.syncPlan();
     const body = new FormData();
     body.append("photo", file);
     const motion = this.motion();
     if (motion && motion !== "recorded") body.append("motion", motion);
+    const duration = this.duration();
+    body.append("duration_s", String(duration));
     try {
       if (this.live && this.liveOk === null) this.liveOk = LiveView.supported();
       const result = await api(this.liveOk ? "/photo-check?rig=true" : "/photo-check", { method: "POST", body });
       if (token !== this.checkToken) return;
       const problem = result && result.ok === false ? result.problem : null;
+      this.offerSizes(result && result.resolutions);
       if (problem && MOTION_PROBLEMS.has(problem.code)) {
         this.showQuality(result);
         this.showLive(result, file);
@@ -105,7 +135,7 @@ export class UploadForm extends EventTarget {
         this.showCheckProblem(problem.code, problem.message);
       } else {
         this.showQuality(result);
-        this.showPlan(result, motion);
+        this.showPlan(result, motion, duration);
         this.showLive(result, file);
       }
     } catch (err) {
@@ -154,16 +184,22 @@ export class UploadForm extends EventTarget {
     }
   }
 
-  // What the chosen motion will do with this photo, as the check planned it (with the seed it used).
-  showPlan(result, motion) {
+  // What the chosen motion will do with this photo in a clip of this length, as the check planned it
+  // (with the seed it used).
+  showPlan(result, motion, duration) {
     const text = planText(result.plan);
     this.$("check-plan").textContent = text;
-    this.planned = text ? { motion, seed: result.seed } : null;
+    this.planned = text ? { motion, duration, seed: result.seed } : null;
     this.syncPlan();
   }
 
+  plannedNow() {
+    const p = this.planned;
+    return p && p.motion === this.motion() && p.duration === this.duration() ? p : null;
+  }
+
   syncPlan() {
-    this.$("check-plan").hidden = !(this.planned && this.planned.motion === this.motion());
+    this.$("check-plan").hidden = !this.plannedNow();
   }
 
   showCheckProblem(code, message) {
@@ -226,8 +262,11 @@ export class UploadForm extends EventTarget {
       body.append("motion", motion);
     }
     // The seed of the plan shown, so the job does what the page said; later jobs get fresh seeds.
-    const planned = this.planned && this.planned.motion === motion ? this.planned : null;
+    const planned = this.plannedNow();
     if (planned && planned.seed != null) body.append("seed", String(planned.seed));
+    body.append("duration_s", String(this.duration()));
+    const size = this.form.querySelector("input[name=resolution]:checked");
+    if (size && !size.disabled) body.append("resolution", size.value);
     try {
       const job = await api("/jobs", { method: "POST", body });
       this.planned = null;

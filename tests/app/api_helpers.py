@@ -82,7 +82,15 @@ def finish_job(app: FastAPI, job_id: str, frames: int = 12) -> bytes:
             job_id,
             video_key=video_key(job_id),
             poster_key=poster_key(job_id),
-            video_info={"frames": frames},
+            video_info={
+                "width": 64,
+                "height": 64,
+                "fps": 12.0,
+                "frames": frames,
+                "duration_s": frames / 12,
+                "bytes": len(mp4),
+                "note": None,
+            },
             stage_seconds={},
         )
     return mp4

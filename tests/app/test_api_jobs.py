@@ -19,7 +19,7 @@ from tests.app.api_helpers import SCRAPE, broker_messages, finish_job, post_job
 JOB_KEYS = {
     "id", "status", "stage", "stage_detail", "progress", "queue_position", "eta_s", "created_at",
     "started_at", "finished_at", "expires_at", "motion", "plan", "seed", "animator", "photo", "clip_check",
-    "error", "urls",
+    "error", "urls", "duration_s", "resolution", "video",
 }  # fmt: skip
 
 
@@ -32,6 +32,7 @@ def test_submit_answers_202_with_a_job_stores_the_photo_and_enqueues_once(
     assert set(job) == JOB_KEYS
     assert job["status"] == "queued" and job["queue_position"] == 1 and job["eta_s"] > 0
     assert job["motion"] == "look left and smile" and job["seed"] == 42 and job["animator"] == "push-in"
+    assert job["duration_s"] == 4.0 and job["resolution"] == "hd" and job["video"] is None
     assert job["photo"]["width"] == 109 and job["photo"]["height"] == 128 and job["photo"]["bytes"] > 1000
     assert r.headers["location"] == job["urls"]["self"] == f"/api/v1/jobs/{job['id']}"
     assert job["urls"]["video"] is None and job["urls"]["cancel"].endswith("/cancel")

@@ -46,8 +46,8 @@ def _refused(r: Any) -> str:
             {"motion_curves": _curves(smile=[0.0] * 90)},
             ["same number of samples", "yaw has 96", "smile has 90"],
         ),
-        ({"motion_curves": _curves(40, smile=[0.0] * 40)}, ["40 samples", "72 to 120"]),
-        ({"motion_curves": _curves(130, smile=[0.0] * 130)}, ["130 samples", "72 to 120"]),
+        ({"motion_curves": _curves(40, smile=[0.0] * 40)}, ["40 samples", "72 to 240"]),
+        ({"motion_curves": _curves(250, smile=[0.0] * 250)}, ["250 samples", "72 to 240"]),
         (
             {"motion_curves": _curves(yaw=[0.0] * 50 + [40.0] + [0.0] * 45)},
             ["'yaw', sample 50", "out of range"],
@@ -69,13 +69,13 @@ def test_bad_curves_are_a_422_naming_the_problem(
     assert client.get("/api/v1/jobs").json()["jobs"] == []  # no job, nothing queued
 
 
-def test_curves_over_32_kib_are_a_422_not_a_bare_too_long(
+def test_curves_over_48_kib_are_a_422_not_a_bare_too_long(
     client: TestClient, small_portrait_jpeg: bytes
 ) -> None:
-    big = json.dumps({"fps": 24, "channels": {k: [0.1234567890123456789] * 120 for k in CHANNELS}})
+    big = json.dumps({"fps": 24, "channels": {k: [0.1234567890123456789] * 180 for k in CHANNELS}})
     big = big.replace("0.12345678901234568", "0.1234567890123456789012345678")
-    assert 32 * 1024 < len(big) < 64 * 1024
-    assert "at most 32768" in _refused(post_job(client, small_portrait_jpeg, motion_curves=big))
+    assert 48 * 1024 < len(big) < 64 * 1024
+    assert "at most 49152" in _refused(post_job(client, small_portrait_jpeg, motion_curves=big))
 
 
 def test_a_recorded_job_stores_its_curves_and_their_plan(
@@ -219,8 +219,8 @@ def test_the_rig_is_null_when_the_check_is_not_ok_or_there_is_no_face(
 
 def test_motions_lists_the_curves_rules(client: TestClient) -> None:
     rules = client.get("/api/v1/motions").json()["curves"]
-    assert rules["fps"] == 24 and (rules["min_samples"], rules["max_samples"]) == (72, 120)
-    assert rules["max_bytes"] == 32 * 1024 and rules["channels"] == list(CHANNELS)
+    assert rules["fps"] == 24 and (rules["min_samples"], rules["max_samples"]) == (72, 240)
+    assert rules["max_bytes"] == 48 * 1024 and rules["channels"] == list(CHANNELS)
     assert rules["limits"] == {k: list(v) for k, v in CHANNEL_LIMITS.items()}
     schema = client.get("/openapi.json").json()
     body = schema["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
@@ -259,3 +259,20 @@ def test_the_checked_rig_is_kept_where_the_worker_finds_it(
     job_id = post_job(client, portrait_jpeg).json()["id"]
     digest = hashlib.sha256(app.state.store.get(photo_key(job_id))).hexdigest()
     assert json.loads(app.state.store.get(rig_key(digest, rig_name(1080, MAX_FACES)))) == rig
+
+
+def test_a_recording_sets_the_clip_length_unless_a_longer_one_is_asked(
+    client: TestClient, small_portrait_jpeg: bytes
+) -> None:
+    own = post_job(client, small_portrait_jpeg, motion_curves=_curves(108))  # 4.5 s at 24 fps
+    assert own.status_code == 202, own.text
+    assert own.json()["duration_s"] == 4.5
+    longer = post_job(client, small_portrait_jpeg, motion_curves=_curves(108), duration_s="9")
+    assert longer.status_code == 202, longer.text
+    assert longer.json()["duration_s"] == 9.0  # played once, then eased back and held
+    shorter = post_job(client, small_portrait_jpeg, motion_curves=_curves(108), duration_s="4")
+    assert shorter.status_code == 422, shorter.text
+    error = shorter.json()["error"]
+    assert error["code"] == "invalid_duration"
+    assert "4.5 s, longer than the 4 s clip" in error["message"]
+    assert len(client.get("/api/v1/jobs").json()["jobs"]) == 2

@@ -103,12 +103,30 @@ def test_jpeg_end_skips_segments_by_length() -> None:
 
 def test_large_photos_are_decoded_small_and_shrunk_before_any_conversion() -> None:
     rng = np.random.default_rng(3)
-    noise = Image.fromarray(rng.integers(0, 255, (3000, 4500, 3), dtype=np.uint8))
-    big_jpeg = jpeg(noise, quality=80)
+    noise = Image.fromarray(rng.integers(0, 255, (1500, 6000, 3), dtype=np.uint8))
+    big_jpeg = jpeg(noise, quality=80)  # a short side under 1600 px: no 4K, stored at 2048 px
     pending = inspect_photo(big_jpeg, max_pixels=40_000_000, min_side=64)
-    assert pending.image.size == (2250, 1500)  # libjpeg decodes at 1/2 scale: draft() before load
-    assert pending.decode_bytes == 2250 * 1500 * 4 * (1 + 3)  # counted at the drafted size
-    assert decode_photo(pending, big_jpeg).size == (2250, 1500)
+    assert pending.image.size == (3000, 750)  # libjpeg decodes at 1/2 scale: draft() before load
+    assert pending.decode_bytes == 3000 * 750 * 4 * (1 + 3)  # counted at the drafted size
+    assert decode_photo(pending, big_jpeg).size == (3000, 750)
+    assert read_photo(big_jpeg, max_pixels=40_000_000, min_side=64).width == 2048
+
+    # A photo with the pixels for 4K is drafted only as far as keeps the 4K box, and stored in it.
+    grain = Image.fromarray(rng.integers(0, 255, (4800, 8000, 3), dtype=np.uint8))
+    uhd_jpeg = jpeg(grain, quality=70)
+    pending = inspect_photo(uhd_jpeg, max_pixels=40_000_000, min_side=64)
+    assert pending.image.size == (4000, 2400)  # 1/2 scale still covers 3840 by 2160
+    assert decode_photo(pending, uhd_jpeg).size == (3600, 2160)  # then into the 4K box at once
+    photo = read_photo(uhd_jpeg, max_pixels=40_000_000, min_side=64)
+    assert (photo.width, photo.height) == (3600, 2160)  # the 4K box: short side 2160, aspect kept
+    # Under twice the box, libjpeg cannot shrink it: it is decoded whole and resized into the box at once,
+    # so the steps after hold 8 megapixels, not 33, and it fits the default decode budget (512 MB).
+    ramp = np.linspace(0, 255, 7600, dtype=np.uint8)
+    wide = jpeg(Image.fromarray(np.dstack([np.tile(ramp, (4300, 1))] * 3)), quality=80)
+    pending = inspect_photo(wide, max_pixels=40_000_000, min_side=64)
+    assert pending.image.size == (7600, 4300)
+    assert 7600 * 4300 * 4 < pending.decode_bytes < 320 * 2**20 < 512 * 2**20
+    assert decode_photo(pending, wide).size == (3818, 2160)
 
     big_png = png(noise.resize((9000, 600)))
     pending = inspect_photo(big_png, max_pixels=40_000_000, min_side=64)
@@ -126,7 +144,7 @@ def test_shrunk_photos_keep_orientation_and_16_bit_scaling() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6
     photo = read_photo(png(sensor, exif=exif.tobytes()), max_pixels=40_000_000, min_side=64)
-    assert photo.height == 2048 and photo.width < photo.height
+    assert (photo.width, photo.height) == (2095, 3840)  # shrunk into the 4K box, upright
     top = np.asarray(photo.image)[:100].reshape(-1, 3).mean(0)
     assert top[0] > 150 and top[1] < 60, top  # still red on top: the orientation survived the shrink
 
@@ -180,5 +198,5 @@ def test_large_decodes_run_at_most_decode_concurrency_at_once(tmp_path: Path) ->
                 tg.start_soon(one, data)
 
     anyio.run(main)
-    assert sorted(widths) == [2048] * 4
+    assert sorted(widths) == [2600, 2610, 2620, 2630]  # 4K-eligible: kept whole (inside 3840 by 2160)
     assert budget.peak_slots == 1 and budget.in_use == 0

@@ -57,7 +57,7 @@ def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
     try:
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-            assert MigrationContext.configure(conn).get_current_revision() == "0009"
+            assert MigrationContext.configure(conn).get_current_revision() == "0010"
         assert set(inspect(engine).get_table_names()) == {"jobs", "submissions", "alembic_version"}
     finally:
         engine.dispose()
@@ -153,3 +153,29 @@ def test_0009_gives_succeeded_jobs_their_run_time_and_goes_back(tmp_path: Path) 
         assert runs == {"j1": 42.5, "j2": None}
         command.downgrade(cfg, "0008")
         assert "run_s" not in job_columns(engine)
+
+
+def test_0010_gives_jobs_their_clip_length_and_size_and_goes_back(tmp_path: Path) -> None:
+    with database_at(tmp_path, "0009") as (cfg, engine):
+        with engine.begin() as conn:
+            insert_old_job(conn)  # a 4 s HD clip, as every job was
+            insert_old_job(
+                conn, id="'rec'", motion_curves="""'{"fps": 24, "channels": {"yaw": [0, 0, 0]}}'"""
+            )
+            insert_old_job(
+                conn, id="'long'", motion_curves=f"""'{{"channels": {{"smile": {[0.0] * 108}}}}}'"""
+            )
+        command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            rows = {
+                r[0]: tuple(r[1:]) for r in conn.execute(text("SELECT id, duration_s, resolution FROM jobs"))
+            }
+        assert rows == {
+            "j1": (4.0, "hd"),
+            "rec": (0.125, "hd"),
+            "long": (4.5, "hd"),
+        }  # a recording's own length
+        command.downgrade(cfg, "0009")
+        assert not {"duration_s", "resolution"} & job_columns(engine)
+        with engine.connect() as conn:
+            assert len(conn.execute(text("SELECT id FROM jobs")).all()) == 3

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 from skimage.metrics import structural_similarity
 
 from models.motion import CHANNELS
@@ -224,6 +225,7 @@ def test_the_face_turns_toward_the_pointer(live, rig: MeshRig, photo_rgb: np.nda
 def test_a_recording_becomes_the_clip(live, server: str, rig: MeshRig) -> None:
     driver = live
     assert not visible(driver, "motion-recorded")  # nothing recorded yet
+    Select(driver.find_element(By.ID, "duration")).select_by_value("5")  # a 5 s clip: record up to 5 s
     driver.find_element(By.ID, "live-record").click()
     assert driver.find_element(By.ID, "live-record").get_attribute("disabled")  # no Stop before 3 s
     assert "Recording" in driver.find_element(By.ID, "live-status").text
@@ -233,10 +235,13 @@ def test_a_recording_becomes_the_clip(live, server: str, rig: MeshRig) -> None:
     state = driver.execute_script("return vivifyLive.state()")
     assert state["recorded"] == 120 and not state["recording"], state
     assert "Recorded 5.0 seconds" in driver.find_element(By.ID, "live-status").text
+    lengths = Select(driver.find_element(By.ID, "duration")).options
+    offered = [o.get_attribute("value") for o in lengths if o.is_enabled()]
+    assert offered == ["5", "6", "7", "8", "9", "10"]  # never a clip shorter than the recording
     curves = driver.execute_script("return vivifyLive.curves()")
     yaw = np.array(curves["channels"]["yaw"])
     assert curves["fps"] == 24 and set(curves["channels"]) == set(CHANNELS)
-    assert len(json.dumps(curves)) < 8 * 1024  # rounded: far below the server's 32 KiB
+    assert len(json.dumps(curves)) < 8 * 1024  # rounded: far below the server's 48 KiB
     assert yaw.max() > 8 and yaw.min() < -8, yaw  # the sweep is in it
 
     # Play loops the recording as the clip will (close_loop applied).

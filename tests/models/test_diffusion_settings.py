@@ -20,6 +20,7 @@ from models.base import AnimationRequest, Canceled, Stage
 from models.diffusion.animator import (
     DiffusionAnimator,
     describe_motion,
+    length_note,
     motion_prompt,
     natural_length,
     plan_for,
@@ -294,6 +295,19 @@ def test_production_shapes_give_the_real_latent_grids(
     t, h, w = grid
     assert (t // shape.patch[0]) * (h // shape.patch[1]) * (w // shape.patch[2]) == tokens
     assert shape.image_tokens == (257 if family in ("svd", "wan2.1") else 0)  # CLIP ViT-H/14 at 224 px
+
+
+def test_a_family_keeps_its_own_length_and_size_and_says_so() -> None:
+    assert length_note(AnimationRequest(duration_s=4.0), 97 / 24, "ltx", (768, 512)) is None  # 4.04 s
+    assert length_note(AnimationRequest(), 25 / 7, "svd", (1024, 576)) is None  # nothing asked
+    note = length_note(AnimationRequest(duration_s=10.0, resolution="4k"), 5.0, "wan2.1", (832, 480))
+    assert note == (
+        "This model (wan2.1) makes clips of its own length and size: this one is 5.0 s long, not the 10 s "
+        "asked for and 832x480, not 4K."
+    )
+    assert "not 4K" not in (
+        length_note(AnimationRequest(resolution="4k", size=(832, 480)), 5.0, "x", (1, 1)) or ""
+    )
 
 
 def test_a_short_request_is_slowed_to_three_seconds() -> None:

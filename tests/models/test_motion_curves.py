@@ -59,8 +59,8 @@ def test_good_curves_parse_and_round_trip() -> None:
             _field({"yaw": [0.0] * 96, "smile": [0.0] * 95}),
             ["same number of samples", "yaw has 96", "smile has 95"],
         ),
-        (_field({"yaw": [0.0] * (MIN_SAMPLES - 1)}), ["(yaw) have 71 samples", "72 to 120"]),
-        (_field({"yaw": [0.0] * (MAX_SAMPLES + 1)}), ["121 samples", "72 to 120"]),
+        (_field({"yaw": [0.0] * (MIN_SAMPLES - 1)}), ["(yaw) have 71 samples", "72 to 240"]),
+        (_field({"yaw": [0.0] * (MAX_SAMPLES + 1)}), ["241 samples", "72 to 240"]),
         (
             _field({"yaw": [0.0] * 95 + [15.5]}),
             ["'yaw', sample 95", "15.5 is out of range", "-15 to 15 degrees"],
@@ -94,7 +94,7 @@ def test_bad_curves_are_refused_with_a_clear_message(field: str, words: list[str
 def test_the_size_limit_is_on_the_field_bytes() -> None:
     big = _field({k: [0.0] * MAX_SAMPLES for k in CHANNELS}).replace("0.0", "0." + "0" * 30)
     assert len(big) > MAX_CURVES_BYTES
-    with pytest.raises(CurvesError, match=r"bytes; at most 32768 \(32 KiB\)"):
+    with pytest.raises(CurvesError, match=r"bytes; at most 49152 \(48 KiB\)"):
         parse_curves(big)
     # Every channel at the longest length, each sample a full-precision float as a browser writes it.
     rng = np.random.default_rng(0)
@@ -155,6 +155,30 @@ def test_sample_resamples_periodically_only_when_asked_for_another_length() -> N
     assert recorded.sample(192, 48)["yaw"][1] == pytest.approx((yaw[0] + yaw[1]) / 2, abs=1e-5)
 
 
+def test_a_clip_longer_than_the_recording_plays_it_once_then_eases_back_and_holds() -> None:
+    curves = _turn_then_smile(96)  # 4 s that end away from where they start
+    curves["yaw"] = (np.asarray(curves["yaw"]) + 4.0).tolist()  # starts at 4°, ends at 4°: moved in between
+    curves["roll"] = np.linspace(0.0, 6.0, 96).tolist()  # ends 6° from its start
+    recorded = parse_curves(_field(curves))
+    out = recorded.sample(240, 24)  # a 10 s clip
+    assert all(v.shape == (240,) and v.dtype == np.float32 for v in out.values())
+    # The recording as sent, every sample, with no loop closing inside it.
+    for k in ("yaw", "roll", "smile"):
+        assert np.array_equal(out[k][:96], np.float32(curves[k])), k
+    # Then one second (24 frames) of smooth ease back to the first sample, by small steps...
+    ease = out["roll"][96:120]
+    assert ease[-1] == 0.0 and np.all(np.diff(ease) <= 0) and np.abs(np.diff(out["roll"])).max() < 0.6
+    # ...and held there to the end, so the last frame meets the first: the clip loops.
+    assert np.all(out["roll"][120:] == 0.0) and np.all(out["yaw"][120:] == np.float32(curves["yaw"][0]))
+    # The same clip at another frame rate follows the same path in time.
+    half = recorded.sample(120, 12)["roll"]
+    assert np.allclose(half, out["roll"][::2], atol=1e-5)
+    # Fewer than LOOP_SAMPLES frames to spare: the last sample is held and the loop closed as ever.
+    short = recorded.sample(100, 24)["roll"]
+    assert np.array_equal(short[:88], np.float32(curves["roll"][:88]))
+    assert abs(short[-1] - short[0]) < 0.6
+
+
 def test_the_plan_describes_the_curves_in_time_order() -> None:
     plan = planned_motion(parse_curves(_field(_turn_then_smile())))
     assert plan.name == "recorded"
@@ -194,7 +218,7 @@ def test_intensity_follows_the_peaks_relative_to_the_limits() -> None:
 def test_the_rules_a_client_reads() -> None:
     rules = curves_rules()
     assert rules["fps"] == CURVES_FPS == 24
-    assert (rules["min_samples"], rules["max_samples"], rules["max_bytes"]) == (72, 120, 32 * 1024)
+    assert (rules["min_samples"], rules["max_samples"], rules["max_bytes"]) == (72, 240, 48 * 1024)
     assert rules["channels"] == list(CHANNELS)
     assert rules["limits"] == {k: [lo, hi] for k, (lo, hi) in CHANNEL_LIMITS.items()}
     assert all(math.isfinite(v) for lo_hi in rules["limits"].values() for v in lo_hi)

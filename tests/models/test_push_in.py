@@ -51,7 +51,7 @@ def test_cancel_stops_between_frames(portrait: Image.Image) -> None:
             raise Canceled
 
     with pytest.raises(Canceled):
-        PushInAnimator().animate(portrait, AnimationRequest(frames=40), progress)
+        render_clip(PushInAnimator(), portrait, AnimationRequest(frames=40), progress)  # drawn as encoded
     assert max(seen) == pytest.approx(0.25)
 
 

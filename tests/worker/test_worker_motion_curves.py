@@ -1,5 +1,6 @@
 """A job with recorded motion curves, on the worker path with the real CPU portrait animator: the clip
-has one frame per sample, and the head's yaw re-detected on its frames follows the recorded yaw."""
+has one frame per sample, and the head's yaw re-detected on its frames follows the recorded yaw; in a
+clip longer than the recording, then eases back to where it started and holds there."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from PIL import Image
 
 from app.core.storage import LocalStore, photo_key, video_key
 from models.face import FaceAnalyzer
-from models.motion_curves import close_loop
+from models.motion_curves import RecordedMotion
 from models.video import read_frames
 from worker import model_cache
 from worker.tasks import animate_job
@@ -45,22 +46,26 @@ def test_the_clip_follows_the_recorded_yaw(settings, store, sessions, make_job, 
     settings = settings.model_copy(update={"animator": "portrait"})
     yaw = _recorded_yaw()
     curves = {"fps": 24, "channels": {"yaw": yaw}}
-    job_id = make_job(animator="portrait", motion="recorded", motion_curves=curves)
+    # A 4 s clip of a 3 s recording: the recording plays once, then a second back to its first sample.
+    job_id = make_job(animator="portrait", motion="recorded", motion_curves=curves, duration_s=4.0)
     _store_portrait(store, job_id)
     assert animate_job(job_id, worker="w1", settings=settings, store=store, sessions=sessions) == "succeeded"
-    assert load_job(job_id).video_info["frames"] == N  # one frame per sample
+    assert load_job(job_id).video_info["frames"] == 96  # one frame per sample, then the ease back
 
     frames = read_frames(store.get(video_key(job_id)))
-    assert len(frames) == N
+    assert len(frames) == 96
     analyzer = FaceAnalyzer(max_faces=1)
     analyzer.setup()
     head = np.array([analyzer.analyze(f, mask=False).faces[0].pose()[0] for f in frames])
-    expected = close_loop(yaw)  # what the worker renders: the samples, the loop closed
+    expected = RecordedMotion.from_json(curves).sample(96, 24)["yaw"]  # what the worker renders
+    assert np.array_equal(expected[:N], np.float32(yaw))  # the recording itself, sample for sample
     # A 2-D warp shows a smaller turn than asked for, but frame by frame it follows the recording.
     change = head - head[0]
     r = float(np.corrcoef(change, expected)[0, 1])
     assert r >= 0.9, (r, change.round(1).tolist(), expected.round(1).tolist())
     assert np.sign(change[np.argmax(expected)]) == 1 and np.sign(change[np.argmin(expected)]) == -1
+    swing = change.max() - change.min()
+    assert np.abs(change[N + 12 :]).max() < 0.15 * swing  # back where it started: the clip loops
 
 
 def test_curves_that_no_longer_pass_the_checks_fail_the_job_clearly(

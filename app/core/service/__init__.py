@@ -143,12 +143,22 @@ class JobService:
             return Created(check_replay(dup.job, fingerprint), replayed=True)
         return Created(job, replayed=False)
 
-    async def again(self, job: Job, motion: str | None, seed: str | None) -> Job:
-        """A new job from a copy of this job's stored photo, with another motion."""
+    async def again(
+        self,
+        job: Job,
+        motion: str | None,
+        seed: str | None,
+        duration_s: str | None = None,
+        resolution: str | None = None,
+    ) -> Job:
+        """A new job from a copy of this job's stored photo, with another motion (and the job's length and
+        size unless others are sent)."""
         accepted = await check_again(
             job,
             motion,
             seed,
+            duration_s,
+            resolution,
             session=self.session,
             settings=self.settings,
             store=self.store,
@@ -198,6 +208,8 @@ class JobService:
             motion_plan=accepted.plan,
             request_fingerprint=fingerprint,
             motion_curves=accepted.curves,
+            duration_s=accepted.duration_s,
+            resolution=accepted.resolution,
         )
         return await to_thread.run_sync(make)  # it blocks on storage and the database
 

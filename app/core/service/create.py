@@ -23,10 +23,14 @@ from app.core.face_pool import face_pools
 from app.core.queue import enqueue_job, priority_for, queue_for
 from app.core.service.fields import (
     WebhookRequest,
+    check_recording_fits,
+    check_resolution,
     check_webhook,
     choose_animator,
     clean_curves,
     clean_motion,
+    parse_duration,
+    parse_resolution,
     parse_seed,
 )
 from app.core.service.photos import (
@@ -42,6 +46,7 @@ from app.core.service.plans import plan_json, plan_stored, recorded_plan_json
 from app.core.storage import ObjectStore, photo_key
 from app.core.tables import Job, JobStatus, new_job_id, utcnow
 from app.core.visitors import Allowance, Visitor, allowance, record_submission
+from models.clip_shape import CLIP_DEFAULT_S, HD
 from models.motion_curves import RECORDED
 
 log = logging.getLogger("vivify.service")
@@ -107,8 +112,10 @@ def request_fingerprint(request: JobRequest) -> str:
         "webhook": request.webhook,
         "webhook_events": request.webhook_events,
     }
-    if request.motion_curves is not None:  # only when sent: fingerprints of other submits stay as they were
-        fields["motion_curves"] = request.motion_curves
+    # Only when sent: fingerprints of other submits stay as they were.
+    for name in ("motion_curves", "duration_s", "resolution"):
+        if getattr(request, name) is not None:
+            fields[name] = getattr(request, name)
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -147,6 +154,8 @@ def create_job(
     motion_plan: dict[str, Any] | None = None,
     request_fingerprint: str | None = None,
     motion_curves: dict[str, Any] | None = None,
+    duration_s: float = CLIP_DEFAULT_S,
+    resolution: str = HD,
 ) -> Job:
     """Store the photo (or copy another job's stored one), commit the job and its submission, then
     enqueue. Never loses a committed job: if the broker is down the job stays queued and the reconciler
@@ -176,6 +185,8 @@ def create_job(
         motion=motion,
         motion_plan=motion_plan,
         motion_curves=motion_curves,
+        duration_s=duration_s,
+        resolution=resolution,
         seed=seed,
         animator=animator,
         model=model,
@@ -239,6 +250,8 @@ class JobRequest:
     webhook: str | None = None
     webhook_events: str | None = None  # "start,progress,completed"
     motion_curves: str | None = None  # recorded curves, the JSON text as sent (models.motion_curves)
+    duration_s: str | None = None  # the clip's length in seconds, 3-10 (blank: 4, or the recording's)
+    resolution: str | None = None  # hd or 4k (blank: hd)
 
 
 @dataclass(frozen=True)
@@ -252,6 +265,8 @@ class Accepted:
     webhook: WebhookRequest | None
     plan: dict[str, Any] | None = None  # the motion planned from the photo; None if planning failed
     curves: dict[str, Any] | None = None  # recorded curves (RecordedMotion.to_json), then motion "recorded"
+    duration_s: float = CLIP_DEFAULT_S
+    resolution: str = HD
 
 
 async def check_request(
@@ -264,6 +279,8 @@ async def check_request(
     curves = clean_curves(request.motion_curves, request.motion)
     motion = RECORDED if curves is not None else clean_motion(request.motion)
     seed = parse_seed(request.seed)
+    duration_s = check_recording_fits(curves, parse_duration(request.duration_s)) or CLIP_DEFAULT_S
+    resolution = parse_resolution(request.resolution)
     animator = choose_animator(request.animator, settings)
     webhook = await to_thread.run_sync(check_webhook, request.webhook, request.webhook_events, settings)
     await to_thread.run_sync(check_allowance, session, settings, visitor)
@@ -271,6 +288,7 @@ async def check_request(
     problem = photo_problem(checked, settings, animator)
     if problem is not None:
         raise problem
+    check_resolution(resolution, (checked.photo.width, checked.photo.height))
     if curves is not None:  # the recording is the motion: its plan is written from the curves
         plan = recorded_plan_json(curves)
         return Accepted(
@@ -281,15 +299,28 @@ async def check_request(
             webhook=webhook,
             plan=plan,
             curves=curves.to_json(),
+            duration_s=duration_s,
+            resolution=resolution,
         )
-    plan = await face_pools(settings).analyse(plan_json, checked.photo.image, motion, seed)
-    return Accepted(checked=checked, motion=motion, seed=seed, animator=animator, webhook=webhook, plan=plan)
+    plan = await face_pools(settings).analyse(plan_json, checked.photo.image, motion, seed, duration_s)
+    return Accepted(
+        checked=checked,
+        motion=motion,
+        seed=seed,
+        animator=animator,
+        webhook=webhook,
+        plan=plan,
+        duration_s=duration_s,
+        resolution=resolution,
+    )
 
 
 async def check_again(
     job: Job,
     motion_text: str | None,
     seed_text: str | None,
+    duration_text: str | None = None,
+    resolution_text: str | None = None,
     *,
     session: Session,
     settings: Settings,
@@ -299,12 +330,25 @@ async def check_again(
     """The checks of a new job made from one of the visitor's jobs: its stored photo, another motion.
 
     Consent was given for this photo at upload; the photo was checked then, and its report carries over.
-    The animator stays the job's own while the service still offers it."""
+    The animator stays the job's own while the service still offers it, and so do the clip's length and
+    size unless others are sent."""
     motion = clean_motion(motion_text)
     seed = parse_seed(seed_text)
+    duration_s = parse_duration(duration_text) or job.duration_s
+    resolution = parse_resolution(resolution_text or job.resolution)
     offered = settings.offered_animators
     animator = job.animator if job.animator in offered else offered[0]
     photo = await to_thread.run_sync(stored_photo_of, job, store)
+    check_resolution(resolution, (photo.width, photo.height))
     await to_thread.run_sync(check_allowance, session, settings, visitor)
-    plan = await face_pools(settings).analyse(plan_stored, store, photo.key, motion, seed)
-    return Accepted(checked=photo, motion=motion, seed=seed, animator=animator, webhook=None, plan=plan)
+    plan = await face_pools(settings).analyse(plan_stored, store, photo.key, motion, seed, duration_s)
+    return Accepted(
+        checked=photo,
+        motion=motion,
+        seed=seed,
+        animator=animator,
+        webhook=None,
+        plan=plan,
+        duration_s=duration_s,
+        resolution=resolution,
+    )

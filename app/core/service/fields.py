@@ -1,5 +1,5 @@
-"""The fields of a new job, checked: seed, motion, recorded motion curves, Idempotency-Key, animator,
-webhook."""
+"""The fields of a new job, checked: seed, clip length and size, motion, recorded motion curves,
+Idempotency-Key, animator, webhook."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from app.core import webhooks
 from app.core.config import Settings
 from app.core.errors import ErrorCode, Invalid
 from models.auto_motion import AUTO
+from models.clip_shape import CLIP_MAX_S, CLIP_MIN_S, HD, RESOLUTIONS, UHD, UHD_MIN_SHORT_SIDE, uhd_offered
 from models.motion import MotionError, parse_motion
 from models.motion_curves import RECORDED, CurvesError, RecordedMotion, parse_curves
 
@@ -28,6 +29,56 @@ def parse_seed(raw: str | None) -> int:
     if not re.fullmatch(r"\d{1,10}", text) or int(text) > MAX_SEED:
         raise Invalid(ErrorCode.INVALID_SEED, f"The seed must be a whole number from 0 to {MAX_SEED}.")
     return int(text)
+
+
+def parse_duration(raw: str | None) -> float | None:
+    """The clip's length in seconds, CLIP_MIN_S to CLIP_MAX_S in tenths ("4", "7.5"); None when the field
+    is missing or blank (the default, 4 s, or a recording's own length)."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    lo, hi = CLIP_MIN_S, CLIP_MAX_S
+    if not re.fullmatch(r"\d{1,2}(\.\d)?", text) or not lo <= float(text) <= hi:
+        raise Invalid(
+            ErrorCode.INVALID_DURATION, f"The clip length (duration_s) must be from {lo:g} to {hi:g} seconds."
+        )
+    return float(text)
+
+
+def parse_resolution(raw: str | None) -> str:
+    """hd (the default) or 4k."""
+    text = (raw or "").strip().lower()
+    if not text:
+        return HD
+    if text not in RESOLUTIONS:
+        offered = ", ".join(RESOLUTIONS)
+        raise Invalid(ErrorCode.INVALID_RESOLUTION, f"The resolution must be one of: {offered}.")
+    return text
+
+
+def check_resolution(resolution: str, photo_size: tuple[int, int]) -> None:
+    """Invalid resolution_unavailable for 4K of a photo without the pixels for it (models.base)."""
+    if resolution == UHD and not uhd_offered(photo_size):
+        w, h = photo_size
+        raise Invalid(
+            ErrorCode.RESOLUTION_UNAVAILABLE,
+            f"A 4K clip needs a photo of at least {UHD_MIN_SHORT_SIDE} pixels on its short side; this one is "
+            f"{w}×{h}. Choose hd, or upload a larger copy.",
+        )
+
+
+def check_recording_fits(curves: RecordedMotion | None, duration_s: float | None) -> float | None:
+    """The clip's length with a recording: its own when none was asked; a longer clip plays it once and
+    eases back (models.motion_curves); a shorter one than the recording is refused."""
+    if curves is None or duration_s is None:
+        return duration_s if curves is None else round(curves.duration_s, 3)
+    if curves.duration_s > duration_s + 1e-9:
+        raise Invalid(
+            ErrorCode.INVALID_DURATION,
+            f"The recording is {curves.duration_s:g} s, longer than the {duration_s:g} s clip asked for: "
+            "ask for a longer clip, or leave duration_s out to get the recording's own length.",
+        )
+    return duration_s
 
 
 def clean_motion(raw: str | None) -> str:

@@ -14,12 +14,13 @@ from app.core.decode_budget import DecodeBudget, decode_budget
 from app.core.errors import Conflict, ErrorCode, Invalid, Refused
 from app.core.face_pool import face_pools
 from app.core.schemas import as_utc
-from app.core.service.fields import clean_motion, parse_seed
+from app.core.service.fields import clean_motion, parse_duration, parse_seed
 from app.core.service.plans import plan_json
 from app.core.service.rigs import rig_json
 from app.core.storage import ObjectStore
 from app.core.tables import Job, utcnow
 from app.core.uploads import PendingPhoto, Photo, finish_photo, inspect_photo
+from models.clip_shape import CLIP_DEFAULT_S
 from models.quality import check_photo as quality_report
 
 log = logging.getLogger("vivify.service")
@@ -44,7 +45,7 @@ def _inspect(data: bytes, settings: Settings) -> PendingPhoto:
 
 
 def _rated(photo: Photo) -> CheckedPhoto:
-    """The quality check works on the normalised photo (≤ MAX_STORED_SIDE; it looks at ≤ 1024 px)."""
+    """The quality check works on the normalised photo (at most its stored size; it looks at ≤ 1024 px)."""
     report = _json_safe(quality_report(photo.image))
     return CheckedPhoto(photo=photo, size_bytes=len(photo.jpeg), quality=report)
 
@@ -100,30 +101,30 @@ async def check_photo(
     motion: str | None = None,
     seed: str | None = None,
     *,
+    duration_s: str | None = None,
     rig: bool = False,
     address: str = "",
     store: ObjectStore | None = None,
 ) -> PhotoCheck:
     """The pre-submit check: the photo's report, what would refuse a job made from it (the photo, or a
-    motion or seed a job would refuse), and the motion it would get. Raises when the photo itself is
-    refused. With `rig`, also the live view's rig of the photo as it will be stored (when the check is
-    ok and a face is found), at the portrait animator's render size, in a rig thread (app.core.face_pool)
-    holding the decode budget's share for the photo it decodes again; `address` is the client's, for
-    the cap on rig builds one address may have waiting. The rig is kept in `store` (or read from it when
-    this photo's is there already) for the worker to render from."""
+    motion, seed or clip length a job would refuse), and the motion it would get in a clip of that
+    length. Raises when the photo itself is refused. With `rig`, also the live view's rig of the photo as
+    it will be stored (when the check is ok and a face is found), at the portrait animator's render size,
+    in a rig thread (app.core.face_pool) holding the decode budget's share for the photo it decodes
+    again; `address` is the client's, for the cap on rig builds one address may have waiting. The rig is
+    kept in `store` (or read from it when this photo's is there already) for the worker to render from."""
     pools = face_pools(settings)
     if not rig:
-        return await _check(data, settings, motion, seed, pools.analyse)
+        return await _check(data, settings, (motion, seed, duration_s), pools.analyse)
     # The whole check in a rig turn (bounded wait, capped per address), none of it in the analysis threads.
     async with pools.rig_lane(address) as run:
-        return await _check(data, settings, motion, seed, run, rig=True, store=store)
+        return await _check(data, settings, (motion, seed, duration_s), run, rig=True, store=store)
 
 
 async def _check(
     data: bytes,
     settings: Settings,
-    motion: str | None,
-    seed: str | None,
+    fields: tuple[str | None, str | None, str | None],  # motion, seed, duration_s as sent
     run: Callable[..., Awaitable[Any]],
     rig: bool = False,
     store: ObjectStore | None = None,
@@ -132,11 +133,13 @@ async def _check(
     problem = photo_problem(checked, settings)
     if problem is not None:
         return PhotoCheck(checked, problem, plan=None, seed=None)
+    motion, seed, duration_s = fields
     try:
         chosen, chosen_seed = clean_motion(motion), parse_seed(seed)
+        length = parse_duration(duration_s) or CLIP_DEFAULT_S
     except Invalid as exc:
         return PhotoCheck(checked, exc, plan=None, seed=None)
-    plan = await run(plan_json, checked.photo.image, chosen, chosen_seed)
+    plan = await run(plan_json, checked.photo.image, chosen, chosen_seed, length)
     built = None
     if rig:
         options = settings.animator_options

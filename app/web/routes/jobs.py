@@ -34,6 +34,15 @@ from app.web.errors import rejected
 from app.web.forms import SmallFormDep, read_upload_form
 from app.web.media import MediaFileResponse
 from app.web.streams import SlotEventSourceResponse, shared_snapshots, stream_slots
+from models.clip_shape import (
+    CLIP_DEFAULT_S,
+    CLIP_MAX_S,
+    CLIP_MIN_S,
+    RESOLUTIONS,
+    UHD_LONG_SIDE,
+    UHD_MIN_SHORT_SIDE,
+    UHD_SHORT_SIDE,
+)
 from models.motion import CHANNELS
 from models.motion_curves import CURVES_FPS, MAX_CURVES_BYTES, MAX_SAMPLES, MIN_SAMPLES
 
@@ -41,6 +50,27 @@ router = APIRouter(prefix=API, tags=["jobs"])
 
 EVENTS_POLL_S = 0.5
 EVENTS_MAX_S = 30 * 60  # a stream ends after this; EventSource reconnects by itself
+
+DURATION_FIELD: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^[0-9]{1,2}(\.[0-9])?$",
+    "examples": ["4", "7.5"],
+    "description": (
+        f"The clip's length in seconds, {CLIP_MIN_S:g} to {CLIP_MAX_S:g} in tenths; default "
+        f"{CLIP_DEFAULT_S:g} (with motion_curves: the recording's own length, and never shorter). A "
+        "longer clip gets more happening, not the same motion slowed down. A diffusion model keeps its own "
+        "length and says so in `video.note`. 422 invalid_duration."
+    ),
+}
+RESOLUTION_FIELD: dict[str, Any] = {
+    "type": "string",
+    "enum": list(RESOLUTIONS),
+    "description": (
+        f"hd (the default: the long side at most 1080 px) or 4k (at most {UHD_LONG_SIDE}x{UHD_SHORT_SIDE}, "
+        f"never more than the photo's own pixels); 4k needs a photo with a short side of at least "
+        f"{UHD_MIN_SHORT_SIDE} px (the photo check's `resolutions` says), else 422 resolution_unavailable."
+    ),
+}
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -66,6 +96,8 @@ UPLOAD_BODY: dict[str, Any] = {
                             ),
                         },
                         "seed": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+                        "duration_s": DURATION_FIELD,
+                        "resolution": RESOLUTION_FIELD,
                         "motion_curves": {
                             "type": "string",
                             "maxLength": MAX_CURVES_BYTES,
@@ -76,9 +108,10 @@ UPLOAD_BODY: dict[str, Any] = {
                                 f"{MIN_SAMPLES} to {MAX_SAMPLES} samples at {CURVES_FPS} fps (sample i is "
                                 "frame i); finite numbers within each channel's range (GET /v1/motions); at "
                                 f"most {MAX_CURVES_BYTES} bytes. The clip renders exactly these samples, "
-                                "the last few eased toward the first so it loops. With it, `motion` must be "
-                                "empty or 'recorded'; the job's motion is then 'recorded'. Refused with 422 "
-                                "invalid_motion_curves."
+                                "the last few eased toward the first so it loops; a longer clip plays "
+                                "them once and eases back to the first sample. With it, `motion` must be "
+                                "empty or 'recorded'; the job's motion is then 'recorded'. Refused with "
+                                "422 invalid_motion_curves."
                             ),
                         },
                         "animator": {
@@ -165,6 +198,8 @@ AGAIN_BODY = {
                             "description": "A preset or short text; default: auto, planned from the photo.",
                         },
                         "seed": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+                        "duration_s": {**DURATION_FIELD, "description": "Default: the job's own length."},
+                        "resolution": {**RESOLUTION_FIELD, "description": "Default: the job's own size."},
                     },
                 }
             }
@@ -197,7 +232,13 @@ async def animate_again(
     metrics: MetricsDep,
 ) -> JobOut:
     try:
-        new = await service.again(job, _text(form.get("motion")), _text(form.get("seed")))
+        new = await service.again(
+            job,
+            _text(form.get("motion")),
+            _text(form.get("seed")),
+            _text(form.get("duration_s")),
+            _text(form.get("resolution")),
+        )
     except Refused as exc:
         raise rejected(metrics, exc) from exc
     response.headers["Location"] = f"{API}/jobs/{new.id}"

@@ -82,7 +82,14 @@ async def again_form(
         motion = (text.strip() if isinstance(text, str) else "") or (
             preset if isinstance(preset, str) else None
         )
-        new = await service.again(job, motion, seed if isinstance(seed, str) else None)
+        length, size = form.get("duration_s"), form.get("resolution")
+        new = await service.again(
+            job,
+            motion,
+            seed if isinstance(seed, str) else None,
+            length if isinstance(length, str) else None,
+            size if isinstance(size, str) else None,
+        )
     except Refused as exc:
         error = rejected(metrics, exc)
         session.rollback()

@@ -23,6 +23,7 @@ from app.web.errors import rejected
 from app.web.forms import read_upload_form
 from app.web.routes.jobs import UPLOAD_BODY, _errors
 from models.auto_motion import AUTO
+from models.clip_shape import HD, RESOLUTIONS, uhd_offered
 from models.motion import PRESETS, understood_words
 from models.motion_curves import curves_rules
 
@@ -41,7 +42,8 @@ PHOTO_ONLY_BODY = {
                         for name, spec in UPLOAD_BODY["requestBody"]["content"]["multipart/form-data"][
                             "schema"
                         ]["properties"].items()
-                        if name != "motion_curves"  # a job's field; the check plans text motions only
+                        # A job's fields: the check plans text motions only, and answers `resolutions`.
+                        if name not in ("motion_curves", "resolution")
                     },
                 }
             }
@@ -58,9 +60,11 @@ PHOTO_ONLY_BODY = {
     responses=_errors(400, 403, 413, 415, 422, 429),
     summary="Size and quality report of a photo; creates no job and spends no allowance",
     description=(
-        "Also the motion a job with this photo would get (`plan`), for the `motion` and `seed` sent "
-        "(default: `auto`, planned from the photo's faces; a random seed, answered as `seed`). A motion "
-        "or seed a job would refuse makes `ok` false, with the refusal as `problem`. "
+        "Also the motion a job with this photo would get (`plan`), for the `motion`, `seed` and "
+        "`duration_s` sent (default: `auto`, planned from the photo's faces; a random seed, answered as "
+        "`seed`; 4 s), and the clip sizes it can have (`resolutions`: 4k for a short side of 1600 px or "
+        "more). A motion, seed or length a job would refuse makes `ok` false, with the refusal as "
+        "`problem`. "
         "With `?rig=true`, also `rig`: the photo's rig for the live view (null when not ok or no face); "
         "without it the answer has no `rig`. The rig is kept, by the photo's content, until the retention "
         "period ends or a job with this photo is deleted: the job's worker renders from it, and a second "
@@ -81,7 +85,14 @@ async def photo_check(
             await throttle(request.app.state.rig_rate_limiter, visitor, "live views asked for")
         form = await read_upload_form(request, settings)
         result = await check_photo(
-            form.photo, settings, form.motion, form.seed, rig=rig, address=visitor.ip_hash, store=store
+            form.photo,
+            settings,
+            form.motion,
+            form.seed,
+            duration_s=form.duration_s,
+            rig=rig,
+            address=visitor.ip_hash,
+            store=store,
         )
     except Refused as exc:
         raise rejected(metrics, exc) from exc
@@ -98,6 +109,7 @@ async def photo_check(
         problem=ErrorBody(code=problem.code.value, message=problem.message) if problem else None,
         plan=plan_out(result.plan),
         seed=result.seed,
+        resolutions=list(RESOLUTIONS) if uhd_offered((checked.photo.width, checked.photo.height)) else [HD],
         **extra,
     )
 
