@@ -57,6 +57,10 @@ MIN_JUDGED_FACE_PX = 64
 LIFE_MIN = 0.006  # below: the faces did not move at all (a frozen clip measures about 0.002, a blink 0.016)
 
 RUN = 3  # consecutive frames per run: acceleration needs three
+# Sampled frames are read at most this long (an HD clip's own size): a 4K clip's are shrunk by ffmpeg as
+# it hands them over, 56 MB for nine rather than 224. Every figure is a share of the face's size, and a
+# face in a 4K portrait is still hundreds of pixels tall at this size.
+CHECK_MAX_SIDE = 1920
 _BACKGROUND = 0.1  # person probability under which a pixel is background
 _SMALL_SIDE = 160  # flicker, colour and seam are measured on frames this long
 
@@ -202,7 +206,7 @@ class ClipChecker:
         count = frames if frames is not None else frame_count(mp4)
         sampled = sample_frames(count, self.runs)
         step(0.2)
-        decoded = dict(zip(sampled, read_frames(mp4, sampled), strict=True))
+        decoded = dict(zip(sampled, read_frames(mp4, sampled, max_side=CHECK_MAX_SIDE), strict=True))
         step(0.4)
         figures = self._measure(ref, decoded, promise, step)
         check = ClipCheck(passed=True, seconds=0.0, sampled_frames=len(sampled), **figures)

@@ -327,17 +327,24 @@ def probe(data: bytes | Path) -> VideoInfo:
         )
 
 
-def read_frames(data: bytes, indices: Sequence[int] | None = None) -> np.ndarray:
+def read_frames(data: bytes, indices: Sequence[int] | None = None, max_side: int | None = None) -> np.ndarray:
     """Decode an MP4 to uint8 (T, H, W, 3) frames: all of them, or only those at `indices` (ffmpeg still
-    decodes every frame, but converts and hands over only these: a few frames of a clip cost a fifth).
-    ValueError when it is not a video ffmpeg can read.
+    decodes every frame, but converts and hands over only these: a few frames of a clip cost a fifth);
+    with `max_side`, shrunk (area average, aspect kept, even sides) so the long side is at most that, as
+    ffmpeg hands them over: nine 4K frames are 224 MB at full size. ValueError when it is not a video
+    ffmpeg can read.
 
     ffmpeg converts YUV→RGB with the matrix and range the stream is tagged with (BT.601 when untagged).
     One ffmpeg run whose whole output is read at once: no reader thread polling a pipe."""
-    select: list[str] = []
+    filters, select = [], []
     if indices is not None:
         wanted = "+".join(f"eq(n\\,{int(i)})" for i in sorted(set(indices)))
-        select = ["-vf", f"select='{wanted}'", "-fps_mode", "passthrough"]
+        filters.append(f"select='{wanted}'")
+        select = ["-fps_mode", "passthrough"]
+    if max_side is not None:
+        filters.append(f"scale='trunc(min(1,{int(max_side)}/max(iw,ih))*iw/2)*2':-2:flags=area")
+    if filters:
+        select = ["-vf", ",".join(filters), *select]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "in.mp4"
         path.write_bytes(data)

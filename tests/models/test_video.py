@@ -270,3 +270,17 @@ def test_the_stream_states_its_level(size: tuple[int, int], level: int) -> None:
     assert avc_profile_and_level(mp4) == (100, level)  # High profile at the size's level
     info = probe(mp4)
     assert (info.width, info.height, info.frame_count) == (w, h, 3)
+
+
+def test_read_frames_shrinks_to_max_side_as_ffmpeg_hands_them_over() -> None:
+    w, h = 640, 360
+    ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
+    frames = np.stack(
+        [np.broadcast_to(ramp + 10 * i, (h, w, 3)).clip(0, 255).astype(np.uint8) for i in range(6)]
+    )
+    mp4 = encode_mp4(frames, 24)
+    small = read_frames(mp4, [1, 4], max_side=320)
+    assert small.shape == (2, 180, 320, 3)  # aspect kept
+    whole = read_frames(mp4, [1, 4])
+    assert np.abs(small.astype(float) - whole[:, ::2, ::2].astype(float)).mean() < 3  # the same picture
+    assert read_frames(mp4, [0], max_side=1920).shape == (1, h, w, 3)  # never enlarged
