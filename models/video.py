@@ -41,8 +41,8 @@ _RGB_TO_YUV = np.array(
 )
 
 
-BIG_FRAME_PIXELS = 1920 * 1088  # frames larger than Full HD: x264 gets BIG_FRAME_THREADS threads
-BIG_FRAME_THREADS = 2
+BIG_FRAME_PIXELS = 1920 * 1088  # frames larger than Full HD: x264 gets BIG_FRAME_THREADS thread(s)
+BIG_FRAME_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,9 @@ class Mp4Writer:
             ]
         self.level = h264_level(self.width, self.height, target_fps or fps)
         if threads == 0 and self.width * self.height > BIG_FRAME_PIXELS:
-            # x264 holds frames per thread: at 4K about 60 MB each, and "auto" is 1.5 per core (2 GB on a
-            # 16-core GPU worker). Two threads encode 4K faster than the portrait animator draws it.
+            # x264 holds frames per thread: at 4K 60-120 MB each, and "auto" is 1.5 per core (2 GB on a
+            # 16-core GPU worker). One thread (700 MB at 3840x2160) encodes 4K at about 75 ms a frame,
+            # faster than the portrait animator draws it (bench/RESULTS.md).
             threads = BIG_FRAME_THREADS
         # Capped CRF: the quality CRF asks for, within the level's bit rate (reached only by noise).
         bounds = ["-level:v", self.level.name, "-maxrate", f"{self.level.max_kbps}k"]
