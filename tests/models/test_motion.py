@@ -16,6 +16,7 @@ from models.motion import (
     MotionError,
     MotionPlan,
     Move,
+    clip_rounds,
     parse_motion,
     understood_words,
 )
@@ -33,11 +34,12 @@ def test_default_is_gentle_with_blinks_breathing_and_a_small_head_movement() -> 
     assert c["smile"].max() == 0
 
 
+@pytest.mark.parametrize("n", [72, 96, 180, 240])
 @pytest.mark.parametrize("name", list(PRESETS))
-def test_every_preset_starts_at_rest_and_loops(name: str) -> None:
-    c = parse_motion(name, seed=1).sample(96, 24)
+def test_every_preset_starts_at_rest_and_loops(name: str, n: int) -> None:
+    c = parse_motion(name, seed=1).sample(n, 24)
     for key, curve in c.items():
-        assert curve.shape == (96,) and curve.dtype == np.float32
+        assert curve.shape == (n,) and curve.dtype == np.float32
         assert curve[0] == pytest.approx(0.0, abs=1e-6), key  # the first frame is the photo
         steps = np.abs(np.diff(curve))
         seam = abs(float(curve[0] - curve[-1]))
@@ -73,6 +75,43 @@ def test_slowly_means_fewer_nods() -> None:
         return int(np.sum(down[1:] & ~down[:-1]))
 
     assert nods("nod slowly") < nods("nod") < nods("nod quickly")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "rounds"), [(3, 1), (4, 1), (5.2, 1), (5.3, 2), (7.5, 2), (8.7, 2), (8.8, 3), (10, 3)]
+)
+def test_a_clip_plays_its_plan_in_rounds_of_about_a_default_clip(seconds: float, rounds: int) -> None:
+    assert clip_rounds(seconds) == rounds
+
+
+def _events(curve: np.ndarray, threshold: float) -> list[int]:
+    """The lengths, in frames, of each stretch where the curve passes the threshold."""
+    above = np.concatenate([[False], curve > threshold, [False]])
+    edges = np.flatnonzero(np.diff(above.astype(int)))
+    return (edges[1::2] - edges[::2]).tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_longer_clip_does_more_at_the_same_pace_not_the_same_motion_slowed(seed: int) -> None:
+    short, long = (parse_motion("nod and smile", seed).sample(n, 24) for n in (96, 240))
+    deep = 0.5 * short["pitch"].min()
+    nods_4s, nods_10s = _events(-short["pitch"], -deep), _events(-long["pitch"], -deep)
+    assert len(nods_10s) == 3 * len(nods_4s) >= 3  # three rounds of the plan's nods
+    # Each nod about as long as in a 4 s clip (a round of 3.3 s against 4), where one round stretched
+    # over 10 s would make every nod 2.5 times as long.
+    assert 0.75 < np.median(nods_10s) / np.median(nods_4s) < 1.25
+    half_smile = 0.5 * short["smile"].max()
+    assert len(_events(long["smile"], half_smile)) == 3 * len(_events(short["smile"], half_smile)) == 3
+    # Breathing and blinks keep their own time: more of them, not slower ones.
+    assert len(_events(long["blink"], 0.5)) > len(_events(short["blink"], 0.5))
+    assert len(_events(long["breath"], 0.5)) >= 2 * len(_events(short["breath"], 0.5))
+
+
+def test_a_4s_clip_is_one_round_exactly() -> None:
+    a = parse_motion("look around", 4).sample(96, 24)
+    b = parse_motion("look around", 4).sample(120, 24)  # 5 s: still one round, the same events, slower
+    assert clip_rounds(4.0) == clip_rounds(5.0) == 1
+    assert _events(a["yaw"], 3) and len(_events(a["yaw"], 3)) == len(_events(b["yaw"], 3))
 
 
 def test_blink_asks_for_more_blinks() -> None:
