@@ -4,6 +4,9 @@
    (the script restarts itself under `taskset -c`, so every thread and child is pinned; OpenCV, BLAS and
    ffmpeg on one thread). Wall and CPU seconds are both reported. Target: <= 10 ms of CPU per output frame.
 2. Memory: `render_clip` on a 12-megapixel photo in a fresh process. Target: peak RSS < 1.5 GB.
+3. `--big`: 4K and 10 s clips as a worker makes them (render, encode and the clip check, through the
+   guard), each in a fresh pinned process: ms per frame (wall and CPU), peak RSS, MP4 size. Target: peak
+   RSS < 1.5 GB for a 4K, 10 s clip.
 
     .venv/bin/python bench/cpu_animator.py [--repeat 3] [--motion gentle] [--json out.json]
     .venv/bin/python bench/cpu_animator.py --against /tmp/old /tmp/main --rounds 4 --motion gentle
@@ -12,6 +15,7 @@
 interleaved: each round renders each portrait once in every tree, each in its own pinned process that
 imports that tree's code, so machine noise falls on all of them alike. Medians over the rounds.
     .venv/bin/python bench/cpu_animator.py --docs docs/   # re-render the README's GIFs and strips
+    .venv/bin/python bench/cpu_animator.py --big [--json out.json]
 """
 
 from __future__ import annotations
@@ -184,6 +188,77 @@ def memory() -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+WIDE = "astronaut_16x9"
+# (name, resolution, seconds): the clips --big makes of each 4K-eligible portrait.
+BIG_CLIPS = (("hd-4s", "hd", 4.0), ("hd-10s", "hd", 10.0), ("4k-4s", "4k", 4.0), ("4k-10s", "4k", 10.0))
+
+
+def big_child(name: str, portrait: str) -> None:
+    """Runs in a fresh, pinned process: one clip as the worker makes it (the guard: render_clip, then the
+    clip check), printed as one JSON line with its peak RSS, which includes the check's models."""
+    import cv2
+
+    from models.base import AnimationRequest
+    from models.clip_check import ClipChecker
+    from models.clip_shape import uhd_size
+    from models.guard import Guard, GuardMode
+    from models.portrait import PortraitAnimator
+    from models.video import Mp4Writer
+
+    cv2.setNumThreads(1)
+    resolution, seconds = next((r, s) for n, r, s in BIG_CLIPS if n == name)
+    if portrait == WIDE:  # the astronaut's top 16:9: a landscape photo that fills the whole 4K frame
+        photo = Image.fromarray(skimage.data.astronaut()[:288]).resize((3840, 2160), Image.Resampling.LANCZOS)
+    else:
+        photo = portraits(3840)[portrait]
+    photo = photo.resize(uhd_size(photo.size), Image.Resampling.LANCZOS)  # as the web tier stores it
+    # ffmpeg's own peak (VmHWM), read as its input ends: RUSAGE_CHILDREN would report the peak of the
+    # forked copy of this process before it became ffmpeg.
+    ffmpeg_peaks: list[int] = []
+    finish = Mp4Writer.finish
+
+    def finish_measured(self: Mp4Writer) -> bytes:
+        if self._process is not None:
+            with open(f"/proc/{self._process.pid}/status") as f:
+                kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+            ffmpeg_peaks.append(kb // 1024)
+        return finish(self)
+
+    Mp4Writer.finish = finish_measured  # type: ignore[method-assign]
+    animator = PortraitAnimator()
+    animator.setup()
+    checker = ClipChecker()
+    checker.setup()
+    guard = Guard(checker, mode=GuardMode.OFF)  # one render and one check, whatever the verdict
+    request = AnimationRequest(motion="gentle", seed=0, duration_s=seconds, resolution=resolution)
+    t, cpu = time.perf_counter(), _cpu_seconds()
+    checked = guard.render(animator, photo, request, lambda *a: None)
+    wall, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
+    clip, n = checked.clip, checked.clip.frame_count
+    print(json.dumps({
+        "photo": list(photo.size), "clip": [clip.width, clip.height, n], "seconds": round(n / 24, 2),
+        "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+        "ms_per_frame": {"wall": round(1000 * wall / n, 2), "cpu": round(1000 * cpu / n, 2)},
+        "check_s": round(checked.check.seconds, 2), "passed": checked.check.passed,
+        "mp4_mb": round(len(clip.mp4) / 2**20, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "ffmpeg_peak_rss_mb": max(ffmpeg_peaks),
+    }))  # fmt: skip
+
+
+def big() -> dict:
+    out: dict = {}
+    for portrait in ("grace_hopper", "astronaut", WIDE):
+        for name, _, _ in BIG_CLIPS:
+            if portrait == WIDE and not name.startswith("4k"):
+                continue
+            command = [sys.executable, __file__, "--big-child", name, "--portrait", portrait]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            out[f"{portrait} {name}"] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"{portrait} {name}: {out[f'{portrait} {name}']}", file=sys.stderr, flush=True)
+    return out
+
+
 def docs(folder: str) -> list[str]:
     """Looping GIFs (12 fps, every other frame) and PNG strips of real renders for the README."""
     from models.base import AnimationRequest
@@ -248,6 +323,9 @@ def main() -> None:
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--speed-child", metavar="TREE", help=argparse.SUPPRESS)
     ap.add_argument("--kept-rig", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--big", action="store_true", help="4K and 10 s clips: time, memory, file size")
+    ap.add_argument("--big-child", metavar="CLIP", help=argparse.SUPPRESS)
+    ap.add_argument("--portrait", default="grace_hopper", help=argparse.SUPPRESS)
     ap.add_argument(
         "--against", nargs="+", metavar="TREE", help="other checkouts to interleave with this one"
     )
@@ -263,6 +341,16 @@ def main() -> None:
         return
     if args.speed_child:
         speed_child(args.speed_child, args.motion, args.kept_rig)
+        return
+    if args.big_child:
+        big_child(args.big_child, args.portrait)
+        return
+    if args.big:
+        text = json.dumps({"cores": 1, "clips": big()}, indent=2)
+        print(text)
+        if args.json:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
         return
     if args.against:
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
