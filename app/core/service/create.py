@@ -291,18 +291,8 @@ async def check_request(
     check_resolution(resolution, (checked.photo.width, checked.photo.height))
     if curves is not None:  # the recording is the motion: its plan is written from the curves
         plan = recorded_plan_json(curves)
-        return Accepted(
-            checked=checked,
-            motion=motion,
-            seed=seed,
-            animator=animator,
-            webhook=webhook,
-            plan=plan,
-            curves=curves.to_json(),
-            duration_s=duration_s,
-            resolution=resolution,
-        )
-    plan = await face_pools(settings).analyse(plan_json, checked.photo.image, motion, seed, duration_s)
+    else:
+        plan = await face_pools(settings).analyse(plan_json, checked.photo.image, motion, seed, duration_s)
     return Accepted(
         checked=checked,
         motion=motion,
@@ -310,6 +300,7 @@ async def check_request(
         animator=animator,
         webhook=webhook,
         plan=plan,
+        curves=curves.to_json() if curves is not None else None,
         duration_s=duration_s,
         resolution=resolution,
     )
