@@ -80,7 +80,7 @@ PHRASES: Final[dict[str, str]] = {
     ),
     "live_too_short": "That was under 3 seconds, so it was not kept. Record again.",
     "live_recorded": (
-        "Recorded {seconds} seconds. Play it back, or choose “My recording” below to make it the clip."
+        "Recorded {seconds} seconds: “My recording” is now the chosen motion. Play it back, or record again."
     ),
     "live_playing": "Playing your recording, looped as the clip will be.",
     "live_stopped": "Stopped.",

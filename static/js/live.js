@@ -7,6 +7,9 @@ import { phrase } from "./words.js";
 
 const RECORD_MIN = 3 * FPS; // samples: Stop is allowed from 3 s
 const RECORD_MAX_S = 10; // and recording stops by itself at the clip's length, at most 10 s
+// After a recording stops, Record stays disabled this long: a click meant for "Stop" that lands just
+// after the automatic stop must not start a new recording in its place.
+const REARM_MS = 1500;
 const HEAD_TIME_S = 0.22; // smoothing time of the head's follow; the eyes lead with a shorter one
 const EYE_TIME_S = 0.07;
 const BREATH_PERIOD_S = 4;
@@ -332,7 +335,14 @@ export class LiveView extends EventTarget {
     } else {
       this.recorded = samples;
       if (this.option) this.option.hidden = false;
-      if (this.radio) this.radio.disabled = false;
+      if (this.radio) {
+        // The recording becomes the chosen motion at once: it is what the visitor just made.
+        this.radio.disabled = false;
+        this.radio.checked = true;
+        this.radio.form.dispatchEvent(new Event("change"));
+      }
+      this.stoppedAt = performance.now();
+      setTimeout(() => this.syncButtons(), REARM_MS);
       const seconds = (samples.yaw.length / FPS).toFixed(1);
       this.say(phrase("live_recorded", { seconds }));
       this.dispatchEvent(new CustomEvent("recorded", { detail: this.curves() }));
@@ -371,7 +381,8 @@ export class LiveView extends EventTarget {
     const n = this.record ? this.record.samples.yaw.length : 0;
     rec.textContent = phrase(this.record ? "live_stop_recording" : this.recorded ? "live_record_again" : "live_record");
     rec.setAttribute("aria-pressed", String(Boolean(this.record)));
-    rec.disabled = Boolean(this.record) && n < RECORD_MIN;
+    const rearming = !this.record && this.stoppedAt && performance.now() - this.stoppedAt < REARM_MS;
+    rec.disabled = (Boolean(this.record) && n < RECORD_MIN) || Boolean(rearming);
     play.textContent = phrase(this.play ? "live_stop_playing" : "live_play");
     play.setAttribute("aria-pressed", String(Boolean(this.play)));
     play.disabled = !this.recorded || Boolean(this.record);

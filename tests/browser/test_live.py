@@ -232,9 +232,19 @@ def test_a_recording_becomes_the_clip(live, server: str, rig: MeshRig) -> None:
     for side in (-1.2, 1.2, -1.2, 1.2):  # sweep left and right for ~5 s: it stops by itself at 5 s
         point_at(driver, rig, side, 0.0, duration_ms=1200)
     wait(driver, 8).until(lambda d: d.execute_script("return vivifyLive.state().recorded") > 0)
+    # A click meant for "Stop" that lands just after the automatic stop starts no new recording.
+    driver.find_element(By.ID, "live-record").click()
     state = driver.execute_script("return vivifyLive.state()")
     assert state["recorded"] == 120 and not state["recording"], state
     assert "Recorded 5.0 seconds" in driver.find_element(By.ID, "live-status").text
+    # The recording is the chosen motion at once, and the page says so.
+    assert (
+        visible(driver, "motion-recorded")
+        and driver.find_element(By.ID, "motion-recorded-input").is_selected()
+    )
+    assert "“My recording” is now the chosen motion" in driver.find_element(By.ID, "live-status").text
+    wait(driver, 3).until(lambda d: d.find_element(By.ID, "live-record").is_enabled())  # then Record again
+    assert driver.find_element(By.ID, "live-record").text == "Record again"
     lengths = Select(driver.find_element(By.ID, "duration")).options
     offered = [o.get_attribute("value") for o in lengths if o.is_enabled()]
     assert offered == ["5", "6", "7", "8", "9", "10"]  # never a clip shorter than the recording
@@ -254,7 +264,7 @@ def test_a_recording_becomes_the_clip(live, server: str, rig: MeshRig) -> None:
     assert len(set(played)) >= 3 and all(min(yaw) - 1e-3 <= v <= max(yaw) + 1e-3 for v in played), played
     driver.find_element(By.ID, "live-play").click()
 
-    # "My recording" is now a motion; chosen, the job carries the curves.
+    # "My recording" is the chosen motion (chosen again here, as a visitor might); the job carries the curves.
     assert visible(driver, "motion-recorded")
     driver.find_element(By.CSS_SELECTOR, "#motion-recorded label").click()
     assert driver.find_element(By.ID, "motion-recorded-input").is_selected()
