@@ -22,7 +22,12 @@ export class JobView extends EventTarget {
     });
     const video = this.$("job-video");
     const toggle = this.$("play-toggle");
-    // A looping clip must be pausable (WCAG 2.2.2); reduced-motion visitors start paused.
+    // A looping clip must be pausable (WCAG 2.2.2); reduced-motion visitors start paused. The HTML has no
+    // autoplay (it would start before this runs): the clip starts here, for everyone else.
+    const still = matchMedia("(prefers-reduced-motion: reduce)").matches;
+    video.autoplay = !still;
+    if (still) toggle.textContent = "Play";
+    else if (video.getAttribute("src")) video.play().catch(() => {});
     toggle.addEventListener("click", () => (video.paused ? video.play().catch(() => {}) : video.pause()));
     video.addEventListener("play", () => (toggle.textContent = "Pause"));
     video.addEventListener("pause", () => (toggle.textContent = "Play"));
