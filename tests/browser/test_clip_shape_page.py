@@ -12,10 +12,20 @@ from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.browser.conftest import vivify_up
+from tests.browser.conftest import make_driver, vivify_up
 from tests.browser.test_journey import JOB_TIMEOUT_S, api_fetch, api_json, visible, wait
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[object]:
+    """A browser of its own: the session's would keep polling this file's server after it stops."""
+    browser = make_driver()
+    try:
+        yield browser
+    finally:
+        browser.quit()
 
 
 @pytest.fixture(scope="module")
