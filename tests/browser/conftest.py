@@ -120,6 +120,23 @@ def driver() -> Iterator[object]:
         browser.quit()
 
 
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server for one test file that sends jobs: the journey tests spend the address's daily allowance."""
+    with vivify_up(tmp_path_factory) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def own_driver() -> Iterator[object]:
+    """A browser for one test file: the session's would keep polling a file's own server after it stops."""
+    browser = make_driver()
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
 @pytest.fixture(scope="session")
 def portrait(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Grace Hopper's portrait at its own 512×600: large enough that the job takes a few progress updates."""

@@ -4,7 +4,6 @@ photo check says the photo has the pixels for it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,34 +11,17 @@ from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.browser.conftest import make_driver, vivify_up
 from tests.browser.test_journey import JOB_TIMEOUT_S, api_fetch, api_json, visible, wait
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def driver() -> Iterator[object]:
-    """A browser of its own: the session's would keep polling this file's server after it stops."""
-    browser = make_driver()
-    try:
-        yield browser
-    finally:
-        browser.quit()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server of its own: the journey tests spend this address's daily allowance; this file sends a job."""
-    with vivify_up(tmp_path_factory) as base:
-        yield base
-
-
 def test_the_visitor_picks_the_length_and_4k_when_the_photo_has_the_pixels(
-    server: str, driver, portrait: Path, tmp_path: Path
+    own_server: str, own_driver, portrait: Path, tmp_path: Path
 ) -> None:
     """Length: 3 to 10 s, 4 by default, and the plan is made for the length chosen. Size: 4K shows only
     after the photo check offers it (a short side of 1600 px or more), and the job is made at it."""
+    server, driver = own_server, own_driver
     driver.get(server + "/")
     lengths = Select(driver.find_element(By.ID, "duration"))
     assert [o.get_attribute("value") for o in lengths.options] == [str(s) for s in range(3, 11)]

@@ -4,27 +4,20 @@ animations" shows its clip paused, with Play to start it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.browser.conftest import make_driver, vivify_up
+from tests.browser.conftest import make_driver
 from tests.browser.test_journey import JOB_TIMEOUT_S, visible, wait
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server of its own: the journey tests spend this address's daily allowance; this file sends a job."""
-    with vivify_up(tmp_path_factory) as base:
-        yield base
-
-
-def test_a_job_page_opened_directly_starts_paused_for_reduced_motion(server: str, portrait: Path) -> None:
+def test_a_job_page_opened_directly_starts_paused_for_reduced_motion(own_server: str, portrait: Path) -> None:
+    server = own_server
     with httpx.Client(base_url=server, timeout=30) as client:
         r = client.post(
             "/api/v1/jobs",

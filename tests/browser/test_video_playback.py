@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from PIL import Image
 from skimage import data as samples
 
 from models.video import Mp4Writer
-from tests.browser.conftest import make_driver
 from tests.browser.test_journey import wait
 
 pytestmark = pytest.mark.browser
@@ -42,17 +40,9 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "index.html"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    driver = make_driver()
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 @pytest.mark.parametrize(("name", "size"), [("hd", (1080, 1350)), ("uhd", (3840, 2160))])
-def test_chromium_plays_hd_and_4k_clips(browser, page: Path, name: str, size: tuple[int, int]) -> None:  # noqa: ANN001
+def test_chromium_plays_hd_and_4k_clips(own_driver, page: Path, name: str, size: tuple[int, int]) -> None:  # noqa: ANN001
+    browser = own_driver
     browser.get(page.as_uri())
     video = browser.find_element("id", name)
     state = "return [arguments[0].readyState, arguments[0].error && arguments[0].error.message]"
