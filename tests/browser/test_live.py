@@ -27,7 +27,7 @@ from skimage.metrics import structural_similarity
 from models.motion import CHANNELS
 from models.motion_curves import LOOP_SAMPLES, close_loop
 from models.portrait.mesh import FoldGuard, MeshRig
-from tests.browser.conftest import make_driver, vivify_up
+from tests.browser.conftest import make_driver
 from tests.browser.test_journey import JOB_TIMEOUT_S, browser_errors, visible, wait
 from tests.rig_frames import render_values
 
@@ -63,10 +63,9 @@ if (navigator.mediaDevices) {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server of its own: the journey tests spend this address's daily allowance; this file sends a job."""
-    with vivify_up(tmp_path_factory) as base:
-        yield base
+def server(own_server: str) -> str:
+    """A server of its own (this file sends a job), under the name this file's fixtures use."""
+    return own_server
 
 
 @pytest.fixture(scope="module")
