@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from models.clip_shape import HD
+from models.clip_shape import HD, UHD, uhd_size
 from models.motion_curves import RecordedMotion
 
 if TYPE_CHECKING:
@@ -94,6 +94,11 @@ class AnimationRequest:
     # store: an animator that rigs a photo renders from it when it fits (same size, same faces) instead of
     # building its own; any other animator ignores it.
     rig: Mapping[str, Any] | None = None
+
+    def render_size(self, photo_size: tuple[int, int]) -> tuple[int, int] | None:
+        """The size asked of an animator that renders at the photo's own size: `size` when given, the 4K
+        box of the photo for 4K, else None (the animator's own HD size)."""
+        return self.size or (uhd_size(photo_size) if self.resolution == UHD else None)
 
 
 class DrawnFrames:

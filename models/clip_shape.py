@@ -19,6 +19,11 @@ def uhd_offered(photo_size: tuple[int, int]) -> bool:
     return min(photo_size) >= UHD_MIN_SHORT_SIDE
 
 
+def offered_resolutions(photo_size: tuple[int, int]) -> list[str]:
+    """The clip sizes a photo of this (width, height) can have: HD always, 4K with the pixels for it."""
+    return list(RESOLUTIONS) if uhd_offered(photo_size) else [HD]
+
+
 def uhd_size(photo_size: tuple[int, int]) -> tuple[int, int]:
     """The 4K render size of a photo of (width, height): its aspect kept, its long side at most 3840 and
     its short side at most 2160, never larger than the photo itself."""

@@ -231,13 +231,14 @@ class RecordedMotion:
         """For storage: the samples as sent (before the loop is closed)."""
         return {"fps": CURVES_FPS, "channels": {k: list(v) for k, v in self.curves.items()}}
 
+    def full(self) -> dict[str, np.ndarray]:
+        """Every channel of CHANNELS (missing = 0) as recorded, float64."""
+        sent, n = self.curves, self.samples
+        return {k: np.asarray(sent[k], np.float64) if k in sent else np.zeros(n) for k in CHANNELS}
+
     def closed(self) -> dict[str, np.ndarray]:
         """Every channel of CHANNELS (missing = 0), loop-closed, float64, at the recorded samples."""
-        n = self.samples
-        full = {
-            k: np.asarray(self.curves[k], np.float64) if k in self.curves else np.zeros(n) for k in CHANNELS
-        }
-        return close_loop(full)
+        return close_loop(self.full())
 
     def played_once(self, n: int) -> dict[str, np.ndarray]:
         """Every channel over a clip of n > samples frames: the recording as recorded, then an ease of up to
@@ -248,8 +249,7 @@ class RecordedMotion:
         tail = n - count
         if tail < 1:
             raise ValueError("played_once needs a clip longer than the recording")
-        sent = self.curves
-        full = {k: np.asarray(sent[k], np.float64) if k in sent else np.zeros(count) for k in CHANNELS}
+        full = self.full()
         if tail < LOOP_SAMPLES:
             return close_loop({k: np.append(v, np.full(tail, v[-1])) for k, v in full.items()})
         ease = min(tail, EASE_BACK_SAMPLES)

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from models.base import AnimationRequest, DrawnFrames, Frames, ProgressCallback, Stage
-from models.clip_shape import CLIP_DEFAULT_S, UHD, uhd_size
+from models.clip_shape import CLIP_DEFAULT_S
 
 
 class PushInAnimator:
@@ -29,7 +29,7 @@ class PushInAnimator:
         t0 = time.perf_counter()
         progress(Stage.ANALYZING, 0.0, "")
         img = photo.convert("RGB")
-        size = request.size or (uhd_size(img.size) if request.resolution == UHD else None)
+        size = request.render_size(img.size)
         if size:
             img = img.resize(size, Image.Resampling.LANCZOS) if img.size != tuple(size) else img
         elif max(img.size) > self.max_side:

@@ -48,26 +48,25 @@ BIG_FRAME_THREADS = 1
 @dataclass(frozen=True)
 class H264Level:
     """An H.264 level (ITU-T H.264 Table A-1): the largest frame and macroblock rate a decoder of that level
-    takes, and the High profile's bit rate (1.25 times the table's)."""
+    takes."""
 
     name: str  # as x264 takes it: "4.0"
     max_frame_mbs: int
     max_mbs_per_s: int
-    max_kbps: int
 
 
 _LEVELS = tuple(
-    H264Level(name, fs, mbps, round(br * 1.25))
-    for name, fs, mbps, br in (
-        ("3.0", 1620, 40500, 10000),
-        ("3.1", 3600, 108000, 14000),
-        ("3.2", 5120, 216000, 20000),
-        ("4.0", 8192, 245760, 20000),
-        ("4.1", 8192, 245760, 50000),
-        ("4.2", 8704, 522240, 50000),
-        ("5.0", 22080, 589824, 135000),
-        ("5.1", 36864, 983040, 240000),
-        ("5.2", 36864, 2073600, 240000),
+    H264Level(name, fs, mbps)
+    for name, fs, mbps in (
+        ("3.0", 1620, 40500),
+        ("3.1", 3600, 108000),
+        ("3.2", 5120, 216000),
+        ("4.0", 8192, 245760),
+        ("4.1", 8192, 245760),
+        ("4.2", 8704, 522240),
+        ("5.0", 22080, 589824),
+        ("5.1", 36864, 983040),
+        ("5.2", 36864, 2073600),
     )
 )
 
@@ -136,13 +135,13 @@ class Mp4Writer:
                 "tpad=stop_mode=clone:stop=2,"
                 f"minterpolate=fps={target_fps:g}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1",
             ]
-        self.level = h264_level(self.width, self.height, target_fps or fps)
+        level = h264_level(self.width, self.height, target_fps or fps)
         if threads == 0 and self.width * self.height > BIG_FRAME_PIXELS:
             # x264 holds frames per thread: at 4K 60-120 MB each, and "auto" is 1.5 per core (2 GB on a
             # 16-core GPU worker). One thread (700 MB at 3840x2160) encodes 4K at about 75 ms a frame,
             # faster than the portrait animator draws it (bench/RESULTS.md).
             threads = BIG_FRAME_THREADS
-        bounds = ["-level:v", self.level.name]
+        bounds = ["-level:v", level.name]
         self._command = [
             imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{self.width}x{self.height}",

@@ -276,7 +276,7 @@ class Claimed:
     attempt: int  # this run's fence (jobs.claim)
     curves: dict[str, Any] | None = None  # recorded curves (RecordedMotion.to_json): then the motion
     duration_s: float | None = None  # the clip's length as asked (None: the animator's default)
-    resolution: str = HD  # hd or 4k (models.base)
+    resolution: str = HD  # hd or 4k (models.clip_shape)
 
 
 def setup_animator(settings: Settings) -> Animator:

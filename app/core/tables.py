@@ -71,7 +71,7 @@ class Job(Base):
     # motion, and `motion` is "recorded". None for every other job.
     motion_curves: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     seed: Mapped[int] = mapped_column(Integer)
-    # The clip as asked: its length in seconds (3-10) and size (hd or 4k, models.base).
+    # The clip as asked: its length in seconds (3-10) and size (hd or 4k, models.clip_shape).
     duration_s: Mapped[float] = mapped_column(Float, default=4.0, server_default="4")
     resolution: Mapped[str] = mapped_column(String(8), default="hd", server_default="hd")
     animator: Mapped[str] = mapped_column(String(200))  # a name or a `package.module:Class` path

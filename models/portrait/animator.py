@@ -17,7 +17,6 @@ from PIL import Image
 
 from models.auto_motion import plan_motion
 from models.base import AnimationError, AnimationRequest, DrawnFrames, Frames, ProgressCallback, Stage
-from models.clip_shape import UHD, uhd_size
 from models.face import SHARED_MAX_FACES, Face, FaceAnalysis, FaceAnalyzer
 from models.motion import MotionError, SampledMotion, parse_motion
 from models.motion_curves import CURVES_FPS
@@ -77,8 +76,7 @@ class PortraitAnimator:
             raise AnimationError("bad_motion", str(e)) from e
         self.setup()
         assert self._analyzer is not None
-        size = request.size or (uhd_size(photo.size) if request.resolution == UHD else None)
-        rgb = np.asarray(fit_photo(photo, size, self.max_side))
+        rgb = np.asarray(fit_photo(photo, request.render_size(photo.size), self.max_side))
         h, w = rgb.shape[:2]
         # The mesh is the rig the browser's live view draws (the photo check's rig of this same photo);
         # every frame is rendered from it.

@@ -12,7 +12,7 @@ from app.core import webhooks
 from app.core.config import Settings
 from app.core.errors import ErrorCode, Invalid
 from models.auto_motion import AUTO
-from models.clip_shape import CLIP_MAX_S, CLIP_MIN_S, HD, RESOLUTIONS, UHD, UHD_MIN_SHORT_SIDE, uhd_offered
+from models.clip_shape import CLIP_MAX_S, CLIP_MIN_S, HD, RESOLUTIONS, UHD_MIN_SHORT_SIDE, offered_resolutions
 from models.motion import MotionError, parse_motion
 from models.motion_curves import RECORDED, CurvesError, RecordedMotion, parse_curves
 
@@ -57,8 +57,8 @@ def parse_resolution(raw: str | None) -> str:
 
 
 def check_resolution(resolution: str, photo_size: tuple[int, int]) -> None:
-    """Invalid resolution_unavailable for 4K of a photo without the pixels for it (models.base)."""
-    if resolution == UHD and not uhd_offered(photo_size):
+    """Invalid resolution_unavailable for 4K of a photo without the pixels for it (models.clip_shape)."""
+    if resolution not in offered_resolutions(photo_size):
         w, h = photo_size
         raise Invalid(
             ErrorCode.RESOLUTION_UNAVAILABLE,

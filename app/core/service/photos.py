@@ -115,16 +115,18 @@ async def check_photo(
     kept in `store` (or read from it when this photo's is there already) for the worker to render from."""
     pools = face_pools(settings)
     if not rig:
-        return await _check(data, settings, (motion, seed, duration_s), pools.analyse)
+        return await _check(data, settings, motion, seed, duration_s, pools.analyse)
     # The whole check in a rig turn (bounded wait, capped per address), none of it in the analysis threads.
     async with pools.rig_lane(address) as run:
-        return await _check(data, settings, (motion, seed, duration_s), run, rig=True, store=store)
+        return await _check(data, settings, motion, seed, duration_s, run, rig=True, store=store)
 
 
 async def _check(
     data: bytes,
     settings: Settings,
-    fields: tuple[str | None, str | None, str | None],  # motion, seed, duration_s as sent
+    motion: str | None,
+    seed: str | None,
+    duration_s: str | None,
     run: Callable[..., Awaitable[Any]],
     rig: bool = False,
     store: ObjectStore | None = None,
@@ -133,7 +135,6 @@ async def _check(
     problem = photo_problem(checked, settings)
     if problem is not None:
         return PhotoCheck(checked, problem, plan=None, seed=None)
-    motion, seed, duration_s = fields
     try:
         chosen, chosen_seed = clean_motion(motion), parse_seed(seed)
         length = parse_duration(duration_s) or CLIP_DEFAULT_S

@@ -23,7 +23,7 @@ from app.web.errors import rejected
 from app.web.forms import read_upload_form
 from app.web.routes.jobs import UPLOAD_BODY, _errors
 from models.auto_motion import AUTO
-from models.clip_shape import HD, RESOLUTIONS, uhd_offered
+from models.clip_shape import offered_resolutions
 from models.motion import PRESETS, understood_words
 from models.motion_curves import curves_rules
 
@@ -109,7 +109,7 @@ async def photo_check(
         problem=ErrorBody(code=problem.code.value, message=problem.message) if problem else None,
         plan=plan_out(result.plan),
         seed=result.seed,
-        resolutions=list(RESOLUTIONS) if uhd_offered((checked.photo.width, checked.photo.height)) else [HD],
+        resolutions=offered_resolutions((checked.photo.width, checked.photo.height)),
         **extra,
     )
 
