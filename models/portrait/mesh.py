@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from models.clip_shape import HD_LONG_SIDE
 from models.face import Face, FaceAnalysis, FaceAnalyzer
 from models.motion import CHANNEL_LIMITS, CHANNELS
 from models.motion_curves import LOOP_SAMPLES
@@ -39,7 +40,6 @@ from models.portrait.rig import FACE_CHANNELS, FIELD_MAX_SIDE, FaceRig, Rig, bui
 FORMAT, VERSION = "vivify-rig", 2
 TOLERANCE_PX = 1.0  # largest gap (px) between the mesh's and the dense fields' motion, at full range
 MIN_FACE_PX = 16  # smaller faces are left still
-RENDER_MAX_SIDE = 1080  # the portrait animator's render size (its long side), unless configured
 MAX_FACES = 3  # the portrait animator's default: more people in one photo stay still
 MIN_AREA_RATIO, FOLD_STEPS = 0.3, 12  # the fold guard (FoldGuard; the browser gets them in the rig JSON)
 MIN_CELL = 2  # new vertices are at least this many grid steps apart within a round: fewer, better placed
@@ -162,7 +162,7 @@ def fit_photo(photo: Image.Image, size: tuple[int, int] | None, max_side: int) -
 
 def rig_of_photo(
     image: Image.Image,
-    max_side: int = RENDER_MAX_SIDE,
+    max_side: int = HD_LONG_SIDE,
     analyzer: FaceAnalyzer | None = None,
     max_faces: int = MAX_FACES,
 ) -> MeshRig | None:
