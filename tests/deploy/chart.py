@@ -65,7 +65,7 @@ def _render(values_json: str, upgrade: bool) -> tuple[Obj, ...]:
     for source, text in sorted(manifests.items()):
         if not source.endswith(".yaml"):
             continue
-        for doc in yaml.safe_load_all(text):
+        for doc in yaml.load_all(text, Loader=yaml.CSafeLoader):  # libyaml: ten times the pure-Python speed
             if doc:
                 doc.setdefault("metadata", {}).setdefault("annotations", {})
                 objects.append(doc)
