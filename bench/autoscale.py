@@ -366,10 +366,11 @@ def plot(results: list[Result], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, dpi=80)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True, dpi=72)
     for r in results:
-        top.plot(r.series["t_h"], r.series["queue"], lw=1, label=r.policy)
-        bottom.plot(r.series["t_h"], r.series["replicas"], lw=1, label=r.policy)
+        style = {"lw": 1, "label": r.policy, "ls": "--" if "floor" in r.policy else "-"}
+        top.plot(r.series["t_h"], r.series["queue"], **style)
+        bottom.plot(r.series["t_h"], r.series["replicas"], **style)
     top.set_yscale("symlog", linthresh=10)
     top.set_ylabel("jobs waiting")
     bottom.set_ylabel("GPU workers")
@@ -378,7 +379,7 @@ def plot(results: list[Result], path: Path, title: str) -> None:
     top.set_title(title, fontsize=10)
     top.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
 
 
