@@ -154,7 +154,8 @@ def test_every_pod_is_locked_down(case: str) -> None:
         "secrets": {"databaseUrl": "", "brokerUrl": ""},
         "trial": {"enabled": True},
     }
-    specs = pod_specs(render(values))
+    objects = render(values)
+    specs = pod_specs(objects)
     assert len(specs) >= 6
     for where, spec in specs.items():
         pod = spec["securityContext"]
@@ -172,4 +173,8 @@ def test_every_pod_is_locked_down(case: str) -> None:
                 kind = set(volumes[m["name"]]) - {"name"}
                 assert kind <= {"emptyDir", "persistentVolumeClaim", "hostPath"}, (where, m)
             if where.startswith(("Deployment/demo-vivify-web", "Deployment/demo-vivify-worker")):
+                config = next(o for o in objects if o["kind"] == "ConfigMap")["data"]
+                gpu = where.endswith("-worker-diffusion")
+                for cache in ("TRITON_CACHE_DIR", "CUDA_CACHE_PATH", *(["HF_HOME"] if gpu else [])):
+                    assert any(config[cache].startswith(m["mountPath"]) for m in c["volumeMounts"]), cache
                 assert {m["mountPath"] for m in c["volumeMounts"]} >= WRITABLE, where
