@@ -13,6 +13,7 @@ from bench.autoscale import (
     arrivals,
     batch_jobs_per_min,
     chart_policy,
+    check_scale,
     clip_s,
     cold_start,
     simulate,
@@ -88,3 +89,9 @@ def test_batch_mode_reaches_the_ideal_without_overhead() -> None:
     """bench/scale.py's batch: N workers, 6N jobs at once, 2 s each: N × 30 jobs a minute exactly."""
     for n in (1, 2, 4, 8):
         assert batch_jobs_per_min(n, 6 * n, 2.0, 0.0, 0.0) == pytest.approx(30.0 * n)
+
+
+def test_the_queue_model_matches_the_recorded_scale_out_within_six_percent() -> None:
+    """bench/scale.py's recorded run (bench/RESULTS.md): N real workers, 6N jobs of 2 s each."""
+    for row in check_scale(None):
+        assert 0 <= row["error_pct"] < 6, row
