@@ -4,15 +4,20 @@ CRDs vendored in schemas/ (see schemas/README.md). Nothing here needs a cluster 
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import helm_python
 import jsonschema
 import kubernetes_validate
 import yaml
+
+from app.core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "vivify"
@@ -138,3 +143,32 @@ def validate(o: Obj) -> None:
     else:
         for version in KUBERNETES_VERSIONS:
             kubernetes_validate.validate(o, version, strict=True)
+
+
+def pod_env(objects: list[Obj], container: Obj) -> dict[str, str]:
+    """The environment a container of the chart starts with: its ConfigMap and Secret, then its own env."""
+    env: dict[str, str] = {}
+    for ref in container.get("envFrom", []):
+        if "configMapRef" in ref:
+            (config,) = [
+                o
+                for o in objects
+                if o["kind"] == "ConfigMap" and o["metadata"]["name"] == ref["configMapRef"]["name"]
+            ]
+            env.update(config["data"])
+        else:
+            (secret,) = [
+                o
+                for o in objects
+                if o["kind"] == "Secret" and o["metadata"]["name"] == ref["secretRef"]["name"]
+            ]
+            env.update({k: base64.b64decode(v).decode() for k, v in secret["data"].items()})
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return env
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The Settings a process with exactly this environment reads (nothing of the test runner's VIVIFY_*)."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("VIVIFY_")}
+    with mock.patch.dict(os.environ, {**kept, **env}, clear=True):
+        return Settings(_env_file=None)

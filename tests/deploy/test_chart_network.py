@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.deploy.chart import of_kind, render
+from tests.deploy.chart import example, of_kind, render
 
 DNS = 53
 
@@ -100,3 +100,11 @@ def test_only_the_web_tier_takes_ingress_and_metrics_only_from_inside() -> None:
     config = [o for o in of_kind(objects, "ConfigMap")][0]["data"]
     secret = [o for o in of_kind(objects, "Secret")][0]["data"]
     assert "VIVIFY_METRICS_TOKEN" in secret and "VIVIFY_METRICS_TOKEN" not in config
+
+
+def test_a_narrowed_web_tier_still_lets_the_monitoring_namespace_scrape_it() -> None:
+    objects = render(example("multi-gpu.yaml"))
+    (web,) = [p for p in of_kind(objects, "NetworkPolicy") if p["metadata"]["name"] == "demo-vivify-web"]
+    sources = [peer for rule in web["spec"]["ingress"] for peer in rule["from"]]
+    names = {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in sources}
+    assert names == {"ingress-nginx", "monitoring"}

@@ -8,9 +8,13 @@ import pytest
 
 from app.core.config import DEFAULT_TIME_LIMIT_S, HARD_LIMIT_GRACE_S, Settings
 from models.diffusion.families import FAMILIES, resolve_family
-from tests.deploy.chart import CHART, example, named, of_kind, pod_specs, render
+from tests.deploy.chart import CHART, example, named, of_kind, pod_env, pod_specs, render, settings_of
 
 VALUES_FILES: dict[str, dict[str, Any]] = {"defaults": {}, "multi-gpu example": example("multi-gpu.yaml")}
+WITH_TRIAL = {
+    **VALUES_FILES,
+    "trial": {"secrets": {"databaseUrl": "", "brokerUrl": ""}, "trial": {"enabled": True}},
+}
 
 
 def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
@@ -148,12 +152,9 @@ def test_exactly_one_beat_even_during_a_rollout() -> None:
 WRITABLE = {"/tmp", "/var/lib/vivify", "/home/vivify/.cache"}
 
 
-@pytest.mark.parametrize("case", [*VALUES_FILES, "trial"])
+@pytest.mark.parametrize("case", WITH_TRIAL)
 def test_every_pod_is_locked_down(case: str) -> None:
-    values = VALUES_FILES.get(case) or {
-        "secrets": {"databaseUrl": "", "brokerUrl": ""},
-        "trial": {"enabled": True},
-    }
+    values = WITH_TRIAL[case]
     objects = render(values)
     specs = pod_specs(objects)
     assert len(specs) >= 6
@@ -178,3 +179,23 @@ def test_every_pod_is_locked_down(case: str) -> None:
                 for cache in ("TRITON_CACHE_DIR", "CUDA_CACHE_PATH", *(["HF_HOME"] if gpu else [])):
                     assert any(config[cache].startswith(m["mountPath"]) for m in c["volumeMounts"]), cache
                 assert {m["mountPath"] for m in c["volumeMounts"]} >= WRITABLE, where
+
+
+@pytest.mark.parametrize("case", WITH_TRIAL)
+def test_every_vivify_container_starts_with_valid_settings_and_an_object_store(case: str) -> None:
+    """What each container's environment makes of the app's settings, as the process would read them."""
+    from app.core.storage import S3Store, make_store
+
+    values = WITH_TRIAL[case]
+    objects = render(values)
+    checked = 0
+    for where, spec in pod_specs(objects).items():
+        for c in spec["containers"] + spec.get("initContainers", []):
+            if not c.get("envFrom"):
+                continue  # the trial backends: not Vivify
+            settings = settings_of(pod_env(objects, c))
+            assert settings.is_production and settings.resolved_broker_url.startswith("redis://"), where
+            assert settings.resolved_database_url.startswith("postgresql+psycopg://"), where
+            assert isinstance(make_store(settings), S3Store), where
+            checked += 1
+    assert checked >= 7

@@ -4,12 +4,10 @@ Redis shows that a job of any priority, waiting or running, keeps its workers fr
 
 from __future__ import annotations
 
-import os
 import types
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 import redis
@@ -23,7 +21,7 @@ import migrations
 from app.core.config import Settings
 from app.core.queue import animate_queue, celery_config, enqueue_job, make_producer, queue_for
 from app.core.tables import Job, JobStatus, utcnow
-from tests.deploy.chart import example, named, of_kind, render
+from tests.deploy.chart import example, named, of_kind, render, settings_of
 
 # KEDA's redis scaler counts a key with this script (pkg/scalers/redis_scaler.go, KEDA v2.20.2), so a
 # queue is measured here exactly as the operator will measure it.
@@ -39,12 +37,9 @@ else return redis.error_reply('ERR unsupported key type: ' .. listType) end
 
 
 def env_settings(env: dict[str, str], **overrides: str) -> Settings:
-    """The Settings a pod with this environment reads, as the pod reads them (from the environment).
-    The Secret's part is a broker URL and a production-strength key."""
+    """The Settings of a pod with this environment; the Secret's part is a production-strength key."""
     pod = {"VIVIFY_SECRET_KEY": "k" * 48, **env, **{f"VIVIFY_{k.upper()}": v for k, v in overrides.items()}}
-    kept = {k: v for k, v in os.environ.items() if not k.startswith("VIVIFY_")}
-    with mock.patch.dict(os.environ, {**kept, **pod}, clear=True):
-        return Settings(_env_file=None)
+    return settings_of(pod)
 
 
 def priority_lists(queue: str, broker_url: str) -> set[str]:
