@@ -199,3 +199,16 @@ def test_every_vivify_container_starts_with_valid_settings_and_an_object_store(c
             assert isinstance(make_store(settings), S3Store), where
             checked += 1
     assert checked >= 7
+
+
+def test_a_change_of_settings_rolls_the_pods() -> None:
+    def checksums(values: dict[str, Any]) -> set[str]:
+        objects = render(values)
+        return {
+            d["spec"]["template"]["metadata"]["annotations"]["checksum/settings"]
+            for d in of_kind(objects, "Deployment")
+        }
+
+    before, after = checksums({}), checksums({"site": {"model": "Lightricks/LTX-Video"}})
+    assert len(before) == 1 and len(after) == 1 and before != after
+    assert checksums({}) == before  # and nothing else: a render does not roll them by itself

@@ -122,3 +122,8 @@ The trial backends' password: the one already in the cluster, else a new one, ma
     - {protocol: TCP, port: {{ . }}}
     {{- end }}
 {{- end -}}
+
+{{/* Pod annotations: a change of the settings (or of the secrets passed at install) rolls the pods. */}}
+{{- define "vivify.podAnnotations" -}}
+checksum/settings: {{ list .Values.site .Values.storage .Values.secrets | toJson | sha256sum | quote }}
+{{- end -}}
