@@ -108,3 +108,23 @@ def test_a_narrowed_web_tier_still_lets_the_monitoring_namespace_scrape_it() -> 
     sources = [peer for rule in web["spec"]["ingress"] for peer in rule["from"]]
     names = {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in sources}
     assert names == {"ingress-nginx", "monitoring"}
+
+
+def test_the_ingress_never_forwards_metrics() -> None:
+    objects = render(example("multi-gpu.yaml"))
+    (ingress,) = of_kind(objects, "Ingress")
+    paths = {p["path"]: p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+    assert paths["/metrics"]["pathType"] == "Exact"  # wins over the Prefix "/" (the Ingress spec)
+    (hole,) = [
+        s
+        for s in of_kind(objects, "Service")
+        if s["metadata"]["name"] == paths["/metrics"]["backend"]["service"]["name"]
+    ]
+    pod_labels = [
+        o["spec"]["template"]["metadata"]["labels"]
+        for o in of_kind(objects, "Deployment") + of_kind(objects, "Job")
+    ]
+    assert not any(
+        all(labels.get(k) == v for k, v in hole["spec"]["selector"].items()) for labels in pod_labels
+    )
+    assert paths["/"]["backend"]["service"]["name"].endswith("-web")
