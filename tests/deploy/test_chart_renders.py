@@ -8,7 +8,7 @@ from typing import Any
 import helm_python
 import pytest
 
-from tests.deploy.chart import CHART, INSTALL_SECRETS, example, render, validate
+from tests.deploy.chart import CHART, INSTALL_SECRETS, example, merged, render, validate
 
 CASES: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -27,8 +27,10 @@ def test_every_object_validates(case: str) -> None:
         validate(o)
 
 
-def test_helm_lint_finds_nothing() -> None:
-    report = helm_python.lint(CHART, INSTALL_SECRETS, strict=True, kube_version="v1.27.0")
+@pytest.mark.parametrize("case", CASES)
+def test_helm_lint_finds_nothing(case: str) -> None:
+    values = merged(INSTALL_SECRETS, CASES[case])
+    report = helm_python.lint(CHART, values, strict=True, kube_version="v1.27.0")
     assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
