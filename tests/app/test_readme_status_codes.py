@@ -27,9 +27,8 @@ from PIL import Image
 import migrations
 from app.web.main import create_app
 from tests.app.api_helpers import METRICS_TOKEN, finish_job, jpeg, make_settings, serve
-from tests.browser.conftest import ROOT
 
-README = (ROOT / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 UPLOAD_TIMEOUT_S = 1.0
 MAX_UPLOAD_BYTES = 256 * 1024
 
