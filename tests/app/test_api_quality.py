@@ -31,7 +31,10 @@ def test_portrait_animator_refuses_a_photo_without_a_face(tmp_path: Path, portra
         # One wording wherever "no face" is said: the job's refusal, the check's problem, its tip, the CLI.
         assert r.json()["error"]["message"] == NO_FACE_MESSAGE
         assert c.get("/api/v1/quota").json()["used"] == 0
-        check = c.post("/api/v1/photo-check", files={"photo": ("w.jpg", wall, "image/jpeg")}).json()
+        # The check answers 200 with ok: false, as the README says; only the job's creation is a 422.
+        checked = c.post("/api/v1/photo-check", files={"photo": ("w.jpg", wall, "image/jpeg")})
+        assert checked.status_code == 200
+        check = checked.json()
         assert check["ok"] is False and check["problem"]["code"] == "no_face"
         assert check["problem"]["message"] == NO_FACE_MESSAGE and "animator" not in NO_FACE_MESSAGE.lower()
         assert check["photo"]["quality"]["tips"].count(NO_FACE_MESSAGE) == 1
