@@ -44,6 +44,13 @@ def _filtered_handlers(filter_: logging.Filter) -> Iterator[None]:
             handler.removeFilter(filter_)
 
 
+def _writes_to_fd2(stream: TextIO) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
+
+
 @contextmanager
 def _native_stderr_to_log() -> Iterator[None]:
     """Descriptor 2 into a temporary file while the block runs, then into the log at debug, line by line.
@@ -54,13 +61,18 @@ def _native_stderr_to_log() -> Iterator[None]:
         yield
         return
     terminal: TextIO = os.fdopen(terminal_fd, "w", buffering=1, encoding="utf-8", errors="replace")
-    root = logging.getLogger()
-    moved = [h for h in root.handlers if isinstance(h, logging.StreamHandler) and h.stream is sys.stderr]
     old_stderr = sys.stderr
+    # Python's stderr follows to the terminal only where it writes to descriptor 2 (not when a caller has
+    # put another stream there), and so do the log handlers that write to it.
+    moving = _writes_to_fd2(old_stderr)
+    root = logging.getLogger()
+    moved = [h for h in root.handlers if isinstance(h, logging.StreamHandler) and h.stream is old_stderr]
+    moved = moved if moving else []
     with tempfile.TemporaryFile() as captured:
-        sys.stderr.flush()
+        old_stderr.flush()
         os.dup2(captured.fileno(), 2)
-        sys.stderr = terminal
+        if moving:
+            sys.stderr = terminal
         for handler in moved:
             handler.setStream(terminal)
         try:
