@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export PORT ?= 8000
 export HOST ?= 127.0.0.1
 
-.PHONY: run test check lint fmt clean system-deps
+.PHONY: run test check lint fmt clean system-deps screenshots
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ lint: $(VENV)/.installed-test
 fmt: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The README's screenshots, re-rendered from the real page in Chromium (desktop and phone sizes).
+screenshots: $(VENV)/.installed-test
+	$(BIN)/python -m tests.browser.screenshots
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .grimp_cache

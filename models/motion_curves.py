@@ -280,23 +280,37 @@ class RecordedMotion:
 
 # --- the recorded motion in words and numbers -----------------------------------------------------------
 
-# (channel, sign, threshold, words): an event is a stretch where sign*value passes the threshold.
-_EVENTS: tuple[tuple[str, float, float, str], ...] = (
-    ("yaw", -1.0, 3.0, "turns toward the left"),
-    ("yaw", 1.0, 3.0, "turns toward the right"),
-    ("pitch", 1.0, 2.5, "looks up"),
-    ("pitch", -1.0, 2.5, "looks down"),
-    ("roll", 1.0, 2.5, "tilts the head to the right"),
-    ("roll", -1.0, 2.5, "tilts the head to the left"),
-    ("gaze_x", -1.0, 0.3, "glances to the left"),
-    ("gaze_x", 1.0, 0.3, "glances to the right"),
-    ("gaze_y", -1.0, 0.3, "glances up"),
-    ("gaze_y", 1.0, 0.3, "glances down"),
-    ("smile", 1.0, 0.25, "smiles"),
-    ("brow", 1.0, 0.25, "raises the brows"),
+# (channel, sign, threshold, group, direction): an event is a stretch where sign*value passes the
+# threshold. A recording is summarised by group (the head's turns, its tilts, the eyes, the smile...), in
+# the order each group first happens, with its directions: "turns the head left and down, glances around,
+# smiles and blinks twice", not every event in turn.
+_EVENTS: tuple[tuple[str, float, float, str, str], ...] = (
+    ("yaw", -1.0, 3.0, "turn", "left"),
+    ("yaw", 1.0, 3.0, "turn", "right"),
+    ("pitch", 1.0, 2.5, "turn", "up"),
+    ("pitch", -1.0, 2.5, "turn", "down"),
+    ("roll", 1.0, 2.5, "tilt", "right"),
+    ("roll", -1.0, 2.5, "tilt", "left"),
+    ("gaze_x", -1.0, 0.3, "glance", "left"),
+    ("gaze_x", 1.0, 0.3, "glance", "right"),
+    ("gaze_y", -1.0, 0.3, "glance", "up"),
+    ("gaze_y", 1.0, 0.3, "glance", "down"),
+    ("smile", 1.0, 0.25, "smile", ""),
+    ("brow", 1.0, 0.25, "brow", ""),
 )
-_TOGETHER = 6  # events starting within this many samples (a quarter second) are joined by "and"
-_MAX_STEPS = 5
+# Each group's words: with one direction, with several ("{}" is the list), and with three or more.
+_GROUP_WORDS: dict[str, tuple[str, str, str]] = {
+    "turn": ("turns the head {}", "turns the head {}", "looks around"),
+    "tilt": (
+        "tilts the head to the {}",
+        "tilts the head from side to side",
+        "tilts the head from side to side",
+    ),
+    "glance": ("glances {}", "glances {}", "glances around"),
+    "smile": ("smiles", "smiles", "smiles"),
+    "brow": ("raises the brows", "raises the brows", "raises the brows"),
+}
+_DIRECTION_ORDER = ("left", "right", "up", "down")
 
 
 def _starts(curve: np.ndarray, above: float) -> list[int]:
@@ -309,28 +323,59 @@ def _count(k: int) -> str:
     return "" if k == 1 else " twice" if k == 2 else f" {k} times"
 
 
+def _listed(items: Sequence[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+_ONE_TURN = {
+    "left": "turns toward the left",
+    "right": "turns toward the right",
+    "up": "looks up",
+    "down": "looks down",
+}
+_TOGETHER = 6  # two moves starting within this many samples (a quarter second) are said with "and"
+
+
+def _group_words(group: str, directions: set[str], times: int) -> str:
+    one, several, many = _GROUP_WORDS[group]
+    ordered = [d for d in _DIRECTION_ORDER if d in directions]
+    if group == "turn" and len(ordered) == 1:
+        return _ONE_TURN[ordered[0]]
+    if len(ordered) >= 3:
+        words = many
+    else:
+        words = (one if len(ordered) <= 1 else several).format(_listed(ordered) if ordered else "")
+    # A smile or raised brows said with how often; turns and glances by where they go.
+    return words + (_count(times) if group in ("smile", "brow") else "")
+
+
 def describe_curves(curves: Mapping[str, np.ndarray]) -> str:
-    """The recorded motion in words, in time order: "turns toward the left, then smiles"."""
-    events: list[tuple[int, str]] = []
-    for channel, sign, threshold, words in _EVENTS:
-        for start in _starts(sign * curves[channel], threshold):
-            events.append((start, words))
+    """The recorded motion summarised in words, each kind of move once, in the order each first happens:
+    "turns the head left and down, glances around, smiles twice and blinks"."""
+    first: dict[str, int] = {}
+    directions: dict[str, set[str]] = {}
+    times: dict[str, int] = {}
+    for channel, sign, threshold, group, direction in _EVENTS:
+        starts = _starts(sign * curves[channel], threshold)
+        if not starts:
+            continue
+        first[group] = min(first.get(group, starts[0]), starts[0])
+        directions.setdefault(group, set()).add(direction)
+        times[group] = times.get(group, 0) + len(starts)
+    parts = [(at, _group_words(g, directions[g] - {""}, times[g])) for g, at in first.items()]
     blinks = _starts(curves["blink"], 0.5)
     if blinks:
-        events.append((blinks[0], f"blinks{_count(len(blinks))}"))
-    if not events:
+        parts.append((blinks[0], f"blinks{_count(len(blinks))}"))
+    if not parts:
         return "holds almost still" + (", breathing" if float(curves["breath"].max()) > 0.25 else "")
-    steps: list[tuple[int, list[str]]] = []
-    for start, words in sorted(events):
-        if steps and start - steps[-1][0] < _TOGETHER:
-            if words not in steps[-1][1]:
-                steps[-1][1].append(words)
-        elif steps and steps[-1][1] == [words]:
-            continue  # the same move again right after: said once
-        else:
-            steps.append((start, [words]))
-    text = ", then ".join(" and ".join(words) for _, words in steps[:_MAX_STEPS])
-    return text + (", and more" if len(steps) > _MAX_STEPS else "")
+    parts.sort()
+    said = [words for _, words in parts]
+    if len(said) == 2 and parts[1][0] - parts[0][0] >= _TOGETHER:  # one move after the other
+        return f"{said[0]}, then {said[1]}"
+    if len(said) > 2 and any(" and " in words for words in said):  # "..., and smiles": lists stay apart
+        return f"{', '.join(said[:-1])}, and {said[-1]}"
+    return _listed(said)
 
 
 def planned_motion(recorded: RecordedMotion) -> PlannedMotion:

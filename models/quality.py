@@ -70,12 +70,16 @@ def check_photo(image: Image.Image) -> dict:
     }
 
 
+# The one wording of "no face", said by the photo check's tip, the refusal of a job (422 no_face), the
+# page (app/web/catalogue.py) and `vivify animate` (the portrait animator's error) alike.
+NO_FACE_TITLE = "We could not find a face in this photo."
+NO_FACE_NEXT = "Use a photo where a face looks toward the camera, uncovered and well lit."
+NO_FACE_MESSAGE = f"{NO_FACE_TITLE} {NO_FACE_NEXT}"
+
+
 def _face_report(face: Face | None, w: int, h: int, tips: list[str]) -> tuple[dict, float]:
     if face is None:
-        tips.append(
-            "No face was found. For a moving portrait, use a photo where one face looks toward the camera, "
-            "uncovered and well lit."
-        )
+        tips.append(NO_FACE_MESSAGE)
         return {"found": False}, 0.0
     oval = face.points[list(FACE_OVAL), :2]
     in_frame = float(np.mean((oval[:, 0] >= 0) & (oval[:, 0] < w) & (oval[:, 1] >= 0) & (oval[:, 1] < h)))

@@ -430,3 +430,80 @@ def test_check_clip_prints_the_clip_check_and_exits_by_its_verdict(env: Path, po
     assert main(["check-clip", str(photo), str(not_a_clip)]) == 2
     assert main(["check-clip", str(env / "missing.png"), str(clip)]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_animate_says_its_plan_and_keeps_other_libraries_notices_out_of_the_terminal(
+    env: Path, portrait, capfd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The face models write to descriptor 2 from C++, libraries warn through logging and `warnings`: none
+    of it reaches the visitor's terminal; it is in the log at debug. The motion planned is printed."""
+    import logging
+    import warnings
+
+    import models.registry
+
+    real = models.registry.create_animator
+
+    def noisy(name: str, **options: object):
+        os.write(2, b"W0000 inference_feedback_manager.cc:114] Feedback manager requires a model\n")
+        logging.getLogger("absl").warning("absl says hello")
+        warnings.warn("SymbolDatabase.GetPrototype() is deprecated", UserWarning, stacklevel=1)
+        return real(name, **options)
+
+    monkeypatch.setattr(models.registry, "create_animator", noisy)
+    photo = env / "me.png"
+    small = portrait.copy()
+    small.thumbnail((96, 96))
+    small.save(photo)
+    args = ["animate", str(photo), "-o", str(env / "c.mp4"), "--animator", "push-in", "--motion", "nod"]
+    assert main(args) == 0
+    out, err = capfd.readouterr()
+    from app.core.service.plans import plan_json
+
+    planned = plan_json(None, "nod", 0)  # the seed and length the command uses: none given
+    assert planned and out.startswith(f"planned motion: {planned['description']}\n"), out
+    assert "analyzing ..." in err or "animating ..." in err  # the command's own progress stays
+    for notice in ("Feedback manager", "absl says hello", "GetPrototype"):
+        assert notice not in out + err, err
+
+    monkeypatch.setenv("VIVIFY_LOG_LEVEL", "DEBUG")
+    get_settings.cache_clear()
+    assert main(args) == 0
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    native = [e for e in lines if e["logger"] == "vivify.native"]
+    assert native and all(e["level"] == "debug" for e in native) and "Feedback manager" in native[0]["msg"]
+    absl = [e for e in lines if e["logger"] == "absl"]
+    assert absl and absl[0]["level"] == "debug", lines
+
+
+def test_animate_with_a_server_writes_log_lines_above_its_progress_bar(
+    env: Path, portrait, capfd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log line while the bar is drawn is a whole line of its own (JSON that parses), not glued to the
+    bar; another library's INFO line (httpx's requests) stays out."""
+    import logging
+
+    from tqdm import tqdm
+
+    import app.cli.client
+
+    def service(server: str, photo: Path, out: Path, **fields: object) -> dict[str, object]:
+        bar = tqdm(total=100, bar_format="{l_bar}{bar}| {postfix}")
+        for n in (10, 40, 70):
+            bar.n = n
+            bar.refresh()
+            logging.getLogger("vivify.client").warning("the stream dropped; polling")
+            logging.getLogger("httpx").info("HTTP Request: GET /api/v1/jobs/j1")
+        bar.close()
+        out.write_bytes(b"mp4")
+        return {"id": "j1", "animator": "portrait", "seed": 3, "motion": "auto", "plan": None}
+
+    monkeypatch.setattr(app.cli.client, "animate_remote", service)
+    photo = env / "p.jpg"
+    portrait.save(photo)
+    assert main(["animate", str(photo), "--server", "http://vivify.test", "-o", str(env / "c.mp4")]) == 0
+    err = capfd.readouterr().err
+    pieces = [p for line in err.splitlines() for p in line.split("\r")]
+    logged = [p for p in pieces if "the stream dropped" in p]
+    assert len(logged) == 3 and all(json.loads(p)["level"] == "warning" for p in logged), err
+    assert "HTTP Request" not in err

@@ -162,17 +162,23 @@ def _animate_remote(args: argparse.Namespace, output: Path) -> int:
     if not args.photo.is_file():
         print(f"cannot read {args.photo}: no such file", file=sys.stderr)
         return 2
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from app.cli.quiet import quiet_third_parties
+
     try:
-        job = animate_remote(
-            args.server,
-            args.photo,
-            output,
-            motion=args.motion,
-            seed=args.seed,
-            animator=args.animator,
-            duration_s=args.duration,
-            resolution=args.resolution,
-        )
+        # Log lines are written above the progress bar, never into it; other libraries' go to debug.
+        with logging_redirect_tqdm(), quiet_third_parties(native=False):
+            job = animate_remote(
+                args.server,
+                args.photo,
+                output,
+                motion=args.motion,
+                seed=args.seed,
+                animator=args.animator,
+                duration_s=args.duration,
+                resolution=args.resolution,
+            )
     except ClientError as exc:
         print(f"the service refused or failed the job: {exc}", file=sys.stderr)
         return 1
@@ -194,9 +200,11 @@ def cmd_animate(args: argparse.Namespace, settings: Settings) -> int:
     output: Path = args.output or Path(f"{args.photo.stem}.mp4")
     if args.server:
         return _animate_remote(args, output)
+    from app.cli.quiet import quiet_third_parties
     from app.cli.render import animate_here
 
-    return animate_here(args, settings, output)
+    with quiet_third_parties():  # the face models' notices go to the log at debug, not the terminal
+        return animate_here(args, settings, output)
 
 
 def cmd_check_clip(args: argparse.Namespace, settings: Settings) -> int:

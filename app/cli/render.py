@@ -17,8 +17,9 @@ def animate_here(args: argparse.Namespace, settings: Settings, output: Path) -> 
     """Render `args.photo` with the asked (or configured) animator into `output`; prints stage times."""
     from PIL import Image, ImageOps
 
+    from app.core.service.plans import plan_json
     from models.base import AnimationError, AnimationRequest, AnimatorUnavailable, Stage
-    from models.clip_shape import HD
+    from models.clip_shape import CLIP_DEFAULT_S, HD
     from models.registry import create_animator
     from worker import model_cache
 
@@ -48,6 +49,10 @@ def animate_here(args: argparse.Namespace, settings: Settings, output: Path) -> 
         duration_s=args.duration,
         resolution=args.resolution or HD,
     )
+    # The motion it will make, in the words the page and the API use, before the work starts.
+    plan = plan_json(photo, args.motion, args.seed or 0, args.duration or CLIP_DEFAULT_S)
+    if plan and plan.get("description"):
+        print(f"planned motion: {plan['description']}", flush=True)
     last: list[str] = []
 
     def progress(stage: Stage | str, fraction: float, detail: str = "") -> None:

@@ -15,9 +15,14 @@ from datetime import timedelta
 from sqlalchemy import Subquery, func, select
 from sqlalchemy.orm import Session
 
+from app.core.queue import LONG_ANIMATORS, SHORT_ANIMATORS
 from app.core.tables import FINAL_STATUSES, Job, JobStatus, utcnow
 
-DEFAULT_RUN_S = 20.0  # a queue with no finished job to learn from
+# A queue with no finished job to learn from guesses by its animator: the CPU animators make a 4 s HD
+# clip, checked, in about 2-3 s (bench/RESULTS.md); a diffusion clip takes minutes on a GPU.
+SHORT_RUN_S = 3.0
+LONG_RUN_S = 120.0
+DEFAULT_RUN_S = 20.0  # a plug-in animator: nothing known about it
 RECENT_RUNS = 20  # the run times the estimate is the mean of
 LIVE_WORKER_S = 120  # a worker that reported within this long is counted as serving the queue
 
@@ -57,7 +62,7 @@ def waits(session: Session, jobs: Sequence[Job]) -> dict[str, Wait]:
             for j in queued
         ]
         run_s_avg, live, n_running, most_done, *ahead = session.execute(select(*figures)).one()
-        run_s = float(run_s_avg) if run_s_avg is not None else DEFAULT_RUN_S
+        run_s = float(run_s_avg) if run_s_avg is not None else first_run_s(members[0].animator)
         workers = max(1, int(live or 0))
         # The soonest a worker frees up, when every worker is busy.
         soonest_free = run_s * (1.0 - float(most_done or 0.0)) if n_running and n_running >= workers else 0.0
@@ -69,6 +74,20 @@ def waits(session: Session, jobs: Sequence[Job]) -> dict[str, Wait]:
             if job.status == JobStatus.RUNNING:
                 out[job.id] = Wait(None, round(run_s * (1.0 - (job.progress or 0.0)), 1))
     return out
+
+
+def first_run_s(animator: str) -> float:
+    """The run time guessed for an animator before any of its jobs finished."""
+    if animator in SHORT_ANIMATORS:
+        return SHORT_RUN_S
+    return LONG_RUN_S if animator in LONG_ANIMATORS else DEFAULT_RUN_S
+
+
+def run_estimate_s(session: Session, queue: str, animator: str) -> float:
+    """How long one clip takes on this queue now: the mean of its recent runs, else the first guess. The
+    same figure a job's ETA starts from, so the page promises what the jobs then say."""
+    recent = recent_run_seconds(session, queue)
+    return recent if recent is not None else first_run_s(animator)
 
 
 def _recent_runs(queue: str) -> Subquery:

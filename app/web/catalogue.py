@@ -15,6 +15,7 @@ from typing import Any, Final
 from markupsafe import Markup
 
 from app.core.tables import FINAL_STATUSES
+from models.quality import NO_FACE_NEXT, NO_FACE_TITLE
 
 # Sorted so the embedded JSON (and so every page) is byte-for-byte stable.
 FINAL: Final[tuple[str, ...]] = tuple(sorted(status.value for status in FINAL_STATUSES))
@@ -53,6 +54,11 @@ STATUS: Final[dict[str, Any]] = {
 PHRASES: Final[dict[str, str]] = {
     "default_motion": "Gentle life",  # jobs from before "auto", which carry no motion
     "planned_motion": "Planned motion: {description}",
+    "clip_motion": "In this clip the person {description}.",  # a finished clip: what it did
+    "lead": (
+        "Choose a photo of a face. In about {duration} you get a short clip where the person blinks, "
+        "breathes, smiles and turns their head a little."
+    ),
     "starting": "Starting",  # picked up by a worker, before its first stage
     "working": "Working",  # a stage this catalogue does not know yet
     "stage_steps": "{stage} {steps}",
@@ -72,6 +78,8 @@ PHRASES: Final[dict[str, str]] = {
     "quota_more_tomorrow": "More tomorrow.",
     "deleted_title": "Deleted.",
     "deleted_message": "Your photo and the clip are gone from our servers.",
+    "delete_confirm": "Delete this clip and its photo now? This cannot be undone.",
+    "delete_failed": "Not deleted: try again",
     # The live view (static/js/live.js): its status line, clock and buttons.
     "live_failed": "The live view could not start ({reason}). The motions below still work.",
     "live_recording": (
@@ -147,10 +155,7 @@ _ERRORS: Final[dict[str, tuple[str, str]]] = {
     ),
     "too_many_pixels": ("That photo has too many pixels.", "Choose a smaller copy; a phone photo is fine."),
     "photo_too_small": ("That photo is too small.", "Choose a larger copy: 512 pixels or more looks best."),
-    "no_face": (
-        "We could not find a face.",
-        "Try a photo where the face is larger, well lit and looking towards the camera.",
-    ),
+    "no_face": (NO_FACE_TITLE, NO_FACE_NEXT),  # the words the API's message and the CLI use
     "photo_gone": (
         "The photo of this animation is no longer stored.",
         "Upload the photo again to animate it with another motion.",

@@ -19,10 +19,12 @@ from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 
 from app.core.config import Settings
+from app.core.queue import animate_queue
 from app.core.schemas import JobOut, as_utc, job_view, job_views
 from app.core.service import visitor_jobs
 from app.core.tables import Job
 from app.core.visitors import COOKIE_NAME, Visitor, allowance, cookie_kwargs, sign_visitor_id
+from app.core.waits import run_estimate_s
 from app.web.catalogue import DEFAULT_ERROR, ERRORS, FINAL, PHRASES, STAGES, STATUS, catalogue_json, fill
 from app.web.deps import (
     SessionDep,
@@ -102,10 +104,15 @@ def motion_label(motion: str | None) -> str:
     return text[:1].upper() + text[1:]
 
 
-def plan_text(plan: dict[str, Any] | None) -> str:
-    """ "Planned motion: …" for a job's or a photo check's plan; empty without one."""
+def plan_text(plan: dict[str, Any] | None, status: str | None = None) -> str:
+    """ "Planned motion: …" for a photo check's or an unfinished job's plan, what the clip did once it
+    succeeded; empty without one. words.js's planText says the same."""
     description = (plan or {}).get("description")
-    return fill(PHRASES["planned_motion"], description=description) if description else ""
+    if not description:
+        return ""
+    return fill(
+        PHRASES["clip_motion" if status == "succeeded" else "planned_motion"], description=description
+    )
 
 
 def _as_dt(value: Any) -> datetime:
@@ -130,7 +137,8 @@ def help_for(code: str | None, message: str = "") -> dict[str, str]:
     """What went wrong and what to do next; the server's own message only where it adds something."""
     words = ERRORS.get(code or "", DEFAULT_ERROR)
     title = words["title"]
-    return {"title": title, "message": message if message != title else "", "next": words["next"]}
+    repeats = message in (title, f"{title} {words['next']}")  # no_face's message is its title and next step
+    return {"title": title, "message": "" if repeats else message, "next": words["next"]}
 
 
 def error_help(job: dict[str, Any]) -> dict[str, str] | None:
@@ -191,6 +199,11 @@ def _quota_text(remaining: int, limit: int, resets_at: datetime | None) -> str:
     return f"{used} {more}"
 
 
+def _default_queue(settings: Settings) -> tuple[str, str]:
+    """The queue and animator of a job sent from the page."""
+    return animate_queue(settings), settings.animator
+
+
 def _motions() -> list[dict[str, str]]:
     return [
         {"name": name, "title": motion_label(name), "description": description}
@@ -240,7 +253,7 @@ def index_page(
     settings: Settings,
     visitor: Visitor,
     *,
-    error: dict[str, str] | None = None,
+    error: dict[str, Any] | None = None,  # what went wrong, or a success such as "Deleted." (ok: True)
     form: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
@@ -254,6 +267,9 @@ def index_page(
         "uhd_min_short_side": UHD_MIN_SHORT_SIDE,
         "quota": {"remaining": quota.remaining, "limit": quota.limit},
         "quota_text": _quota_text(quota.remaining, quota.limit, quota.resets_at),
+        "lead": fill(
+            PHRASES["lead"], duration=duration_text(run_estimate_s(session, *_default_queue(settings)))
+        ),
         "jobs": _job_dicts(session, visitor),
         "job": None,
         "error": error,

@@ -32,15 +32,11 @@ from models.portrait.mesh import (
 )
 from models.portrait.rig import FACE_CHANNELS, Rig
 from models.portrait.warp import Renderer
+from models.quality import NO_FACE_MESSAGE
 
 _log = logging.getLogger(__name__)
 
 CALMER = 0.5  # how much of the planned movement the guard's calmer second try keeps
-
-NO_FACE_MESSAGE = (
-    "No face was found in this photo, so there is nothing to animate. Tip: use a photo where the face "
-    "looks toward the camera, is well lit, not covered, and fills at least a fifth of the picture."
-)
 
 
 class PortraitAnimator:

@@ -1,15 +1,39 @@
 // "My animations": this visitor's recent jobs, kept current as jobs change on this page.
-import { api } from "./api.js";
-import { FINAL, clockText, motionLabel, statusLabel } from "./words.js";
+import { api, ApiError } from "./api.js";
+import { FINAL, clockText, motionLabel, phrase, statusLabel } from "./words.js";
 
-export class History {
+export class History extends EventTarget {
   constructor(root) {
+    super();
     this.root = root;
     this.list = root.querySelector("#history-list");
     this.empty = root.querySelector("#history-empty");
     this.jobs = new Map();
     this.timer = null;
     for (const time of root.querySelectorAll("time[datetime]")) time.textContent = clockText(time.dateTime);
+    // Delete asks first: it cannot be undone. Without JavaScript the form posts (and the page reloads).
+    this.list.addEventListener("submit", (e) => {
+      const item = e.target.closest(".history-item");
+      if (!item || !e.target.classList.contains("history-delete")) return;
+      e.preventDefault();
+      if (window.confirm(phrase("delete_confirm"))) this.delete(item.dataset.jobId, e.target);
+    });
+  }
+
+  async delete(id, form) {
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      await api(`/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 404)) {
+        button.disabled = false;
+        button.textContent = phrase("delete_failed");
+        return;
+      }
+    }
+    this.remove(id);
+    this.dispatchEvent(new CustomEvent("deleted", { detail: id }));
   }
 
   async refresh() {
@@ -78,7 +102,35 @@ export class History {
     time.textContent = clockText(job.created_at);
     text.append(motion, status, time);
     link.append(thumb, text);
-    li.append(link);
+    li.append(link, this.actions(job));
     return li;
+  }
+
+  // Download (a finished clip) and Delete, as the server renders them in templates/_history.html.
+  actions(job) {
+    const actions = document.createElement("span");
+    actions.className = "history-actions";
+    const what = `${motionLabel(job.motion)}, ${clockText(job.created_at)}`;
+    if (job.status === "succeeded" && job.urls && job.urls.video) {
+      const download = document.createElement("a");
+      download.className = "button button-small history-download";
+      download.href = `${job.urls.video}?download=1`;
+      download.download = "vivify.mp4";
+      download.textContent = "Download";
+      download.setAttribute("aria-label", `Download the clip (${what})`);
+      actions.append(download);
+    }
+    const form = document.createElement("form");
+    form.className = "inline-form history-delete";
+    form.method = "post";
+    form.action = `/jobs/${job.id}/delete`;
+    const button = document.createElement("button");
+    button.className = "button button-small button-danger";
+    button.type = "submit";
+    button.textContent = "Delete";
+    button.setAttribute("aria-label", `Delete (${what})`);
+    form.append(button);
+    actions.append(form);
+    return actions;
   }
 }

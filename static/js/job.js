@@ -120,7 +120,7 @@ export class JobView extends EventTarget {
     title.textContent = jobTitle(job);
     document.title = `${jobTitle(job)} — Vivify`;
 
-    const plan = planText(job.plan);
+    const plan = planText(job.plan, job.status);
     this.$("job-plan").textContent = plan;
     this.$("job-plan").hidden = !plan;
 
@@ -150,11 +150,13 @@ export class JobView extends EventTarget {
         if (matchMedia("(prefers-reduced-motion: reduce)").matches) video.autoplay = false;
         else video.play().catch(() => {}); // autoplay muted is allowed; a refusal just leaves the poster
       }
-      video.controls = false;
+      // The browser's own controls stay: scrubbing and fullscreen. Play/Pause below is the large, labelled one.
+      video.controls = true;
       this.$("play-toggle").hidden = false;
       this.$("download").href = job.urls.download || `${src}?download=1`;
       this.$("delete-form").action = `/jobs/${job.id}/delete`;
       this.$("again-form").action = `/jobs/${job.id}/again`;
+      this.offerOtherMotion(job.motion);
       this.$("job-expires").textContent = expiresText(job);
       // The clip check's line, made by the server (clip_check.summary) so the page and the CLI agree.
       const check = job.clip_check;
@@ -177,6 +179,15 @@ export class JobView extends EventTarget {
     if (!previous || previous.status !== job.status || previous.progress !== job.progress) {
       this.dispatchEvent(new CustomEvent("change", { detail: job }));
     }
+  }
+
+  // "Animate again" starts on a motion other than this clip's (the page may have been rendered before it).
+  offerOtherMotion(motion) {
+    const radios = [...this.$("again-form").querySelectorAll("input[name=motion]")];
+    const checked = radios.find((r) => r.checked);
+    if (checked && checked.value !== motion) return;
+    const other = radios.find((r) => r.value !== motion);
+    if (other) other.checked = true;
   }
 
   fillError(help) {

@@ -21,6 +21,13 @@ if (upload) upload.refreshQuota();
 // own object, which can do nothing the visitor's pointer and sliders cannot.
 if (upload && upload.live) window.vivifyLive = upload.live;
 
+// A clip deleted from "My animations" while it is shown: the view goes as from its own Delete button.
+if (history && view) {
+  history.addEventListener("deleted", (e) => {
+    if (view.job && view.job.id === e.detail) view.gone(e.detail);
+  });
+}
+
 if (view) {
   view.addEventListener("change", (e) => history && history.upsert(e.detail));
   view.addEventListener("deleted", (e) => {
@@ -28,8 +35,7 @@ if (view) {
     if (upload) {
       start.hidden = false;
       if (location.pathname !== "/") window.history.pushState({}, "", "/");
-      upload.showError({ title: phrase("deleted_title"), message: phrase("deleted_message"), next: "" });
-      document.getElementById("form-error").classList.replace("notice-error", "notice-ok");
+      upload.showNotice({ title: phrase("deleted_title"), message: phrase("deleted_message"), next: "" });
     } else {
       location.assign("/?deleted=1");
     }
@@ -50,7 +56,6 @@ if (view) {
 if (upload && view) {
   upload.addEventListener("created", (e) => {
     const { job, thumb } = e.detail;
-    document.getElementById("form-error").classList.replace("notice-ok", "notice-error");
     start.hidden = true;
     if (upload.live) upload.live.stop(); // no frames for a hidden view; again() resumes it
     view.follow(job, { thumb });

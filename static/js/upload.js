@@ -5,6 +5,7 @@ import { clockText, errorHelp, phrase, phraseParts, planText } from "./words.js"
 
 // Refusals of the motion or seed sent with the photo check: the photo itself is fine, so its report stays.
 const MOTION_PROBLEMS = new Set(["unknown_motion", "invalid_motion", "invalid_seed"]);
+const REPLAN_MS = 450; // a pause in typing before the chosen motion's plan is asked for
 
 export class UploadForm extends EventTarget {
   constructor(section) {
@@ -15,6 +16,7 @@ export class UploadForm extends EventTarget {
     this.file = null;
     this.previewUrl = null;
     this.checkToken = 0;
+    this.photoOk = false;
     this.planned = null; // {motion, seed} of the plan the photo check showed
     this.quota = null;
     this.form.noValidate = true; // our own messages, next to the control, in plain words
@@ -33,9 +35,16 @@ export class UploadForm extends EventTarget {
       this.submit();
     });
     this.$("consent").addEventListener("change", () => this.clearError());
-    // The planned motion is shown only while the chosen motion is the one it was planned for.
-    this.form.addEventListener("change", () => this.syncPlan());
-    this.$("motion-text").addEventListener("input", () => this.syncPlan());
+    // One motion is chosen at a time: typed words unselect the motions above (they are what is sent), and
+    // a motion picked above wins over the words until the visitor types again. Each choice gets its plan.
+    this.lastRadio = null; // the motion picked above before the visitor typed, restored if the words go
+    this.replanTimer = null;
+    this.form.addEventListener("change", (e) => {
+      if (e.target.id === "motion-text" || e.target.id === "consent") return;
+      this.syncPlan();
+      this.replanSoon();
+    });
+    this.$("motion-text").addEventListener("input", () => this.typed());
     // The live view records up to the clip's length.
     this.$("duration").addEventListener("change", () => this.live && this.live.setMaxSeconds(this.duration()));
     if (this.live) {
@@ -96,7 +105,8 @@ export class UploadForm extends EventTarget {
     const preview = this.$("preview");
     preview.src = this.previewUrl;
     preview.hidden = false;
-    this.$("dropzone-hint").textContent = `${file.name || "Your photo"} — drag another photo here, or`;
+    this.$("dropzone-file").textContent = file.name || "Your photo";
+    this.$("dropzone-drag").textContent = "— drag another photo here, or";
     this.section.querySelector("label[for=photo]").textContent = "Choose another photo";
     this.check(file);
   }
@@ -112,6 +122,7 @@ export class UploadForm extends EventTarget {
     this.$("check-score-text").textContent = "";
     tips.replaceChildren();
     this.planned = null;
+    this.photoOk = false; // until this check says so: no plans are asked of a photo that is refused
     this.offerSizes(null);
     if (this.live) this.live.hide(); // the old photo's live view and recording go with it
     this.syncPlan();
@@ -135,13 +146,26 @@ export class UploadForm extends EventTarget {
         this.showCheckProblem(problem.code, problem.message);
       } else {
         this.showQuality(result);
+        this.photoOk = true;
         this.showPlan(result, motion, duration);
         this.showLive(result, file);
+        this.revealCheck();
+        this.replanSoon(); // the visitor may have chosen another motion while the photo was checked
       }
     } catch (err) {
       if (token !== this.checkToken) return;
       if (err instanceof ApiError) this.showCheckProblem(err.code, err.message);
     }
+  }
+
+  // On a small screen the check's answer lands below the photo's buttons: bring it into view, once,
+  // unless it already is.
+  revealCheck() {
+    const panel = this.$("photo-check");
+    const box = panel.getBoundingClientRect();
+    if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+    const still = matchMedia("(prefers-reduced-motion: reduce)").matches;
+    panel.scrollIntoView({ block: "nearest", behavior: still ? "auto" : "smooth" });
   }
 
   showLive(result, file) {
@@ -189,8 +213,58 @@ export class UploadForm extends EventTarget {
   showPlan(result, motion, duration) {
     const text = planText(result.plan);
     this.$("check-plan").textContent = text;
+    this.$("check-plan").classList.remove("plan-problem");
     this.planned = text ? { motion, duration, seed: result.seed } : null;
     this.syncPlan();
+  }
+
+  typed() {
+    const checked = this.form.querySelector("input[name=motion]:checked");
+    if (this.$("motion-text").value.trim()) {
+      if (checked) {
+        this.lastRadio = checked;
+        checked.checked = false;
+      }
+    } else if (!checked) {
+      const back = this.lastRadio && !this.lastRadio.disabled ? this.lastRadio : null;
+      (back || this.form.querySelector("input[name=motion][value=auto]") || {}).checked = true;
+    }
+    this.syncPlan();
+    this.replanSoon();
+  }
+
+  // The plan of the motion chosen now, asked of the photo check once the visitor pauses (a recording's
+  // words come with its job). The check is the same one the photo had: no job, no allowance spent.
+  replanSoon() {
+    clearTimeout(this.replanTimer);
+    const motion = this.motion();
+    if (!this.file || !this.photoOk || !motion || motion === "recorded" || this.plannedNow()) return;
+    this.replanTimer = setTimeout(() => this.replan(motion, this.duration()), REPLAN_MS);
+  }
+
+  async replan(motion, duration) {
+    const token = this.checkToken;
+    const body = new FormData();
+    body.append("photo", this.file);
+    body.append("motion", motion);
+    body.append("duration_s", String(duration));
+    let result;
+    try {
+      result = await api("/photo-check", { method: "POST", body });
+    } catch {
+      return; // the plan line stays hidden; the job itself still checks everything
+    }
+    if (token !== this.checkToken || motion !== this.motion() || duration !== this.duration()) return;
+    const problem = result && result.ok === false ? result.problem : null;
+    if (problem && MOTION_PROBLEMS.has(problem.code)) {
+      const help = errorHelp(problem.code, problem.message);
+      this.$("check-plan").textContent = [help.title, help.message].filter(Boolean).join(" ");
+      this.$("check-plan").classList.add("plan-problem");
+      this.planned = { motion, duration, seed: null };
+      this.syncPlan();
+    } else if (!problem) {
+      this.showPlan(result, motion, duration);
+    }
   }
 
   plannedNow() {
@@ -207,8 +281,16 @@ export class UploadForm extends EventTarget {
     this.showError(errorHelp(code, message));
   }
 
-  showError(help, focusTarget = null) {
+  // A success ("Deleted.") in the same place as errors, but styled and announced as one.
+  showNotice(help) {
+    this.showError(help, null, "ok");
+  }
+
+  showError(help, focusTarget = null, kind = "error") {
     const box = this.$("form-error");
+    box.classList.toggle("notice-ok", kind === "ok");
+    box.classList.toggle("notice-error", kind !== "ok");
+    box.setAttribute("role", kind === "ok" ? "status" : "alert");
     box.replaceChildren();
     const p = document.createElement("p");
     const strong = document.createElement("strong");
@@ -228,12 +310,12 @@ export class UploadForm extends EventTarget {
     this.$("form-error").hidden = true;
   }
 
+  // The chosen motion: the one picked above, else the typed words (typing unselects those above).
   motion() {
     if (this.recordedChosen()) return "recorded";
-    const text = this.$("motion-text").value.trim();
-    if (text) return text;
-    const checked = this.form.querySelector("input[name=motion]:checked");
-    return checked ? checked.value : "";
+    const checked = this.form.querySelector("input[name=motion]:checked:not([value=recorded])");
+    if (checked) return checked.value;
+    return this.$("motion-text").value.trim();
   }
 
   recordedChosen() {

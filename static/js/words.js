@@ -78,10 +78,12 @@ export function motionLabel(motion) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-// "Planned motion: turns toward you, then smiles" for a job's or a photo check's plan; "" without one.
-export function planText(plan) {
+// "Planned motion: turns toward you, then smiles" for a photo check's or an unfinished job's plan; what
+// the clip did once it succeeded; "" without one. app.web.rendering.plan_text says the same.
+export function planText(plan, status = null) {
   const description = plan && plan.description;
-  return description ? phrase("planned_motion", { description }) : "";
+  if (!description) return "";
+  return phrase(status === "succeeded" ? "clip_motion" : "planned_motion", { description });
 }
 
 // "today at 14:05", "tomorrow at 09:30", "3 Dec at 14:05", in the visitor's own time zone.
@@ -109,8 +111,9 @@ export function expiresText(job) {
 // What went wrong, in plain words, and what to do next. `code` comes from the API's error body.
 export function errorHelp(code, message) {
   const { title, next } = own(WORDS.errors, code) || WORDS.default_error;
-  // The server's message is specific (sizes, formats); show it unless it only repeats the title.
-  const detail = message && message !== title ? message : "";
+  // The server's message is specific (sizes, formats); show it unless it only repeats the catalogue's
+  // words (no_face's message is its title and next step).
+  const detail = message && message !== title && message !== `${title} ${next}` ? message : "";
   return { title, message: detail, next };
 }
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 import migrations
 from app.web.main import create_app
+from models.quality import NO_FACE_MESSAGE
 from tests.app.api_helpers import jpeg, make_settings, post_job
 
 
@@ -27,10 +28,16 @@ def test_portrait_animator_refuses_a_photo_without_a_face(tmp_path: Path, portra
     with TestClient(create_app(s)) as c:
         r = post_job(c, wall)
         assert r.status_code == 422 and r.json()["error"]["code"] == "no_face"
-        assert "face" in r.json()["error"]["message"].lower()
+        # One wording wherever "no face" is said: the job's refusal, the check's problem, its tip, the CLI.
+        assert r.json()["error"]["message"] == NO_FACE_MESSAGE
         assert c.get("/api/v1/quota").json()["used"] == 0
-        check = c.post("/api/v1/photo-check", files={"photo": ("w.jpg", wall, "image/jpeg")}).json()
+        # The check answers 200 with ok: false, as the README says; only the job's creation is a 422.
+        checked = c.post("/api/v1/photo-check", files={"photo": ("w.jpg", wall, "image/jpeg")})
+        assert checked.status_code == 200
+        check = checked.json()
         assert check["ok"] is False and check["problem"]["code"] == "no_face"
+        assert check["problem"]["message"] == NO_FACE_MESSAGE and "animator" not in NO_FACE_MESSAGE.lower()
+        assert check["photo"]["quality"]["tips"].count(NO_FACE_MESSAGE) == 1
         assert check["photo"]["quality"]["faces"] == 0
         assert post_job(c, portrait_jpeg).status_code == 202
 

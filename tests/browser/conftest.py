@@ -46,9 +46,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @contextmanager
 def vivify_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`vivify up` on a free port with its own data (and so its own allowances); its base URL."""
+    with vivify_up_in(tmp_path_factory.mktemp("vivify-data")) as base:
+        yield base
+
+
+@contextmanager
+def vivify_up_in(data: Path) -> Iterator[str]:
+    """`vivify up` on a free port with its data in `data`; its base URL (also for `make screenshots`)."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.fail("Debian's chromium and chromedriver are needed: apt-get install chromium chromium-driver")
-    data = tmp_path_factory.mktemp("vivify-data")
     port = _free_port()
     env = {
         **os.environ,
@@ -109,6 +115,14 @@ def make_driver(*, javascript: bool = True, width: int = 1280, height: int = 900
     if not javascript:
         options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+def as_phone(driver, width: int = 390, height: int = 844) -> None:
+    """A phone's viewport (headless Chromium's window is at least 500 px wide) and touch screen, so that
+    `(pointer: coarse)` holds as on a real phone."""
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
 
 
 @pytest.fixture(scope="session")

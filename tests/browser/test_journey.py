@@ -3,21 +3,17 @@
 Upload a real portrait, read the photo check, choose a motion, watch the progress move, play the clip,
 download it, animate again (in the same tab, then from the reloaded job page with another motion),
 delete it; then the error paths (a file that is not a photo, a motion it does not understand, both in
-the catalogue's words), and the plain-HTML path with JavaScript switched off. VIVIFY_SCREENSHOTS=1
-also writes docs/screenshot-*.png at desktop (1280 px) and phone (390 px) widths.
+the catalogue's words), and the plain-HTML path with JavaScript switched off. The README's screenshots
+of the same journey come from `make screenshots` (tests/browser/screenshots.py).
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -26,41 +22,11 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from app.web.catalogue import DEFAULT_ERROR, ERRORS
-from tests.browser.conftest import ROOT, make_driver
+from tests.browser.conftest import make_driver
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = os.environ.get("VIVIFY_SCREENSHOTS") == "1"
-DESKTOP, PHONE = (1280, 900), (390, 844)
-MAX_SCREENSHOT_BYTES = 500_000
 JOB_TIMEOUT_S = 60
-
-
-def shoot(driver, name: str) -> None:
-    """Full-page screenshots at desktop and phone width into docs/ (only with VIVIFY_SCREENSHOTS=1)."""
-    if not SCREENSHOTS:
-        return
-    for label, (width, height) in (("desktop", DESKTOP), ("phone", PHONE)):
-        driver.set_window_size(width, height)
-        time.sleep(0.15)  # let the layout settle at the new width
-        page_h = driver.execute_script("return document.documentElement.scrollHeight")
-        shot = driver.execute_cdp_cmd(
-            "Page.captureScreenshot",
-            {
-                "format": "png",
-                "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": width, "height": min(page_h, 2400), "scale": 1},
-            },
-        )
-        img = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
-        out = ROOT / "docs" / f"screenshot-{label}-{name}.png"
-        img.save(out, optimize=True)
-        if out.stat().st_size > MAX_SCREENSHOT_BYTES:  # photos make big PNGs: 256 colours is plenty here
-            img.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-                out, optimize=True
-            )
-        assert out.stat().st_size < MAX_SCREENSHOT_BYTES, out
-    driver.set_window_size(*DESKTOP)
 
 
 def wait(driver, seconds: float = 10):
@@ -78,6 +44,13 @@ def visible(driver, element_id: str) -> bool:
 def browser_errors(driver) -> list[str]:
     """Console errors: a CSP violation, a failed module, an uncaught exception all land here."""
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def plan_said(line: str) -> str | None:
+    """The motion's words in the page's plan line, planned ("Planned motion: ...") or done ("In this clip
+    the person ...")."""
+    match = re.fullmatch(r"Planned motion: (.+)|In this clip the person (.+)\.", line)
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def api_fetch(driver, url: str, method: str = "GET") -> dict:
@@ -140,7 +113,6 @@ def test_first_paint_is_fast_and_page_is_clean(server: str, driver) -> None:
     outline = driver.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("none", ""), outline
     assert browser_errors(driver) == []
-    shoot(driver, "1-start")
 
 
 def test_drag_and_drop_a_photo(server: str, driver) -> None:
@@ -201,8 +173,8 @@ def test_journey(server: str, driver, portrait: Path) -> None:
         By.XPATH, ".."
     ).click()
     assert driver.find_element(By.CSS_SELECTOR, "input[name=motion][value=smile]").is_selected()
-    assert not visible(driver, "check-plan")  # it was planned for auto, not for this motion
-    shoot(driver, "2-photo-checked")
+    assert not visible(driver, "check-plan")  # it was planned for auto, not for this motion...
+    wait(driver, 15).until(lambda d: visible(d, "check-plan"))  # ...and smile's own plan follows
 
     # Submitting without consent explains what to do, and sends nothing.
     driver.find_element(By.ID, "submit").click()
@@ -216,7 +188,6 @@ def test_journey(server: str, driver, portrait: Path) -> None:
     job_id = driver.current_url.rsplit("/", 1)[1]
     wait(driver).until(lambda d: visible(d, "job"))
     seen: list[tuple[float, str, str]] = []
-    shot_taken = False
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while time.monotonic() < deadline:
         state = driver.execute_script(
@@ -225,9 +196,6 @@ def test_journey(server: str, driver, portrait: Path) -> None:
         )
         if not seen or seen[-1] != tuple(state):
             seen.append(tuple(state))
-        if state[2] == "running" and state[0] > 0 and not shot_taken:
-            shoot(driver, "3-progress")
-            shot_taken = True
         if state[2] in ("succeeded", "failed", "canceled"):
             break
         time.sleep(0.05)
@@ -240,8 +208,9 @@ def test_journey(server: str, driver, portrait: Path) -> None:
 
     first_job = api_json(driver, f"/api/v1/jobs/{job_id}")
     assert first_job["motion"] == "smile" and first_job["plan"]["description"], first_job
-    planned = f"Planned motion: {first_job['plan']['description']}"
-    assert driver.find_element(By.ID, "job-plan").text == planned
+    # The clip is done: the plan now reads as what the clip did.
+    assert plan_said(driver.find_element(By.ID, "job-plan").text) == first_job["plan"]["description"]
+    assert driver.find_element(By.ID, "job-plan").text.startswith("In this clip")
 
     # 4. The result plays inline: looped, muted, inline, with a poster, and it really plays.
     wait(driver).until(lambda d: visible(d, "job-result"))
@@ -276,7 +245,6 @@ def test_journey(server: str, driver, portrait: Path) -> None:
     )
     thumb = driver.find_element(By.CSS_SELECTOR, f"{item} img")
     wait(driver).until(lambda d: d.execute_script("return arguments[0].naturalWidth", thumb) > 0)
-    shoot(driver, "4-result")
 
     # 5. Download: an <a download> whose href answers an MP4 attachment.
     link = driver.find_element(By.ID, "download")
@@ -344,14 +312,15 @@ def test_the_motion_planned_at_the_photo_check_is_the_jobs(server: str, driver, 
     driver.find_element(By.ID, "submit").click()
     wait(driver).until(lambda d: re.search(r"/jobs/[\w-]+$", d.current_url))
     wait(driver).until(lambda d: visible(d, "job-plan"))
-    assert driver.find_element(By.ID, "job-plan").text == before
+    # "Planned motion: ..." while it is made, "In this clip the person ..." once done: the same words.
+    assert plan_said(driver.find_element(By.ID, "job-plan").text) == plan_said(before)
     job_id = driver.current_url.rsplit("/", 1)[1]
     job = api_json(driver, f"/api/v1/jobs/{job_id}")
     assert job["motion"] == "auto" and before == f"Planned motion: {job['plan']['description']}"
     # A reload renders the same sentence from the server.
     driver.get(f"{server}/jobs/{job_id}")
     wait(driver).until(lambda d: visible(d, "job-plan"))
-    assert driver.find_element(By.ID, "job-plan").text == before
+    assert plan_said(driver.find_element(By.ID, "job-plan").text) == plan_said(before)
     api_fetch(driver, f"/api/v1/jobs/{job_id}/cancel", "POST")  # the next tests need no queue ahead
 
 
@@ -366,7 +335,6 @@ def test_not_a_photo_explains_what_to_do(server: str, driver, not_a_photo: Path)
     driver.find_element(By.ID, "submit").click()
     wait(driver, 15).until(EC.text_to_be_present_in_element((By.ID, "form-error"), "not a photo we can use"))
     assert driver.current_url.rstrip("/") == server
-    shoot(driver, "5-error")
 
 
 def test_an_unknown_motion_is_explained_with_the_catalogues_words(

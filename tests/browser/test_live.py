@@ -285,6 +285,12 @@ def test_a_recording_becomes_the_clip(live, server: str, rig: MeshRig) -> None:
     cookies = {c["name"]: c["value"] for c in driver.get_cookies()}
     job = httpx.get(f"{server}/api/v1/jobs/{job_id}", cookies=cookies).json()
     assert job["status"] == "succeeded" and job["motion"] == "recorded", job
+    # The page says what the clip did, summarised: a sweep left and right is each kind of move once, not
+    # every turn and glance in turn.
+    described = job["plan"]["description"]
+    assert driver.find_element(By.ID, "job-plan").text == f"In this clip the person {described}."
+    head_said = described.count("turns") + described.count("looks ")  # "turns the head ...", "looks around"
+    assert head_said == 1 and described.count("glances") <= 1 and "then" not in described, described
     video = httpx.get(f"{server}/api/v1/jobs/{job_id}/video", cookies=cookies, timeout=30).content
 
     from models.face import FaceAnalyzer

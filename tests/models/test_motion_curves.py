@@ -204,6 +204,28 @@ def test_the_plan_describes_the_curves_in_time_order() -> None:
     assert still.description == "holds almost still, breathing" and still.intensity == 0.0
 
 
+def test_a_busy_recording_is_summarised_each_kind_of_move_once() -> None:
+    """A recording that wanders (the pointer over the portrait for 5 s) reads as a summary, not a run-on
+    list of every glance in turn."""
+    t = np.arange(120) / 24
+
+    def bump(a: float, b: float) -> np.ndarray:
+        return np.sin(np.pi * np.clip((t - a) / (b - a), 0, 1))
+
+    wander = {
+        "gaze_y": 0.6 * bump(0.0, 1.0) - 0.5 * bump(3.0, 4.0),
+        "gaze_x": 0.6 * bump(0.1, 1.2) - 0.6 * bump(2.0, 3.0) + 0.5 * bump(3.5, 4.5),
+        "yaw": 8 * bump(0.2, 1.5) - 7 * bump(2.2, 3.4) + 6 * bump(3.6, 4.8),
+        "pitch": -5 * bump(0.3, 2.0),
+        "smile": 0.8 * bump(1.0, 2.0) + 0.8 * bump(3.0, 4.0),
+        "blink": (np.abs(t - 2.5) < 0.06).astype(float).tolist(),
+    }
+    text = planned_motion(parse_curves(_field({k: np.asarray(v).tolist() for k, v in wander.items()})))
+    described = text.description
+    assert described == "glances around, looks around, smiles twice and blinks", described
+    assert "then" not in described and described.count("glances") == 1
+
+
 def test_intensity_follows_the_peaks_relative_to_the_limits() -> None:
     t = np.arange(96) / 96
     bump = np.sin(np.pi * t)

@@ -17,6 +17,7 @@ from models.portrait.animator import plan_to_channels
 from models.portrait.mesh import dense_rig, mesh_rig
 from models.portrait.rig import Rig, build_rig
 from models.portrait.warp import Renderer
+from models.quality import NO_FACE_MESSAGE
 from models.registry import create_animator
 from models.render import render_clip
 from models.video import encode_mp4, probe, read_frames
@@ -135,7 +136,7 @@ def _ffmpeg_children() -> set[int]:
 def test_no_face_is_a_clear_error(portrait_animator: PortraitAnimator, no_face_photo: Image.Image) -> None:
     with pytest.raises(AnimationError) as e:
         portrait_animator.animate(no_face_photo, AnimationRequest(frames=12), quiet)
-    assert e.value.code == "no_face" and "Tip" in e.value.message and not e.value.retryable
+    assert e.value.code == "no_face" and e.value.message == NO_FACE_MESSAGE and not e.value.retryable
 
 
 def test_unknown_motion_is_a_clear_error(

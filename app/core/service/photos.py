@@ -21,6 +21,7 @@ from app.core.storage import ObjectStore
 from app.core.tables import Job, utcnow
 from app.core.uploads import PendingPhoto, Photo, finish_photo, inspect_photo
 from models.clip_shape import CLIP_DEFAULT_S
+from models.quality import NO_FACE_MESSAGE
 from models.quality import check_photo as quality_report
 
 log = logging.getLogger("vivify.service")
@@ -80,9 +81,7 @@ def photo_problem(checked: CheckedPhoto, settings: Settings, animator: str | Non
     """A reason to refuse the job although the photo itself is fine."""
     faces = (checked.quality or {}).get("faces")
     if (animator or settings.animator) == "portrait" and faces == 0:
-        tips = (checked.quality or {}).get("tips") or []
-        tip = tips[0] if tips else "No face was found: use a photo where one face looks toward the camera."
-        return Invalid(ErrorCode.NO_FACE, f"This animator needs a face. {tip}")
+        return Invalid(ErrorCode.NO_FACE, NO_FACE_MESSAGE)
     return None
 
 

@@ -49,7 +49,12 @@ def index(
 ) -> Response:
     notice = None
     if deleted:
-        notice = {"title": PHRASES["deleted_title"], "message": PHRASES["deleted_message"], "next": ""}
+        notice = {
+            "title": PHRASES["deleted_title"],
+            "message": PHRASES["deleted_message"],
+            "next": "",
+            "ok": True,
+        }
     return index_page(request, session, settings, visitor, error=notice)
 
 
