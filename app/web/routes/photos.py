@@ -43,7 +43,7 @@ PHOTO_ONLY_BODY = {
                             "schema"
                         ]["properties"].items()
                         # A job's fields: the check plans text motions only, and answers `resolutions`.
-                        if name not in ("motion_curves", "resolution")
+                        if name not in ("motion_curves", "resolution", "faces")
                     },
                 }
             }
