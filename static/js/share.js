@@ -24,12 +24,12 @@ export class ShareView {
   // The job as the page shows it now (job.js's "change" events).
   update(job) {
     const done = Boolean(job && job.status === "succeeded");
-    const changed = !this.job || !job || this.job.id !== job.id;
     this.job = job;
     const gif = this.$("download-gif");
     gif.hidden = !(done && job.urls.gif);
     if (done && job.urls.gif) gif.href = job.urls.gif;
-    if (done && changed) {
+    if (done && this.shownFor !== job.id) {
+      this.shownFor = job.id; // once per finished job: a later event must not restart the clips
       this.$("before-photo").src = job.urls.photo;
       const after = this.$("after-clip");
       after.poster = job.urls.poster;
