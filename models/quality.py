@@ -141,11 +141,17 @@ def _face_report(
         )
     if max(eyes) < 0.1:
         score -= 15
-        tips.append("The eyes look closed: a photo with open eyes makes blinks look natural.")
+        tips.append(
+            "The largest face's eyes look closed: a photo with open eyes makes blinks look natural."
+            if several
+            else "The eyes look closed: a photo with open eyes makes blinks look natural."
+        )
     if face.score < 0.7:
         score -= 15
         tips.append(
-            "The face is hard to see (covered, blurred or in shadow): a clearer face animates better."
+            "The largest face is hard to see (covered, blurred or in shadow): clearer faces animate better."
+            if several
+            else "The face is hard to see (covered, blurred or in shadow): a clearer face animates better."
         )
     part = {
         "found": True,
