@@ -41,7 +41,7 @@ test: system-deps $(VENV)/.installed-test
 # browser, no end-to-end stack, no chaos run, no face or video models). `make test` runs everything.
 CHECK_TESTS = tests/app tests/test_import_contracts.py tests/test_compose.py \
 	tests/models/test_video.py tests/models/test_motion.py tests/models/test_motion_curves.py \
-	tests/models/test_quality.py
+	tests/models/test_quality.py tests/deploy tests/bench
 check: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest -q $(CHECK_TESTS)
 

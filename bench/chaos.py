@@ -460,7 +460,7 @@ def run(
         t_final = time.time()
         completed_wait(receiver, ids, cfg.webhook_settle_s)
         time.sleep(3)  # a duplicate run still storing or cleaning up after a final job
-        report = audit(stack, s3, cfg, subs, receiver.snapshot(), read_runs(anim_dir), chaos.faults)
+        report = audit(stack, s3, subs, receiver.snapshot(), read_runs(anim_dir), chaos.faults)
         report["timing"] = {
             "setup_s": round(setup_s, 1),
             "submit_window_s": round(t_submitted - t_start, 1),
@@ -548,7 +548,6 @@ def percentile(values: list[float], q: float) -> float | None:
 def audit(
     stack: Stack,
     s3: Any,
-    cfg: ChaosConfig,
     subs: list[Submit],
     hooks: list[Hook],
     runs: list[tuple[int, int, float, float]],

@@ -128,9 +128,11 @@ KEPT = " (kept rig)"
 
 
 def interleaved(trees: list[str], rounds: int, motion: str | None) -> dict:
-    """Each round, each tree in turn, one pinned child process each: the others, then this one (last in
-    `trees`) building its rig, then this one with the rig kept as the photo check keeps it."""
-    runs: dict[str, list[dict]] = {tree: [] for tree in [*trees, trees[-1] + KEPT]}
+    """Each round, each tree in turn, one pinned child process each: every tree building its rig, then
+    every tree that can keep one (this one, last in `trees`, and any whose code keeps the photo check's
+    rig) with the rig kept as the photo check keeps it."""
+    keeps = [tree for tree in trees if _keeps_rigs(tree)]
+    runs: dict[str, list[dict]] = {tree: [] for tree in [*trees, *(tree + KEPT for tree in keeps)]}
     for r in range(rounds):
         for tree in runs:
             command = [sys.executable, __file__, "--speed-child", tree.removesuffix(KEPT)]
@@ -157,6 +159,12 @@ def interleaved(trees: list[str], rounds: int, motion: str | None) -> dict:
                 "mp4_bytes": rows[-1][name]["bytes"],
             }
     return {"rounds": rounds, "motion": motion, "cores": 1, "trees": table}
+
+
+def _keeps_rigs(tree: str) -> bool:
+    """Whether `tree`'s animator takes the photo check's rig with the request (AnimationRequest.rig)."""
+    with open(os.path.join(tree, "models", "base.py")) as f:
+        return "\n    rig: " in f.read()
 
 
 def _cpu_seconds() -> float:

@@ -68,6 +68,7 @@ import torch  # noqa: E402
 from matplotlib import cbook  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bench.gpu_costs import MFU_COMPILED, MFU_EAGER, PRIORS  # noqa: E402
 from models.base import AnimationRequest, Stage  # noqa: E402
 from models.diffusion.animator import DiffusionAnimator  # noqa: E402
 from models.diffusion.families import (  # noqa: E402
@@ -475,27 +476,6 @@ def error_text(e: BaseException) -> str:
 
 
 # ---- how long a row takes, before it runs (--budget-s) -----------------------------------------------------
-@dataclass(frozen=True)
-class Prior:
-    """A family's cost at its default size and frames on an H100-class GPU (bf16), for estimating a row."""
-
-    call_tflop: float  # one denoiser call at batch 1 (a guided step is two)
-    other_s: float  # per clip: analysing (encoders), decoding, post-processing, MP4 encoding
-    build_s: float  # building the random-weight pipeline on the GPU
-    compile_s: float  # torch.compile of the denoiser for one shape, in the warm-up
-
-
-# call_tflop: counted by --check-configs (FakeTensor replay of one call at the default shape). The seconds are
-# judgement: the SVD VAE's temporal decoder and the Wan/LTX 3D VAEs at these sizes, optical-flow frame
-# interpolation and H.264 encoding of ~100 frames; a full-graph compile of a 1.5 B UNet (~1 min) against a
-# regional one of a repeated transformer block.
-PRIORS = {
-    "svd": Prior(call_tflop=79.9, other_s=5, build_s=5, compile_s=60),
-    "wan2.1": Prior(call_tflop=1686, other_s=20, build_s=15, compile_s=30),
-    "ltx": Prior(call_tflop=22.6, other_s=8, build_s=10, compile_s=25),
-    "cogvideox": Prior(call_tflop=332, other_s=10, build_s=10, compile_s=30),
-}
-MFU_COMPILED, MFU_EAGER = 0.45, 0.35  # guesses: diffusers video models in bf16 on an H100
 FP32_RATE = 0.08  # of the bf16 peak: fp32 matmuls and attention run without tensor cores (67 of 990 TFLOP/s)
 FP8_GAIN = 1.3  # fp8 Linears: up to 2× on matmuls, less on the whole denoiser
 COUNT_S = 10  # the FLOP count on fake tensors, once per family and shape

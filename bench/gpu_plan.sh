@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The GPU benchmark's whole plan for one lent GPU, as one device call. A task gets 15 device-minutes in all,
-# start-up included, and one command at most 10. It installs the carried wheels, then runs the rows most
+# The GPU benchmark's whole plan for one GPU machine, as one command. The machine is held 15 minutes in
+# all, start-up included, and runs one command for at most 10. It installs the carried wheels, then runs the rows most
 # important first, starting none that would end more than DEADLINE seconds after the script began: each
 # gpu_i2v.py process gets what is left as --budget-s, and a row that would not fit is recorded as skipped.
 #   here, once:  bash bench/gpu_wheels.sh
-#   device tool: command "bash bench/gpu_plan.sh", carry [".whl"], timeout_s 600
+#   there:       bash bench/gpu_plan.sh  (with .whl/ copied beside the tree; at most 600 s)
 # Results: $OUT/{svd,ltx,wan,cache}.json, one plan.log, and clips.tar (each optimised row's last clip, for
 # `bench/clip_check.py --clips clips.tar` here: the identity model does not fit in the carry beside the
 # wheels). Six files; the tool brings back eight at most. Every row is in its .json as soon as it

@@ -83,7 +83,7 @@ class AnimationRequest:
     # animator fills it (a longer clip gets more happening, models.motion); a diffusion family keeps its
     # own length and says so (Frames.note).
     duration_s: float | None = None
-    # HD (the animator's own size: the portrait animator's long side at most 1080) or UHD, "4k": the
+    # HD (the animator's own size: the portrait animator's long side at most HD_LONG_SIDE) or UHD, "4k": the
     # photo within 3840x2160 (uhd_size), never enlarged. An explicit `size` wins over it; a diffusion
     # family keeps its own size.
     resolution: str = HD

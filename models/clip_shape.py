@@ -8,9 +8,12 @@ from __future__ import annotations
 CLIP_MIN_S, CLIP_MAX_S, CLIP_DEFAULT_S = 3.0, 10.0, 4.0  # the lengths a visitor may ask for
 HD, UHD = "hd", "4k"
 RESOLUTIONS = (HD, UHD)
+# An HD clip's long side at most: the size the portrait animator renders (and rigs) a photo at, unless
+# configured otherwise. The one place this number is written.
+HD_LONG_SIDE = 1080
 UHD_LONG_SIDE, UHD_SHORT_SIDE = 3840, 2160
 # 4K is offered for photos whose short side has at least this many pixels: below it, a "4K" clip would be
-# little larger than an HD one (whose long side is 1080).
+# little larger than an HD one (whose long side is HD_LONG_SIDE).
 UHD_MIN_SHORT_SIDE = 1600
 
 

@@ -91,18 +91,25 @@ print("LOADED", loaded)
 
 
 def test_the_browser_takes_every_shared_number_from_the_rig() -> None:
-    """static/js/rig.js holds none of the numbers it shares with the server as a literal: each comes in
-    the rig's JSON (mesh.browser_constants), so the two cannot drift apart."""
+    """static/js/rig.js holds none of the numbers it shares with the server as a literal, nor a list of the
+    channels: each comes in the rig's JSON, so the two cannot drift apart."""
     import re
 
-    from models.portrait.mesh import browser_constants
+    import numpy as np
 
+    from models.portrait.mesh import MeshRig
+
+    no = np.zeros
+    empty = MeshRig(2, 2, no((0, 2)), no((0, 3), int), [], no(0), no((0, 0, 2)), [])
+    sent = empty.to_json()  # what the photo check answers, less the photo's own mesh
     source = (ROOT / "static" / "js" / "rig.js").read_text()
     code = re.sub(r"//[^\n]*", "", source)  # comments may name them
     literals = {float(m) for m in re.findall(r"(?<![\w.])(\d+\.\d*|\.\d+|\d+)(?![\w.])", code)}
-    shared = {name: float(value) for name, value in browser_constants().items()}
+    shared = {name: float(value) for name, value in sent["constants"].items()}
     assert not {name for name, value in shared.items() if value in literals}, literals
     assert len(shared) == 8 and 25.0 in shared.values() and 0.98 in shared.values()
+    strings = set(re.findall(r"[\"'`](\w+)[\"'`]", code))
+    assert len(sent["channels"]) == 9 and not strings & set(sent["channels"]), strings
 
 
 def test_bench_never_imports_the_tests() -> None:

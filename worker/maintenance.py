@@ -19,14 +19,15 @@ from sqlalchemy import delete
 from app.core import jobs
 from app.core.config import Settings, get_settings
 from app.core.db import rows_changed
+from app.core.endings import JobEnding
 from app.core.errors import ErrorCode
 from app.core.queue import TaskName
 from app.core.storage import ObjectStore, get_store
 from app.core.tables import JobStatus, Submission, utcnow
 from app.core.visitors import ALLOWANCE_WINDOW
+from worker import metrics
 from worker.celery_app import app
 from worker.tasks import Sessions, default_sessions
-from worker.webhooks import JobEvents
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def reconcile(
     """Re-send or fail queued/running jobs nothing has touched for `stale_job_after_s`, and re-send
     `completed` webhooks that were never enqueued."""
     counts = {"requeued": 0, "failed": 0, "announced": 0}
+    ending = JobEnding(settings, celery=celery or app, count=metrics.record_job)
     with sessions() as session:
         stale = [
             (j.id, j.status, j.attempts, j.queue)
@@ -58,19 +60,15 @@ def reconcile(
         ]
         for job_id, status, attempts, queue in stale:
             if status == JobStatus.RUNNING and attempts >= max_attempts(settings):
-                if jobs.fail(
-                    session,
-                    job_id,
-                    ErrorCode.WORKER_LOST.value,
-                    f"The worker running this job stopped responding ({attempts} tries); please try again.",
-                ):
+                lost = f"The worker running this job stopped responding ({attempts} tries); please try again."
+                if ending.failed(session, job_id, ErrorCode.WORKER_LOST.value, lost) == "failed":
                     counts["failed"] += 1
                 continue
             if jobs.touch_stale(session, job_id, settings.stale_job_after_s):
                 enqueue(job_id, queue)
                 counts["requeued"] += 1
         for job in jobs.unannounced_jobs(session, COMPLETED_EVENT_GRACE_S):
-            JobEvents(session, job, settings, celery=celery).completed(session)
+            ending.announce(session, job.id)
             session.refresh(job)
             counts["announced"] += job.completed_event_at is not None
     if any(counts.values()):

@@ -28,16 +28,17 @@ from sqlalchemy.orm import Session
 from app.core import jobs
 from app.core.config import Settings, get_settings
 from app.core.db import session_factory
+from app.core.endings import JobEnding, Outcome
 from app.core.errors import ErrorCode
 from app.core.kept_rigs import photo_digest, read_rig, rig_key
 from app.core.logging import job_context
 from app.core.queue import TaskName
 from app.core.storage import ObjectStore, StorageUnavailable, get_store, gif_key, poster_key, video_key
-from app.core.tables import FINAL_STATUSES, Job, JobStatus
 from models.base import AnimationError, AnimationRequest, Animator, Canceled, FaceBox, Stage
 from models.clip_shape import HD
 from models.motion_curves import CurvesError, RecordedMotion
 from worker import metrics, model_cache
+from worker import webhooks as worker_webhooks
 from worker.celery_app import app
 from worker.webhooks import JobEvents
 
@@ -299,15 +300,24 @@ def setup_guard(settings: Settings) -> Guard:
         raise AnimatorSetupFailed(settings.animator) from exc
 
 
-def claim(sessions: Sessions, job_id: str, worker: str, settings: Settings) -> Claimed | None:
-    """Mark the job running on this worker and send its `start` event; None if it is final or gone."""
+def job_ending(settings: Settings, store: ObjectStore) -> JobEnding:
+    """How this worker ends jobs: its Prometheus counters, its Celery app for the events."""
+    return JobEnding(settings, celery=worker_webhooks.app, store=store, count=metrics.record_job)
+
+
+def claim(
+    sessions: Sessions, job_id: str, worker: str, settings: Settings, *, start: bool = True
+) -> Claimed | None:
+    """Mark the job running on this worker and, with `start`, send its `start` event; None if it is
+    final, gone or running elsewhere."""
     with sessions() as session:
         job = jobs.claim(session, job_id, worker, take_over_after_s=settings.stale_job_after_s)
         if job is None:
             log.info("job %s is final, gone or running elsewhere: skipped", job_id)
             return None
         events = JobEvents(session, job, settings)
-        events.start(session)
+        if start:
+            events.start(session)
         return Claimed(
             job.photo_key or "",
             job.motion,
@@ -401,11 +411,15 @@ def render(
 
 
 def store_clip(
-    store: ObjectStore, sessions: Sessions, job_id: str, checked: Checked, attempt: int | None = None
-) -> str:
-    """Write the clip and poster at the job's keys, then mark it succeeded with its check; "skipped" if
-    the job ended meanwhile (its objects are removed again) or another run holds it now (they are its
-    keys too)."""
+    store: ObjectStore,
+    sessions: Sessions,
+    ending: JobEnding,
+    job_id: str,
+    checked: Checked,
+    attempt: int | None = None,
+) -> Outcome:
+    """Write the clip and poster at the job's keys, then end the job as succeeded with its check
+    ("skipped" if it ended otherwise meanwhile, or another run holds it now)."""
     clip = checked.clip
     t0 = time.perf_counter()
     vkey, pkey = video_key(job_id), poster_key(job_id)
@@ -429,7 +443,7 @@ def store_clip(
         "gif": gif,
     }
     with sessions() as session:
-        if jobs.succeed(
+        return ending.succeeded(
             session,
             job_id,
             video_key=vkey,
@@ -438,16 +452,7 @@ def store_clip(
             stage_seconds=stage_seconds,
             clip_check=checked.check.to_json(),
             attempt=attempt,
-        ):
-            log.info("job %s succeeded (%d bytes)", job_id, len(clip.mp4))
-            return "succeeded"
-        current = session.get(Job, job_id)
-        if current is None or current.status in (JobStatus.FAILED, JobStatus.CANCELED):
-            # Deleted or ended while we rendered: do not leave a clip behind for it.
-            store.delete(vkey)
-            store.delete(pkey)
-            store.delete(gif_key(job_id))
-    return "skipped"
+        )
 
 
 def store_gif(store: ObjectStore, job_id: str, mp4: bytes, width: int, height: int) -> dict[str, int] | None:
@@ -465,15 +470,17 @@ def store_gif(store: ObjectStore, job_id: str, mp4: bytes, width: int, height: i
 
 
 def record_failure(
+    ending: JobEnding,
     sessions: Sessions,
     job_id: str,
     exc: BaseException,
     *,
     retries_spent: bool = False,
     attempt: int | None = None,
-) -> str:
+    exiting: bool = False,
+) -> Outcome:
     """End the job as FAILURES says for `exc`. A retryable failure is raised again, for Celery to retry,
-    until its retries are spent."""
+    until its retries are spent. `exiting`: the hard time limit, just before the process exits."""
     failure = failure_for(exc)
     if failure.retryable and not retries_spent:
         if attempt is not None:
@@ -490,12 +497,10 @@ def record_failure(
     code, message = failure.describe(exc)
     check = getattr(exc, "check", None)  # a ClipCheckFailed carries the figures of the last clip
     with sessions() as session:
+        if failure.code is ErrorCode.TIMEOUT:
+            return ending.timed_out(session, job_id, message, attempt=attempt, exiting=exiting)
         clip_check = check.to_json() if check is not None else None
-        if not jobs.fail(session, job_id, code, message, attempt=attempt, clip_check=clip_check):
-            log.info("job %s: %s not recorded, the job ended or another run holds it", job_id, code)
-            return "skipped"
-    log.info("job %s failed: %s", job_id, code)
-    return "failed"
+        return ending.failed(session, job_id, code, message, attempt=attempt, clip_check=clip_check)
 
 
 def animate_job(
@@ -518,18 +523,18 @@ def animate_job(
     settings = settings or get_settings()
     store = store or get_store()
     sessions = sessions or default_sessions(settings)
+    ending = job_ending(settings, store)
 
     # Set up before claiming, so a slow first load never looks like a stale running job.
     try:
         animator = animator or setup_animator(settings)
         guard = guard or setup_guard(settings)
     except AnimatorSetupFailed as exc:
-        with sessions() as session:
-            claimed = jobs.claim(session, job_id, worker, take_over_after_s=settings.stale_job_after_s)
-            if claimed is None:
-                return "skipped"
-            attempt = claimed.attempts
-        return record_failure(sessions, job_id, exc, attempt=attempt)
+        # Claimed first all the same (no `start`: it never starts), so a job another worker runs is left be.
+        failed = claim(sessions, job_id, worker, settings, start=False)
+        if failed is None:
+            return "skipped"
+        return record_failure(ending, sessions, job_id, exc, attempt=failed.attempt)
 
     job = claim(sessions, job_id, worker, settings)
     if job is None:
@@ -543,51 +548,33 @@ def animate_job(
     )
 
     def on_hard_limit(exc: TimedOut) -> None:  # from the watchdog thread, just before the process exits
-        record_failure(sessions, job_id, exc, attempt=job.attempt)
+        record_failure(ending, sessions, job_id, exc, attempt=job.attempt, exiting=True)
 
     try:
         photo, digest = load_photo(store, job.photo_key)
         # The kept rig is the live view's, at HD: a 4K clip is rigged at its own size.
         rig = kept_rig(store, digest, animator) if job.resolution == HD else None
         checked = render(animator, guard, photo, job, progress, settings, on_hard_limit, rig)
-        return store_clip(store, sessions, job_id, checked, attempt=job.attempt)
-    except Canceled:
+        return store_clip(store, sessions, ending, job_id, checked, attempt=job.attempt)
+    except Canceled:  # asked to, or superseded: then the ending records nothing
         with sessions() as session:
-            if not jobs.mark_canceled(session, job_id, attempt=job.attempt):
-                return "skipped"  # not canceled: this run was superseded, and stopped
-        log.info("job %s canceled", job_id)
-        return "canceled"
+            return ending.canceled(session, job_id, attempt=job.attempt)
     except Exception as exc:
-        return record_failure(sessions, job_id, exc, attempt=job.attempt)
+        return record_failure(ending, sessions, job_id, exc, attempt=job.attempt)
 
 
 class AnimateTask(Task):
-    """Marks the job failed when retries of a retryable error are spent (the reconciler is the backstop)."""
+    """Fails the job when retries of a retryable error are spent (the reconciler is the backstop)."""
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if not isinstance(exc, RETRYABLE_ERRORS) or not args:
             return
+        settings = get_settings()
         try:
-            record_failure(default_sessions(get_settings()), args[0], exc, retries_spent=True)
+            ending = job_ending(settings, get_store())
+            record_failure(ending, default_sessions(settings), args[0], exc, retries_spent=True)
         except Exception:  # still unreachable: the reconciler fails it later
             log.warning("could not mark job %s failed after retries", args[0])
-            return
-        job_ended(args[0])
-
-
-def job_ended(job_id: str, settings: Settings | None = None, sessions: Sessions | None = None) -> None:
-    """After this worker brought a job to a final status: count it in the worker's metrics and send
-    its `completed` webhook. Never raises: the job is already decided."""
-    settings = settings or get_settings()
-    try:
-        with (sessions or default_sessions(settings))() as session:
-            job = session.get(Job, job_id)
-            if job is None or job.status not in FINAL_STATUSES:
-                return
-            metrics.record_job(session, job_id)
-            JobEvents(session, job, settings).completed(session)
-    except Exception as exc:
-        log.warning("job %s: end-of-job metrics/webhook skipped (%s)", job_id, type(exc).__name__)
 
 
 @app.task(
@@ -606,7 +593,4 @@ def animate(self: Task, job_id: str) -> str:
     with job_context(job_id):  # the job id on every log line of this job
         # The node name: an animate worker is one solo process per name (app/cli/supervisor.py), so a
         # claim under the same name is this process's own retry, never a parallel run.
-        outcome = animate_job(job_id, worker=self.request.hostname or f"worker-{os.getpid()}")
-    if outcome != "skipped":  # a redelivered message for a final job: counted and announced already
-        job_ended(job_id)
-    return outcome
+        return animate_job(job_id, worker=self.request.hostname or f"worker-{os.getpid()}")

@@ -1,6 +1,7 @@
 """Webhook events of a job (start, progress, completed), sent by their own Celery task.
 
-The animate task only *enqueues* an event (`JobEvents`): a `vivify.webhook` message on the
+The animate task only *enqueues* an event (`JobEvents` for start and progress; the job's ending,
+app.core.endings, for `completed`): a `vivify.webhook` message on the
 `webhooks` queue carrying the URL, the event and the public Job JSON as it was at that moment. A
 separate, light consumer (threads pool) delivers it, signed per Standard Webhooks (app/core/webhooks.py),
 retrying 5xx/429/network errors with exponential backoff through Celery (no sleeping worker) a
@@ -23,7 +24,7 @@ from typing import Any
 import httpx
 from celery import Celery, Task
 
-from app.core import jobs, webhooks
+from app.core import webhooks
 from app.core.config import Settings, get_settings
 from app.core.queue import QueueName, TaskName
 from app.core.schemas import job_view
@@ -41,7 +42,8 @@ def retry_delay_s(retries: int) -> int:
 
 
 class JobEvents:
-    """Enqueues the job's webhook events its filter asks for; progress at most every `interval_s`.
+    """Enqueues a running job's `start` and `progress` events as its filter asks; progress at most every
+    `interval_s`. (`completed` is the job's ending's: app.core.endings.)
 
     Never raises: an event that cannot be enqueued is logged and dropped.
     """
@@ -81,15 +83,6 @@ class JobEvents:
             return
         self._last_progress = now
         self._emit(session, "progress")
-
-    def completed(self, session: Any) -> None:
-        if not self.active:
-            return
-        if not self.wants("completed") or self._emit(session, "completed"):
-            try:
-                jobs.mark_completed_event(session, self.job_id)
-            except Exception as exc:  # re-sent by the reconciler: same id, the receiver drops it
-                log.warning("job %s: completed webhook not recorded (%s)", self.job_id, type(exc).__name__)
 
     def _emit(self, session: Any, event: str) -> bool:
         """Enqueue one event; False when it could not be (logged)."""

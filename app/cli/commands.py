@@ -23,7 +23,16 @@ from app.cli.supervisor import WorkerSupervisor, events_worker_command, worker_c
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging, logging_config
 from app.core.queue import worker_queues
-from models.clip_shape import CLIP_DEFAULT_S, CLIP_MAX_S, CLIP_MIN_S, RESOLUTIONS
+from models.clip_shape import (
+    CLIP_DEFAULT_S,
+    CLIP_MAX_S,
+    CLIP_MIN_S,
+    HD_LONG_SIDE,
+    RESOLUTIONS,
+    UHD_LONG_SIDE,
+    UHD_MIN_SHORT_SIDE,
+    UHD_SHORT_SIDE,
+)
 
 log = logging.getLogger("vivify")
 
@@ -333,8 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument(
         "--resolution",
         choices=RESOLUTIONS,
-        help="hd (default: long side at most 1080) or 4k (at most 3840x2160, for photos with a short side of "
-        "1600 px or more); --size wins over it",
+        help=f"hd (default: long side at most {HD_LONG_SIDE}) or 4k (at most "
+        f"{UHD_LONG_SIDE}x{UHD_SHORT_SIDE}, for photos with a short side of {UHD_MIN_SHORT_SIDE} px or "
+        "more); --size wins over it",
     )
     animate.add_argument("--size", type=_parse_size, help="WxH, e.g. 512x512")
     animate.add_argument("--seed", type=int)

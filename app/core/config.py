@@ -155,6 +155,8 @@ class Settings(BaseSettings):
         "clip_check_flicker_max",
         "clip_check_life_min",
         "metrics_token",
+        "s3_endpoint_url",
+        "s3_public_endpoint_url",
         mode="before",
     )
     @classmethod

@@ -188,11 +188,10 @@ def mark_canceled(session: Session, job_id: str, attempt: int | None = None) -> 
     )
 
 
-def request_cancel(session: Session, job: Job) -> bool:
-    """A queued job is canceled at once; a running one gets a flag its animator checks between steps."""
-    if job.status == _Q and mark_canceled(session, job.id):
-        return True
-    return _transition(session, job.id, [_R], cancel_requested=True)
+def request_stop(session: Session, job_id: str) -> bool:
+    """Ask a running job's run to stop: a flag its progress reports read between steps (it then ends the
+    job as canceled: app.core.endings). False if the job is not running."""
+    return _transition(session, job_id, [_R], cancel_requested=True)
 
 
 def stale_jobs(session: Session, older_than_s: int) -> list[Job]:

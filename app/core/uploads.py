@@ -22,9 +22,10 @@ from models.clip_shape import UHD_LONG_SIDE, UHD_SHORT_SIDE, uhd_offered, uhd_si
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif")
 JPEG_QUALITY = 92
-# An HD clip's long side is at most 1080 px: a photo stored at 2048 px keeps headroom and bounds storage
-# and worker time. A photo with the pixels for a 4K clip (models.clip_shape.uhd_offered) is stored up to
-# the 4K box instead, 3840x2160 in its orientation (stored_size).
+# An HD clip's long side is at most HD_LONG_SIDE (models.clip_shape): a photo stored at 2048 px keeps
+# headroom and bounds storage and worker time. A photo with the pixels for a 4K clip
+# (models.clip_shape.uhd_offered) is stored up to the 4K box instead, 3840x2160 in its orientation
+# (stored_size).
 MAX_STORED_SIDE = 2048
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half a photo

@@ -17,12 +17,12 @@ from PIL import Image
 
 from models.auto_motion import plan_motion
 from models.base import AnimationError, AnimationRequest, DrawnFrames, Frames, ProgressCallback, Stage
+from models.clip_shape import HD_LONG_SIDE
 from models.face import SHARED_MAX_FACES, Face, FaceAnalysis, FaceAnalyzer, chosen_faces
 from models.motion import MotionError, SampledMotion, parse_motion
 from models.motion_curves import CURVES_FPS
 from models.portrait.mesh import (
     MAX_FACES,
-    RENDER_MAX_SIDE,
     MeshRig,
     dense_rig,
     fit_photo,
@@ -49,7 +49,7 @@ class PortraitAnimator:
     name = "portrait"
 
     def __init__(
-        self, max_side: int = RENDER_MAX_SIDE, max_faces: int = MAX_FACES, default_duration_s: float = 4.0
+        self, max_side: int = HD_LONG_SIDE, max_faces: int = MAX_FACES, default_duration_s: float = 4.0
     ) -> None:
         self.max_side = max_side
         self.max_faces = max_faces

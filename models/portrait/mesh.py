@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from models.clip_shape import HD_LONG_SIDE
 from models.face import MOVABLE_MAX_FACES, MOVABLE_MIN_FACE_PX, Face, FaceAnalysis, FaceAnalyzer
 from models.motion import CHANNEL_LIMITS, CHANNELS
 from models.motion_curves import LOOP_SAMPLES
@@ -39,7 +40,6 @@ from models.portrait.rig import FACE_CHANNELS, FIELD_MAX_SIDE, FaceRig, Rig, bui
 FORMAT, VERSION = "vivify-rig", 2
 TOLERANCE_PX = 1.0  # largest gap (px) between the mesh's and the dense fields' motion, at full range
 MIN_FACE_PX = MOVABLE_MIN_FACE_PX  # smaller faces are left still
-RENDER_MAX_SIDE = 1080  # the portrait animator's render size (its long side), unless configured
 MAX_FACES = MOVABLE_MAX_FACES  # the portrait animator's default: more people in one photo stay still
 MIN_AREA_RATIO, FOLD_STEPS = 0.3, 12  # the fold guard (FoldGuard; the browser gets them in the rig JSON)
 MIN_CELL = 2  # new vertices are at least this many grid steps apart within a round: fewer, better placed
@@ -162,7 +162,7 @@ def fit_photo(photo: Image.Image, size: tuple[int, int] | None, max_side: int) -
 
 def rig_of_photo(
     image: Image.Image,
-    max_side: int = RENDER_MAX_SIDE,
+    max_side: int = HD_LONG_SIDE,
     analyzer: FaceAnalyzer | None = None,
     max_faces: int = MAX_FACES,
 ) -> MeshRig | None:
@@ -200,7 +200,7 @@ def mesh_rig(rig: Rig, faces: list[Face], tolerance_px: float = TOLERANCE_PX) ->
     ] + [("breath", None)]
     reach = np.array([max(abs(v) for v in CHANNEL_LIMITS[ch]) for ch, _ in rows], np.float32)
     vertices, triangles, ring = _refine(rig, fields, reach, tolerance_px)
-    values = _sample(fields, vertices, rig.k, rig.width, rig.height)  # (R, V, 2)
+    values = _sample(fields, vertices, rig.k)  # (R, V, 2)
     values[:, :ring] = 0.0  # the ring outside the photo holds the border still
     scales = np.maximum(np.abs(values).reshape(len(rows), -1).max(axis=1), 1e-6) / 32767.0
     quantised = np.round(values / scales[:, None, None]).astype(np.int16)
@@ -225,10 +225,13 @@ def dense_rig(mesh: MeshRig) -> Rig:
     k = max(1, math.ceil(max(w, h) / FIELD_MAX_SIDE))
     hf, wf = math.ceil(h / k), math.ceil(w / k)
     index, bary = _locate(mesh.vertices, mesh.triangles, k, hf, wf)
-    disp = mesh.displacements  # (R, V, 2)
+    rows = len(mesh.rows)
+    # Each vertex's displacements in one row (V, R*2), so a grid point's three corners are three row
+    # gathers, a third of the time of gathering along the middle axis of (R, V, 2).
+    by_vertex = np.ascontiguousarray(mesh.displacements.transpose(1, 0, 2).reshape(-1, rows * 2))
     corners = mesh.triangles[index]  # (hf*wf, 3)
-    fields = np.einsum("gc,rgcd->rdg", bary, disp[:, corners])  # (R, 2, hf*wf)
-    basis = np.ascontiguousarray(fields.reshape(len(mesh.rows), -1), dtype=np.float32)
+    fields = sum(bary[:, j, None] * by_vertex[corners[:, j]] for j in range(3))  # (hf*wf, R*2)
+    basis = np.ascontiguousarray(fields.reshape(-1, rows, 2).transpose(1, 2, 0).reshape(rows, -1), np.float32)
     faces = [
         FaceRig(eyes=tuple(_shift_eye(e, -0.5) for e in f.eyes), first_channel=mesh.rows.index(("yaw", i)))
         for i, f in enumerate(mesh.faces)
@@ -321,7 +324,7 @@ def _refine(
     cell = max(2, round(step / 2 / k))
     for _ in range(MAX_ROUNDS):
         tris = _delaunay(verts, -margin - 2, -margin - 2, w + margin + 2, h + margin + 2)
-        values = _sample(fields, verts, k, w, h)
+        values = _sample(fields, verts, k)
         values[:, : len(ring)] = 0.0
         index, bary = _locate(verts, tris, k, hf, wf)
         approx = np.einsum("gc,rgcd->rgd", bary, values[:, tris[index]]).reshape(fields.shape)
@@ -442,7 +445,7 @@ def _barycentric(vertices: np.ndarray, corners: np.ndarray, p: np.ndarray) -> np
     return np.stack([1.0 - wb - wc, wb, wc], axis=1)
 
 
-def _sample(fields: np.ndarray, points: np.ndarray, k: int, w: int, h: int) -> np.ndarray:
+def _sample(fields: np.ndarray, points: np.ndarray, k: int) -> np.ndarray:
     """Each row's field (R, hf, wf, 2) at `points` (image coordinates), bilinear, edges replicated."""
     mx = (points[:, 0] / k - 0.5).astype(np.float32)[None, :]
     my = (points[:, 1] / k - 0.5).astype(np.float32)[None, :]

@@ -29,13 +29,14 @@ class Renderer:
         r0, r1, c0, c1 = rig.roi
         self._box = (r0 * k, min(rig.height, r1 * k), c0 * k, min(rig.width, c1 * k))  # y0, y1, x0, x1
         y0, y1, x0, x1 = self._box
-        # Absolute pixel coordinates over the whole upsampled ROI, which may run past the photo's edge by
-        # less than a cell: the map is added and then viewed at the box's size, never copied.
-        bx, by = np.meshgrid(
-            np.arange(x0, x0 + (c1 - c0) * k, dtype=np.float32),
-            np.arange(y0, y0 + (r1 - r0) * k, dtype=np.float32),
-        )
-        self._base = np.dstack([bx, by])
+        # The ROI's cells' own pixel coordinates, with a cell of margin all round: added to the coarse
+        # offsets before the upsampling, which interpolates a linear function exactly, so the full-size
+        # map comes out of cv2.resize already absolute, with no full-size add. The margin (the offsets
+        # replicated, the coordinates carried on) keeps the edge half-cells exact where the resize would
+        # clamp; the map is cropped by a view, never copied.
+        cx = x0 + (np.arange(-1, c1 - c0 + 1, dtype=np.float32) + 0.5) * k - 0.5
+        cy = y0 + (np.arange(-1, r1 - r0 + 1, dtype=np.float32) + 0.5) * k - 0.5
+        self._coarse_base = np.dstack(np.meshgrid(cx, cy))
         self._full = (y1 - y0, x1 - x0) == self.photo.shape[:2]
         # The basis with each cell's (x, y) pair side by side, so a frame's forward field comes out of the
         # product already in (hf, wf, 2) order: no copy per frame.
@@ -75,10 +76,10 @@ class Renderer:
         offsets = self._inverse(np.asarray(coeffs, np.float32), prepared)  # (hf, wf, 2)
         r0, r1, c0, c1 = rig.roi
         k = rig.k
-        full = cv2.resize(
-            offsets[r0:r1, c0:c1], ((c1 - c0) * k, (r1 - r0) * k), interpolation=cv2.INTER_LINEAR
-        )
-        maps = cv2.add(full, self._base, dst=full)[: y1 - y0, : x1 - x0]  # a view: OpenCV takes its stride
+        coarse = cv2.copyMakeBorder(offsets[r0:r1, c0:c1], 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+        cv2.add(coarse, self._coarse_base, dst=coarse)
+        full = cv2.resize(coarse, ((c1 - c0 + 2) * k, (r1 - r0 + 2) * k), interpolation=cv2.INTER_LINEAR)
+        maps = full[k : k + y1 - y0, k : k + x1 - x0]  # a view: OpenCV takes its stride
         reach = float(np.abs(offsets).max()) + 2.0
         for face, (closure, gaze_x, gaze_y) in zip(rig.faces, eyes, strict=True):
             if closure <= 1e-3 and abs(gaze_x) <= 1e-3 and abs(gaze_y) <= 1e-3:

@@ -37,3 +37,15 @@ def test_unset_time_limits_follow_the_animator() -> None:
 def test_animator_options_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIVIFY_ANIMATOR_OPTIONS", '{"compile": true, "decode_chunk_size": 4}')
     assert Settings(_env_file=None).animator_options == {"compile": True, "decode_chunk_size": 4}
+
+
+def test_an_empty_s3_endpoint_means_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-compose.worker.yml passes `${VIVIFY_S3_ENDPOINT_URL:-}` for AWS S3; boto3 refuses ''."""
+    from app.core.storage import S3Store, make_store
+
+    monkeypatch.setenv("VIVIFY_STORAGE_URL", "s3://vivify")
+    monkeypatch.setenv("VIVIFY_S3_ENDPOINT_URL", "")
+    monkeypatch.setenv("VIVIFY_S3_PUBLIC_ENDPOINT_URL", "")
+    settings = Settings(_env_file=None)
+    assert settings.s3_endpoint_url is None and settings.s3_public_endpoint_url is None
+    assert isinstance(make_store(settings), S3Store)

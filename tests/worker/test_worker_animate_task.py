@@ -187,7 +187,7 @@ def test_cancel_stops_the_animator_within_one_step(settings, store, sessions, ma
     def cancel_at(step: int) -> None:
         if step == 3:
             with sessions() as session:
-                assert jobs.request_cancel(session, session.get(Job, job_id))
+                assert jobs.request_stop(session, job_id)
 
     animator = CountingAnimator(steps=50, on_step=cancel_at)
     assert run(job_id, settings, store, sessions, animator) == "canceled"

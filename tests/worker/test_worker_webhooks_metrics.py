@@ -12,6 +12,7 @@ from celery.exceptions import Retry
 from prometheus_client import generate_latest
 
 from app.core.config import Settings
+from app.core.endings import JobEnding
 from app.core.queue import QueueName, TaskName
 from app.core.storage import photo_key
 from app.core.tables import Job, utcnow
@@ -20,7 +21,7 @@ from models.push_in import PushInAnimator
 from tests.fixtures.webhook_receiver import WebhookReceiver, answers
 from worker import metrics
 from worker import webhooks as worker_webhooks
-from worker.tasks import animate_job, job_ended
+from worker.tasks import animate_job
 from worker.webhooks import JobEvents, send_webhook
 
 
@@ -41,7 +42,7 @@ class Recorder:
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     rec = Recorder()
-    monkeypatch.setattr(worker_webhooks, "app", rec)  # JobEvents' default producer
+    monkeypatch.setattr(worker_webhooks, "app", rec)  # the worker's producer of webhook events
     return rec
 
 
@@ -53,7 +54,6 @@ def test_a_job_sends_start_progress_and_completed_to_the_webhooks_queue(
     )
     assert animate_job(job_id, worker="w", settings=settings, store=store, sessions=sessions,
                        animator=PushInAnimator(max_side=64), progress_interval_s=0)  # fmt: skip
-    job_ended(job_id, settings, sessions)
     assert {m["name"] for m in recorder.sent} == {TaskName.WEBHOOK}
     assert {m["queue"] for m in recorder.sent} == {QueueName.WEBHOOKS}
     events = recorder.events
@@ -78,7 +78,7 @@ def test_a_completed_event_the_broker_refused_stays_unannounced(
 
     job_id = make_job(webhook_url="http://127.0.0.1:9/h", status="succeeded", finished_at=utcnow())
     with sessions() as session:
-        JobEvents(session, session.get(Job, job_id), settings, celery=Down()).completed(session)
+        JobEnding(settings, celery=Down()).announce(session, job_id)  # type: ignore[arg-type]
     assert load_job(job_id).completed_event_at is None  # so the reconciler sends it again
 
 
@@ -90,8 +90,7 @@ def test_the_filter_decides_and_no_webhook_sends_nothing(
     for job_id in (only_done, quiet):
         animate_job(job_id, worker="w", settings=settings, store=store, sessions=sessions,
                     animator=PushInAnimator(max_side=64), progress_interval_s=0)  # fmt: skip
-        job_ended(job_id, settings, sessions)
-    assert recorder.events == ["completed"]
+        assert recorder.events == ["completed"]
 
 
 def test_progress_events_are_throttled(settings: Settings, sessions, make_job, recorder: Recorder) -> None:
@@ -195,11 +194,9 @@ def test_worker_metrics_count_a_finished_job(
     before = metrics.JOBS.labels("animate.push-in", "succeeded")._value.get()
     animate_job(job_id, worker="w", settings=settings, store=store, sessions=sessions,
                 animator=PushInAnimator(max_side=256), progress_interval_s=0)  # fmt: skip
-    job_ended(job_id, settings, sessions)
     failed = make_job(queue="animate.push-in", photo_key="jobs/none/photo.jpg")
     animate_job(failed, worker="w", settings=settings, store=store, sessions=sessions,
                 animator=PushInAnimator(max_side=64))  # fmt: skip
-    job_ended(failed, settings, sessions)
     text = generate_latest(metrics.REGISTRY).decode()
     assert metrics.JOBS.labels("animate.push-in", "succeeded")._value.get() == before + 1
     assert 'vivify_worker_failures_total{code="photo_missing",queue="animate.push-in"}' in text

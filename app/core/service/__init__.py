@@ -9,7 +9,6 @@ the no-JavaScript pages.
 from __future__ import annotations
 
 import functools
-import logging
 from dataclasses import dataclass
 
 from anyio import to_thread
@@ -17,11 +16,11 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core import jobs, webhooks
+from app.core import jobs
 from app.core.config import Settings
+from app.core.endings import JobEnding
 from app.core.errors import Conflict, ErrorCode, NotFound
-from app.core.queue import enqueue_webhook
-from app.core.schemas import QuotaOut, as_utc, job_view
+from app.core.schemas import QuotaOut, as_utc
 from app.core.service.create import (
     Accepted,
     DuplicateSubmit,
@@ -64,8 +63,6 @@ __all__ = [
     "shared_job",
     "visitor_jobs",
 ]
-
-log = logging.getLogger("vivify.service")
 
 JOB_ID_MAX = 64
 LIST_LIMIT = 50
@@ -167,14 +164,15 @@ class JobService:
         when it has ended. Returns the job as it now stands."""
         if JobStatus(job.status).is_final:
             raise _already_final(job)
-        was_queued = job.status == JobStatus.QUEUED.value
-        if not jobs.request_cancel(self.session, job):
+        # A queued job ends here (no worker will end it); a running one ends when its run stops.
+        ending = JobEnding(self.settings, celery=self.producer, store=self.store)
+        queued = job.status == JobStatus.QUEUED.value
+        ended = queued and ending.canceled(self.session, job.id) == "canceled"
+        if not ended and not jobs.request_stop(self.session, job.id):
             self.session.refresh(job)
             if JobStatus(job.status).is_final:
                 raise _already_final(job)
         self.session.refresh(job)
-        if was_queued and job.status == JobStatus.CANCELED.value:
-            self._announce_canceled(job)
         return job
 
     def share(self, job: Job) -> str:
@@ -216,23 +214,6 @@ class JobService:
             faces=accepted.faces,
         )
         return await to_thread.run_sync(make)  # it blocks on storage and the database
-
-    def _announce_canceled(self, job: Job) -> None:
-        """A queued job ends here, so no worker will announce it: send its `completed` event now.
-        (A running one is announced by its worker when it stops.)"""
-        wanted = job.webhook_events or webhooks.parse_events(None)
-        if not job.webhook_url:
-            return
-        if "completed" not in wanted:
-            jobs.mark_completed_event(self.session, job.id)
-            return
-        payload = job_view(self.session, job).model_dump(mode="json")
-        msg_id = webhooks.event_id(self.settings.webhook_signing_key, job.id, "completed")
-        try:
-            enqueue_webhook(job.webhook_url, "completed", payload, msg_id, celery=self.producer)
-            jobs.mark_completed_event(self.session, job.id)
-        except Exception as exc:  # the cancel stands; the reconciler re-sends the event, same id
-            log.warning("job %s: completed webhook not enqueued (%s)", job.id, type(exc).__name__)
 
 
 def _already_final(job: Job) -> Conflict:

@@ -20,6 +20,7 @@ from PIL import Image
 from app.core.decode_budget import trim_heap
 from app.core.kept_rigs import keep_rig, photo_digest, read_rig, rig_key
 from app.core.storage import ObjectStore
+from models.clip_shape import HD_LONG_SIDE
 
 log = logging.getLogger("vivify.service")
 
@@ -37,9 +38,9 @@ def rig_json(
 
     Rigs read faces with mediapipe graphs of their own, not the ones every upload's check uses, so a burst
     of rig builds never queues an upload's analysis behind it. Freed memory goes back to the OS after."""
-    from models.portrait.mesh import MAX_FACES, RENDER_MAX_SIDE, rig_name, rig_of_photo  # the rig's door
+    from models.portrait.mesh import MAX_FACES, rig_name, rig_of_photo  # the rig's door
 
-    max_side = RENDER_MAX_SIDE if max_side is None else max_side
+    max_side = HD_LONG_SIDE if max_side is None else max_side
     max_faces = MAX_FACES if max_faces is None else max_faces
     key = rig_key(photo_digest(jpeg), rig_name(max_side, max_faces))
     kept = read_rig(store, key) if store is not None else None

@@ -40,6 +40,7 @@ from models.clip_shape import (
     CLIP_DEFAULT_S,
     CLIP_MAX_S,
     CLIP_MIN_S,
+    HD_LONG_SIDE,
     RESOLUTIONS,
     UHD_LONG_SIDE,
     UHD_MIN_SHORT_SIDE,
@@ -68,9 +69,10 @@ RESOLUTION_FIELD: dict[str, Any] = {
     "type": "string",
     "enum": list(RESOLUTIONS),
     "description": (
-        f"hd (the default: the long side at most 1080 px) or 4k (at most {UHD_LONG_SIDE}x{UHD_SHORT_SIDE}, "
-        f"never more than the photo's own pixels); 4k needs a photo with a short side of at least "
-        f"{UHD_MIN_SHORT_SIDE} px (the photo check's `resolutions` says), else 422 resolution_unavailable."
+        f"hd (the default: the long side at most {HD_LONG_SIDE} px) or 4k (at most "
+        f"{UHD_LONG_SIDE}x{UHD_SHORT_SIDE}, never more than the photo's own pixels); 4k needs a photo with "
+        f"a short side of at least {UHD_MIN_SHORT_SIDE} px (the photo check's `resolutions` says), else 422 "
+        "resolution_unavailable."
     ),
 }
 FACES_FIELD: dict[str, Any] = {
