@@ -66,6 +66,9 @@ class AnimatorUnavailable(Exception):
     before it takes any job."""
 
 
+FaceBox = tuple[float, float, float, float]  # x, y, w, h as fractions of the photo
+
+
 @dataclass(frozen=True)
 class AnimationRequest:
     """What the visitor asked for. None means "the animator's / model family's default"."""
@@ -94,6 +97,10 @@ class AnimationRequest:
     # store: an animator that rigs a photo renders from it when it fits (same size, same faces) instead of
     # building its own; any other animator ignores it.
     rig: Mapping[str, Any] | None = None
+    # The faces to move, as boxes (x, y, w, h, fractions of the photo) the photo check found them at; the
+    # portrait animator matches its own faces to them by overlap and keeps every other face still. None:
+    # every face it can move. Animators that move the whole picture never get one (refused at submit).
+    faces: tuple[FaceBox, ...] | None = None
 
     def render_size(self, photo_size: tuple[int, int]) -> tuple[int, int] | None:
         """The size asked of an animator that renders at the photo's own size: `size` when given, the 4K

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,6 +281,30 @@ _box_detector = None  # one detection graph per process, built on first use
 _shared: FaceAnalyzer | None = None
 _shared_lock = threading.Lock()
 SHARED_MAX_FACES = 5
+# The portrait animator moves at most this many faces, each at least this wide (px at its render size);
+# the photo check calls those faces movable. Here, not in models.portrait, so the web tier can say so.
+MOVABLE_MAX_FACES = 3
+MOVABLE_MIN_FACE_PX = 16
+
+
+def chosen_faces(
+    boxes: list[Box], width: int, height: int, chosen: Sequence[Sequence[float]] | None, min_iou: float = 0.3
+) -> list[bool]:
+    """Which of these faces (corner boxes in pixels of a width × height picture) the visitor chose, given
+    the chosen faces' boxes as the photo check found them (x, y, w, h, fractions of the photo). Matched
+    by overlap, each chosen box to the face it overlaps most, so two detectors' orders never matter; the
+    live view (static/js/faces.js) matches the same way. None: every face."""
+    if chosen is None:
+        return [True] * len(boxes)
+    picked = [False] * len(boxes)
+    found = [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes]
+    for x, y, w, h in chosen:
+        mine = (x * width, y * height, w * width, h * height)
+        overlaps = [_iou(mine, box) for box in found]
+        best = max(range(len(boxes)), key=overlaps.__getitem__, default=None)
+        if best is not None and overlaps[best] >= min_iou:
+            picked[best] = True
+    return picked
 
 
 def shared_analyzer() -> FaceAnalyzer:

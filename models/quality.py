@@ -15,7 +15,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from models.face import FACE_OVAL, NOSE_TIP, Face, shared_analyzer
+from models.face import (
+    FACE_OVAL,
+    MOVABLE_MAX_FACES,
+    MOVABLE_MIN_FACE_PX,
+    NOSE_TIP,
+    Face,
+    shared_analyzer,
+)
 
 CHECK_MAX_SIDE = 1024  # the check looks at a copy this size; enough for every measure here
 
@@ -28,6 +35,11 @@ def warm_up() -> None:
 
 def check_photo(image: Image.Image) -> dict:
     """A JSON-serialisable report: score, verdict, faces, face, sharpness, lighting, resolution, tips."""
+    return check_photo_faces(image)[0]
+
+
+def check_photo_faces(image: Image.Image, movable_max: int = MOVABLE_MAX_FACES) -> tuple[dict, list[dict]]:
+    """check_photo's report, and every face found (largest first, as face_entries lists them)."""
     width, height = image.size
     small = image if image.mode in ("RGB", "L") else image.convert("RGB")
     if max(small.size) >= 2 * CHECK_MAX_SIDE:  # a fast box reduction first: a 12-MP photo in ~30 ms
@@ -43,7 +55,7 @@ def check_photo(image: Image.Image) -> dict:
     face = faces[0] if faces else None
     tips: list[str] = []
 
-    face_part, face_score = _face_report(face, rgb.shape[1], rgb.shape[0], tips)
+    face_part, face_score = _face_report(face, rgb.shape[1], rgb.shape[0], tips, several=len(faces) > 1)
     grey_shape = (grey.shape[0], grey.shape[1])
     region = _face_region(face, grey_shape) if face else _centre_region(grey_shape)
     sharp_part, sharp_score = _sharpness(grey, region, tips)
@@ -57,8 +69,12 @@ def check_photo(image: Image.Image) -> dict:
     score = int(round(0.5 * mean + 0.5 * min(parts)))
     verdict = "good" if score >= 75 else "fair" if score >= 50 else "poor"
     if not tips:
-        tips.append("Looks great: a clear, well-lit face.")
-    return {
+        tips.append(
+            "Looks great: clear, well-lit faces."
+            if len(faces) > 1
+            else "Looks great: a clear, well-lit face."
+        )
+    report = {
         "score": score,
         "verdict": verdict,
         "faces": len(faces),
@@ -68,6 +84,7 @@ def check_photo(image: Image.Image) -> dict:
         "resolution": res_part,
         "tips": tips,
     }
+    return report, face_entries(faces, rgb.shape[1], rgb.shape[0], movable_max)
 
 
 # The one wording of "no face", said by the photo check's tip, the refusal of a job (422 no_face), the
@@ -77,7 +94,24 @@ NO_FACE_NEXT = "Use a photo where a face looks toward the camera, uncovered and 
 NO_FACE_MESSAGE = f"{NO_FACE_TITLE} {NO_FACE_NEXT}"
 
 
-def _face_report(face: Face | None, w: int, h: int, tips: list[str]) -> tuple[dict, float]:
+def face_entries(faces: list[Face], w: int, h: int, movable_max: int = MOVABLE_MAX_FACES) -> list[dict]:
+    """Each face as the visitor picks it: its index (largest first), its box as fractions of the photo
+    (x, y, w, h) and whether the portrait animator can move it (the largest `movable_max` of those wide
+    enough, as models.portrait.mesh.rigged_faces picks them)."""
+    entries, movable = [], 0
+    for index, face in enumerate(faces):
+        x0, y0, x1, y1 = face.box
+        x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1)
+        can_move = face.width >= MOVABLE_MIN_FACE_PX and movable < movable_max
+        movable += can_move
+        box = [x0 / w, y0 / h, max(0.0, x1 - x0) / w, max(0.0, y1 - y0) / h]
+        entries.append({"index": index, "box": [round(v, 4) for v in box], "movable": bool(can_move)})
+    return entries
+
+
+def _face_report(
+    face: Face | None, w: int, h: int, tips: list[str], several: bool = False
+) -> tuple[dict, float]:
     if face is None:
         tips.append(NO_FACE_MESSAGE)
         return {"found": False}, 0.0
@@ -91,21 +125,37 @@ def _face_report(face: Face | None, w: int, h: int, tips: list[str]) -> tuple[di
     if size_ratio < 0.12:
         score -= 40 if size_ratio < 0.06 else 20
         tips.append(
-            "The face is small in the picture: crop closer so the face fills about a third of the photo."
+            "The faces are small in the picture: crop closer so the people fill more of the photo."
+            if several
+            else "The face is small in the picture: crop closer so the face fills about a third of the photo."
         )
     if in_frame < 0.97:
         score -= 30 + 60 * (0.97 - in_frame)
-        tips.append("Part of the face is outside the picture: use a photo with the whole face in the frame.")
+        tips.append(
+            "Part of the largest face is outside the picture: use a photo with every face in the frame."
+            if several
+            else "Part of the face is outside the picture: use a photo with the whole face in the frame."
+        )
     if abs(yaw) > 30 or abs(pitch) > 25:
         score -= 25
-        tips.append("The face is turned away: a photo looking toward the camera animates best.")
+        tips.append(
+            "The largest face is turned away: a photo where the faces look toward the camera animates best."
+            if several
+            else "The face is turned away: a photo looking toward the camera animates best."
+        )
     if max(eyes) < 0.1:
         score -= 15
-        tips.append("The eyes look closed: a photo with open eyes makes blinks look natural.")
+        tips.append(
+            "The largest face's eyes look closed: a photo with open eyes makes blinks look natural."
+            if several
+            else "The eyes look closed: a photo with open eyes makes blinks look natural."
+        )
     if face.score < 0.7:
         score -= 15
         tips.append(
-            "The face is hard to see (covered, blurred or in shadow): a clearer face animates better."
+            "The largest face is hard to see (covered, blurred or in shadow): clearer faces animate better."
+            if several
+            else "The face is hard to see (covered, blurred or in shadow): a clearer face animates better."
         )
     part = {
         "found": True,

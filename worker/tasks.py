@@ -33,8 +33,8 @@ from app.core.errors import ErrorCode
 from app.core.kept_rigs import photo_digest, read_rig, rig_key
 from app.core.logging import job_context
 from app.core.queue import TaskName
-from app.core.storage import ObjectStore, StorageUnavailable, get_store, poster_key, video_key
-from models.base import AnimationError, AnimationRequest, Animator, Canceled, Stage
+from app.core.storage import ObjectStore, StorageUnavailable, get_store, gif_key, poster_key, video_key
+from models.base import AnimationError, AnimationRequest, Animator, Canceled, FaceBox, Stage
 from models.clip_shape import HD
 from models.motion_curves import CurvesError, RecordedMotion
 from worker import metrics, model_cache
@@ -278,6 +278,7 @@ class Claimed:
     curves: dict[str, Any] | None = None  # recorded curves (RecordedMotion.to_json): then the motion
     duration_s: float | None = None  # the clip's length as asked (None: the animator's default)
     resolution: str = HD  # hd or 4k (models.clip_shape)
+    faces: list[dict[str, Any]] | None = None  # the faces chosen to move, by box; None: every one
 
 
 def setup_animator(settings: Settings) -> Animator:
@@ -326,6 +327,7 @@ def claim(
             job.motion_curves,
             job.duration_s,
             job.resolution,
+            job.faces,
         )
 
 
@@ -365,6 +367,13 @@ def recorded_curves(job: Claimed) -> RecordedMotion | None:
         raise AnimationError("bad_motion", f"The recorded motion cannot be used: {exc}") from exc
 
 
+def chosen_boxes(faces: list[dict[str, Any]] | None) -> tuple[FaceBox, ...] | None:
+    """The boxes (x, y, w, h as fractions of the photo) of the faces the visitor chose to move."""
+    if not faces:
+        return None
+    return tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in (f["box"] for f in faces))
+
+
 def render(
     animator: Animator,
     guard: Guard,
@@ -386,6 +395,7 @@ def render(
         resolution=job.resolution,
         curves=recorded_curves(job),
         rig=rig,
+        faces=chosen_boxes(job.faces),
     )
     try:
         with time_limits(soft_s, hard_s, lambda: on_hard_limit(TimedOut(hard_s))):
@@ -415,6 +425,7 @@ def store_clip(
     vkey, pkey = video_key(job_id), poster_key(job_id)
     store.put(vkey, clip.mp4, "video/mp4")
     store.put(pkey, clip.poster_jpeg, "image/jpeg")
+    gif = store_gif(store, job_id, clip.mp4, clip.width, clip.height)
     stage_seconds = {
         **clip.stage_seconds,
         Stage.CHECKING.value: checked.check.seconds,
@@ -429,6 +440,7 @@ def store_clip(
         "duration_s": round(clip.duration_s, 3),
         "bytes": len(clip.mp4),
         "note": clip.note,
+        "gif": gif,
     }
     with sessions() as session:
         return ending.succeeded(
@@ -441,6 +453,20 @@ def store_clip(
             clip_check=checked.check.to_json(),
             attempt=attempt,
         )
+
+
+def store_gif(store: ObjectStore, job_id: str, mp4: bytes, width: int, height: int) -> dict[str, int] | None:
+    """The clip as a GIF at the job's GIF key, and what it is (models.gif); None when none could be made
+    or stored: the GIF is a convenience, and never fails the job."""
+    from models.gif import make_gif
+
+    try:
+        gif = make_gif(mp4, width, height)
+        store.put(gif_key(job_id), gif.data, "image/gif")
+    except Exception as exc:
+        log.warning("no GIF for job %s (%s): %s", job_id, type(exc).__name__, exc)
+        return None
+    return gif.to_json()
 
 
 def record_failure(

@@ -28,7 +28,7 @@ from app.core.config import Settings
 from app.core.errors import ErrorCode
 from app.core.queue import enqueue_webhook
 from app.core.schemas import job_view
-from app.core.storage import ObjectStore
+from app.core.storage import ObjectStore, gif_key
 from app.core.tables import FINAL_STATUSES, Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,9 @@ class JobEnding:
         clip_check: dict[str, Any] | None = None,
         attempt: int | None = None,
     ) -> Outcome:
-        """The clip and poster are stored at the job's keys: the job succeeded. If it was deleted or ended
-        while the run rendered, the two objects go again; if another run holds it now, they are its keys
-        too and stay."""
+        """The clip and poster (and its GIF) are stored at the job's keys: the job succeeded. If it was
+        deleted or ended while the run rendered, those objects go again; if another run holds it now, they
+        are its keys too and stay."""
         if jobs.succeed(
             session,
             job_id,
@@ -90,6 +90,7 @@ class JobEnding:
         if self.store is not None and (current is None or current.status in _ENDED_OTHERWISE):
             self.store.delete(video_key)
             self.store.delete(poster_key)
+            self.store.delete(gif_key(job_id))
         return self.superseded(job_id, "success")
 
     def failed(

@@ -55,6 +55,11 @@ class ErrorCode(str, enum.Enum):
     INVALID_RESOLUTION = "invalid_resolution"  # not hd or 4k
     RESOLUTION_UNAVAILABLE = "resolution_unavailable"  # 4k for a photo without the pixels for it
     UNKNOWN_ANIMATOR = "unknown_animator"
+    INVALID_FACES = "invalid_faces"  # `faces` is not a comma list of face numbers
+    UNKNOWN_FACE = "unknown_face"  # a face number the photo check did not find
+    FACE_NOT_MOVABLE = "face_not_movable"  # a face the portrait animator cannot move (too small, or past 3)
+    FACES_UNSUPPORTED = "faces_unsupported"  # a subset of faces for an animator that moves the whole picture
+    NOT_SHARED = "not_shared"  # a share link that is unknown, revoked or past its job's expiry
     INVALID_WEBHOOK = "invalid_webhook"
     INVALID_WEBHOOK_EVENTS = "invalid_webhook_events"
     QUOTA_EXCEEDED = "quota_exceeded"

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.core.db import rows_changed
 from app.core.kept_rigs import photo_digest, rigs_prefix
-from app.core.storage import ObjectStore, photo_key, poster_key, video_key
+from app.core.storage import ObjectStore, gif_key, photo_key, poster_key, video_key
 from app.core.tables import FINAL_STATUSES, Job, JobStatus, utcnow
 
 _Q, _R = JobStatus.QUEUED, JobStatus.RUNNING
@@ -268,6 +268,7 @@ def delete_job(session: Session, store: ObjectStore, job: Job) -> None:
         photo_key(job.id),
         video_key(job.id),
         poster_key(job.id),
+        gif_key(job.id),
     }
     for key in sorted(k for k in keys if k):
         store.delete(key)  # StorageUnavailable propagates and the row stays, so a retry finishes the job

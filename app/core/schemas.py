@@ -45,6 +45,17 @@ class JobUrls(BaseModel):
     video: str | None = Field(None, description="Set once the job succeeded.")
     poster: str | None = Field(None, description="Set once the job succeeded.")
     download: str | None = Field(None, description="The video as an attachment; set once the job succeeded.")
+    gif: str | None = Field(
+        None,
+        description="An animated GIF of the clip (at most 480 px on the long side and 10 MB); set once "
+        "the job succeeded, unless no GIF could be made (the job succeeds anyway).",
+    )
+    photo: str = Field(
+        description="The job's photo as stored (the before/after view shows it beside the clip)."
+    )
+    share: str = Field(
+        description='POST here for a share link ({"url": …}), DELETE to revoke it; only once succeeded.'
+    )
     cancel: str | None = Field(None, description="Set while the job can still be canceled.")
     again: str = Field(description="POST here to animate the same photo again with another motion.")
 
@@ -159,6 +170,7 @@ class VideoOut(BaseModel):
         description="How the clip differs from what was asked, in words: a diffusion model keeps its own "
         "length and size.",
     )
+    gif: GifOut | None = Field(None, description="The GIF made of the clip (urls.gif); null when none.")
 
 
 def video_out(data: dict[str, Any] | None) -> VideoOut | None:
@@ -194,6 +206,10 @@ class JobOut(BaseModel):
     resolution: Literal["hd", "4k"] = Field(description="The clip's size as asked.")
     animator: str
     photo: PhotoOut
+    faces: list[ChosenFaceOut] | None = Field(
+        None, description="The faces chosen to move; null: every movable face. The others keep still."
+    )
+    shared: bool = Field(False, description="Whether a share link is live (POST urls.share makes one).")
     video: VideoOut | None = Field(None, description="The clip as made, once the job succeeded.")
     clip_check: ClipCheckOut | None = Field(
         None,
@@ -215,6 +231,31 @@ class QuotaOut(BaseModel):
     resets_at: datetime | None = Field(None, description="When the oldest counted submission stops counting.")
 
 
+class FaceOut(BaseModel):
+    """A face the photo check found: the visitor picks faces by `index` (the form's `faces`)."""
+
+    index: int = Field(description="The face's number, largest face first.")
+    box: list[float] = Field(
+        min_length=4, max_length=4, description="x, y, width, height as fractions of the photo's size."
+    )
+    movable: bool = Field(
+        description="Whether the portrait animator can move it: at most 3 faces, each big enough to animate."
+    )
+
+
+class ChosenFaceOut(BaseModel):
+    index: int = Field(description="The face's number in the photo check's `faces`.")
+    box: list[float] = Field(min_length=4, max_length=4, description="x, y, width, height, fractions.")
+
+
+class GifOut(BaseModel):
+    width: int
+    height: int
+    fps: int
+    colors: int = Field(description="Palette colours; fewer when a long clip had to shrink to fit.")
+    bytes: int
+
+
 class PhotoCheckOut(BaseModel):
     ok: bool = Field(description="False when a job with this photo would be refused (see problem).")
     photo: PhotoOut
@@ -228,6 +269,11 @@ class PhotoCheckOut(BaseModel):
     )
     resolutions: list[Literal["hd", "4k"]] = Field(
         ["hd"], description="The clip sizes this photo can have: 4k needs a short side of 1600 px or more."
+    )
+    faces: list[FaceOut] = Field(
+        [],
+        description="Every face found (up to 5), largest first; `quality.faces` is their count. Send the "
+        "indices of those to animate as the job's `faces` (default: every movable one).",
     )
     rig: dict[str, Any] | None = Field(
         None,
@@ -322,6 +368,8 @@ def job_out(job: Job, wait: Wait = NO_WAIT) -> JobOut:
         photo=PhotoOut(
             width=job.photo_width, height=job.photo_height, bytes=job.photo_bytes, quality=job.quality
         ),
+        faces=[ChosenFaceOut.model_validate(f) for f in job.faces] if job.faces else None,
+        shared=job.share_token is not None,
         video=video_out(job.video_info) if done else None,
         clip_check=clip_check_out(job.clip_check),
         error=error,
@@ -331,6 +379,9 @@ def job_out(job: Job, wait: Wait = NO_WAIT) -> JobOut:
             video=f"{base}/video" if done else None,
             poster=f"{base}/poster" if done else None,
             download=f"{base}/video?download=1" if done else None,
+            gif=f"{base}/gif" if done and (job.video_info or {}).get("gif") else None,
+            photo=f"{base}/photo",
+            share=f"{base}/share",
             cancel=None if status.is_final else f"{base}/cancel",
             again=f"{base}/again",
         ),

@@ -241,3 +241,7 @@ def video_key(job_id: str) -> str:
 
 def poster_key(job_id: str) -> str:
     return f"jobs/{job_id}/poster.jpg"
+
+
+def gif_key(job_id: str) -> str:
+    return f"jobs/{job_id}/clip.gif"

@@ -92,6 +92,11 @@ class Job(Base):
     photo_height: Mapped[int] = mapped_column(Integer, default=0)
     photo_bytes: Mapped[int] = mapped_column(Integer, default=0)
     quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The faces the visitor chose to move ([{"index", "box"}], app.core.service.faces); None: every
+    # movable face. The worker matches them by box, so a detector's order never matters.
+    faces: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # The share link's secret (app.core.service.sharing); None while the job is not shared.
+    share_token: Mapped[str | None] = mapped_column(String(64))
 
     video_key: Mapped[str | None] = mapped_column(String(200))
     poster_key: Mapped[str | None] = mapped_column(String(200))
@@ -123,6 +128,7 @@ class Job(Base):
         Index("ix_jobs_visitor_created", "visitor_id", "created_at"),
         # NULL keys never collide (SQLite and Postgres both treat NULLs as distinct here).
         Index("uq_jobs_visitor_idempotency", "visitor_id", "idempotency_key", unique=True),
+        Index("uq_jobs_share_token", "share_token", unique=True),
     )
 
 

@@ -179,6 +179,20 @@ _ERRORS: Final[dict[str, tuple[str, str]]] = {
         "Choose HD, or upload a larger copy of the photo (at least 1600 pixels on its short side).",
     ),
     "unknown_animator": ("That animator is not offered here.", "Leave it out to use the default."),
+    "invalid_faces": ("We could not read which faces to animate.", "Tap the faces on the photo again."),
+    "unknown_face": ("That face is not in this photo.", "Tap the faces on the photo to choose again."),
+    "face_not_movable": (
+        "That face cannot move.",
+        "Only the three largest faces, each big enough, can be animated: choose among those.",
+    ),
+    "faces_unsupported": (
+        "This animator moves every face.",
+        "Leave every face on, or choose the portrait animator to keep some still.",
+    ),
+    "not_shared": (
+        "This link does not work.",
+        "It was turned off by the person who shared it, or the clip has expired.",
+    ),
     "invalid_webhook": ("That webhook address was refused.", "Use a public https address, or leave it out."),
     "invalid_webhook_events": ("Those webhook events are not ones we send.", "Leave them out to get all."),
     "quota_exceeded": _QUOTA,

@@ -51,6 +51,7 @@ class UploadForm:
     motion_curves: str | None = None  # recorded curves (JSON), the live view's motion
     duration_s: str | None = None  # the clip's length in seconds, 3-10
     resolution: str | None = None  # hd or 4k
+    faces: str | None = None  # the photo check's numbers of the faces to move, "0,2"
 
     @property
     def page_motion(self) -> str | None:
@@ -70,6 +71,7 @@ class UploadForm:
             motion_curves=self.motion_curves,
             duration_s=self.duration_s,
             resolution=self.resolution,
+            faces=self.faces,
         )
 
 
@@ -223,6 +225,7 @@ async def read_upload_form(request: Request, settings: Settings) -> UploadForm:
             motion_curves=_first_text(form, "motion_curves"),
             duration_s=_first_text(form, "duration_s"),
             resolution=_first_text(form, "resolution"),
+            faces=_first_text(form, "faces"),
         )
     finally:
         await form.close()

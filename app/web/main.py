@@ -26,7 +26,7 @@ from app.web.errors import install_error_handlers
 from app.web.head import HeadAsGet
 from app.web.metrics import Metrics, MetricsMiddleware
 from app.web.ratelimit import RateLimiter
-from app.web.routes import health, jobs, pages, photos
+from app.web.routes import health, jobs, pages, photos, share
 from app.web.security import SecurityMiddleware
 from models.quality import warm_up
 
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(photos.router)
     app.include_router(pages.router)
+    app.include_router(share.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # JSON, HTML, JS and CSS travel compressed (the photo check's rig shrinks to about half); Starlette

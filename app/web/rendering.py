@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.core.config import Settings
 from app.core.queue import animate_queue
-from app.core.schemas import JobOut, as_utc, job_view, job_views
+from app.core.schemas import API, JobOut, as_utc, job_view, job_views
 from app.core.service import visitor_jobs
 from app.core.tables import Job
 from app.core.visitors import COOKIE_NAME, Visitor, allowance, cookie_kwargs, sign_visitor_id
@@ -303,6 +303,26 @@ def job_page_response(
     )
     for key, value in (again_error.headers if again_error else {}).items():
         response.headers[key] = value
+    return response
+
+
+def shared_page(request: Request, settings: Settings, job: Job | None) -> Response:
+    """The page behind a share link: the clip, its caption and GIF, nothing else of the visitor, and no
+    cookie set; 404 with the same page's words when the link is unknown, revoked or expired."""
+    shared = None
+    if job is not None:
+        base = f"{API}/shared/{job.share_token}"
+        info = job.video_info or {}
+        shared = {
+            "video": f"{base}/video",
+            "poster": f"{base}/poster",
+            "gif": f"{base}/gif" if info.get("gif") else None,
+            "width": info.get("width"),
+            "height": info.get("height"),
+        }
+    context = {"retention_text": _retention_text(settings), "shared": shared}
+    response = templates.TemplateResponse(request, "shared.html", context, status_code=200 if shared else 404)
+    response.headers["cache-control"] = "no-store"
     return response
 
 

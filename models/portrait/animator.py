@@ -18,7 +18,7 @@ from PIL import Image
 from models.auto_motion import plan_motion
 from models.base import AnimationError, AnimationRequest, DrawnFrames, Frames, ProgressCallback, Stage
 from models.clip_shape import HD_LONG_SIDE
-from models.face import SHARED_MAX_FACES, Face, FaceAnalysis, FaceAnalyzer
+from models.face import SHARED_MAX_FACES, Face, FaceAnalysis, FaceAnalyzer, chosen_faces
 from models.motion import MotionError, SampledMotion, parse_motion
 from models.motion_curves import CURVES_FPS
 from models.portrait.mesh import (
@@ -84,6 +84,9 @@ class PortraitAnimator:
         if found is None:
             raise AnimationError("no_face", NO_FACE_MESSAGE)
         mesh, faces = found
+        moving = chosen_faces([f.box for f in faces], w, h, request.faces)
+        if not any(moving):
+            _log.warning("none of the chosen faces was found again: every face keeps still")
         rig = dense_rig(mesh)
         motion: SampledMotion | Sequence[SampledMotion]
         if recorded is not None:  # the samples, one frame each, every face alike; then back to the first
@@ -95,7 +98,7 @@ class PortraitAnimator:
             n = request.frames or max(1, round(fps * (request.duration_s or self.default_duration_s)))
             seed = request.seed or 0
             motion = plan_motion(rgb, request.motion, seed, faces=faces, duration_s=n / fps, fps=fps).plans
-        coeffs, eyes = plan_to_channels(motion, rig, n, fps)
+        coeffs, eyes = plan_to_channels(motion, rig, n, fps, moving)
         if request.calmer:  # the guard's second try: every movement halved, blinks kept
             coeffs *= CALMER
             eyes = [[(blink, gx * CALMER, gy * CALMER) for blink, gx, gy in frame] for frame in eyes]
@@ -112,7 +115,7 @@ class PortraitAnimator:
         # Every curve starts and ends at rest (a recording's last half second eases back), so the clip
         # loops; a recording whose face channels are all zero is a face the visitor chose to keep still.
         # A recording is rendered sample by sample: its jumps are the visitor's own, not jitter.
-        still = recorded is not None and recorded.face_still
+        still = (recorded is not None and recorded.face_still) or not any(moving)
         return Frames(  # drawn as the encoder takes them (render_clip): never all held at once
             frames=DrawnFrames(n, h, w, draw),
             fps=fps,
@@ -140,24 +143,35 @@ def _stored_rig(
 
 
 def plan_to_channels(
-    plans: SampledMotion | Sequence[SampledMotion], rig: Rig, n: int, fps: float
+    plans: SampledMotion | Sequence[SampledMotion],
+    rig: Rig,
+    n: int,
+    fps: float,
+    moving: Sequence[bool] | None = None,
 ) -> tuple[np.ndarray, list[list[tuple[float, float, float]]]]:
     """Per-frame basis coefficients (n, C) and per-frame, per-face eye states (blink, gaze_x, gaze_y).
 
     Face i follows plans[i] (the last plan for faces beyond them; one plan serves every face). Each face
     also samples its own variant, so people in one photo don't move in lockstep (a MotionPlan's variant;
     a recorded motion ignores it, and every face follows the recording).
+
+    `moving[i]` False keeps face i still: no channel, no blink, eyes as in the photo. Breathing stretches
+    every person at once, so it is off unless every rigged face moves (the live view does the same).
     """
     per_face = tuple(plans) if isinstance(plans, Sequence) else (plans,)
     if not per_face:
         raise ValueError("need at least one motion plan")
     coeffs = np.zeros((n, rig.channels), np.float32)
     eye_curves = []
+    moves = list(moving) if moving is not None else [True] * len(rig.faces)
     for index, face in enumerate(rig.faces):
+        if not moves[index]:
+            eye_curves.append(np.zeros((n, 3), np.float32))
+            continue
         curves = per_face[min(index, len(per_face) - 1)].sample(n, fps, variant=index)
         for j, name in enumerate(FACE_CHANNELS):
             coeffs[:, face.first_channel + j] = curves[name]
-        if index == 0:
+        if index == 0 and all(moves):
             coeffs[:, rig.breath_channel] = curves["breath"]
         eye_curves.append(np.stack([curves["blink"], curves["gaze_x"], curves["gaze_y"]], axis=1))
     eyes = [[(float(ec[i, 0]), float(ec[i, 1]), float(ec[i, 2])) for ec in eye_curves] for i in range(n)]

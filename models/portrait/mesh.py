@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from models.clip_shape import HD_LONG_SIDE
-from models.face import Face, FaceAnalysis, FaceAnalyzer
+from models.face import MOVABLE_MAX_FACES, MOVABLE_MIN_FACE_PX, Face, FaceAnalysis, FaceAnalyzer
 from models.motion import CHANNEL_LIMITS, CHANNELS
 from models.motion_curves import LOOP_SAMPLES
 from models.portrait.eyes import GAZE_U, GAZE_V, KNOTS, LID_CLOSE, TAPER, EyeRig
@@ -39,8 +39,8 @@ from models.portrait.rig import FACE_CHANNELS, FIELD_MAX_SIDE, FaceRig, Rig, bui
 
 FORMAT, VERSION = "vivify-rig", 2
 TOLERANCE_PX = 1.0  # largest gap (px) between the mesh's and the dense fields' motion, at full range
-MIN_FACE_PX = 16  # smaller faces are left still
-MAX_FACES = 3  # the portrait animator's default: more people in one photo stay still
+MIN_FACE_PX = MOVABLE_MIN_FACE_PX  # smaller faces are left still
+MAX_FACES = MOVABLE_MAX_FACES  # the portrait animator's default: more people in one photo stay still
 MIN_AREA_RATIO, FOLD_STEPS = 0.3, 12  # the fold guard (FoldGuard; the browser gets them in the rig JSON)
 MIN_CELL = 2  # new vertices are at least this many grid steps apart within a round: fewer, better placed
 MAX_ROUNDS = 24

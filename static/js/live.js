@@ -2,6 +2,7 @@
 // The face turns and looks toward the pointer or finger (or the arrow keys), sliders set the smile, brows
 // and blink, a toggle breathes; Record keeps 3 s up to the clip's length of it at 24 samples a second, Play loops
 // it as the clip will (closeLoop), and "My recording" sends it with the job as its motion.
+import { stillRigFaces } from "./faces.js";
 import { FPS, RigRenderer, clamp, closeLoop, fullValues, parseRig, webgl2Available } from "./rig.js";
 import { phrase } from "./words.js";
 
@@ -90,6 +91,7 @@ export class LiveView extends EventTarget {
       if (token !== this.token) return;
       this.freshCanvas();
       this.renderer = new RigRenderer(this.canvas, rig, photo);
+      this.renderer.setStill(stillRigFaces(rig, this.chosenBoxes));
       photo.close();
       this.rig = rig;
     } catch (err) {
@@ -102,6 +104,14 @@ export class LiveView extends EventTarget {
     this.$("live-stage").hidden = false;
     this.panel.hidden = false;
     this.say("");
+    this.draw();
+  }
+
+  // The faces the visitor chose (boxes from the photo check, null: every face): the others keep still.
+  setChosenFaces(boxes) {
+    this.chosenBoxes = boxes;
+    if (!this.renderer || !this.rig) return;
+    this.renderer.setStill(stillRigFaces(this.rig, boxes));
     this.draw();
   }
 

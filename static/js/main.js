@@ -2,6 +2,7 @@
 // that refreshes itself.
 import { History } from "./history.js";
 import { JobView } from "./job.js";
+import { ShareView, autoplay } from "./share.js";
 import { UploadForm } from "./upload.js";
 import { phrase } from "./words.js";
 
@@ -28,8 +29,14 @@ if (history && view) {
   });
 }
 
+autoplay(document.getElementById("shared-video")); // the page behind a share link
+const shareRoot = document.getElementById("job-result");
+const share = shareRoot && document.getElementById("share-box") ? new ShareView(shareRoot) : null;
+if (share && view && view.job) share.update(view.job);
+
 if (view) {
   view.addEventListener("change", (e) => history && history.upsert(e.detail));
+  view.addEventListener("change", (e) => share && share.update(e.detail));
   view.addEventListener("deleted", (e) => {
     if (history) history.remove(e.detail);
     if (upload) {

@@ -84,11 +84,21 @@ export function fullValues(values, rig = null) {
   return out;
 }
 
+// Whether a displacement row moves: a face the visitor left out keeps still (rig.still, a Set of face
+// numbers), and the picture's own rows (breathing, which stretches every person) stop as soon as one face
+// is left out, as models/portrait/animator.py plan_to_channels does.
+function rowMoves(rig, row) {
+  const still = rig.still;
+  if (!still || !still.size) return true;
+  return row.face === null || row.face === undefined ? false : !still.has(row.face);
+}
+
 // P_v = V_v + scale * sum_r c[rows[r].channel] * D[r, v], into `out` (2V floats).
 export function moveVertices(rig, values, out = new Float32Array(rig.vertices.length), scale = 1) {
   out.set(rig.vertices);
   const n = rig.count * 2;
   rig.rows.forEach((row, r) => {
+    if (!rowMoves(rig, row)) return;
     const c = scale * Number(values[row.channel] || 0);
     if (!c) return;
     const d = rig.disp;
@@ -230,9 +240,9 @@ void main() {
 
 // One row per eye: origin(2) eu(2) ev(2) length gap skin sign box(4 at 10..13) upper(knots at 16)
 // lower(knots after it).
-function eyeData(faces, knots) {
+function eyeData(faces, knots, still = null) {
   const texels = 16 + 2 * knots;
-  const eyes = faces.flatMap((f) => f.eyes || []).slice(0, MAX_EYES);
+  const eyes = faces.flatMap((f, i) => (still && still.has(i) ? [] : f.eyes || [])).slice(0, MAX_EYES);
   const data = new Float32Array(MAX_EYES * texels);
   eyes.forEach((eye, e) => {
     const row = data.subarray(e * texels, (e + 1) * texels);
@@ -318,12 +328,9 @@ export class RigRenderer {
     this.sampling(gl.LINEAR);
 
     // The eyes' parameters and lid curves, one row of floats per eye (read with texelFetch).
-    const eyes = eyeData(rig.faces, rig.constants.knots);
     gl.activeTexture(gl.TEXTURE1);
-    gl.bindTexture(gl.TEXTURE_2D, gl.createTexture());
-    gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
-    gl.texImage2D(gl.TEXTURE_2D, 0, gl.R32F, eyes.texels, MAX_EYES, 0, gl.RED, gl.FLOAT, eyes.data);
-    this.sampling(gl.NEAREST);
+    this.eyeTexture = gl.createTexture();
+    const eyes = this.uploadEyes();
 
     for (const program of [this.plain, this.withEyes]) {
       const loc = (name) => gl.getUniformLocation(program, name);
@@ -332,8 +339,10 @@ export class RigRenderer {
       gl.uniform2f(loc("uSize"), rig.width, rig.height);
       if (program === this.withEyes) {
         gl.uniform1i(loc("uEyes"), 1);
-        gl.uniform1i(loc("uEyeCount"), eyes.count);
-        gl.uniform4fv(loc("uBoxes"), eyes.boxes);
+        this.eyeCount = loc("uEyeCount");
+        this.eyeBoxes = loc("uBoxes");
+        gl.uniform1i(this.eyeCount, eyes.count);
+        gl.uniform4fv(this.eyeBoxes, eyes.boxes);
         const c = rig.constants;
         gl.uniform1i(loc("uKnots"), c.knots);
         gl.uniform4f(loc("uEdit"), c.lid_close, c.gaze_u, c.gaze_v, c.taper);
@@ -345,6 +354,30 @@ export class RigRenderer {
     gl.disable(gl.DEPTH_TEST);
     gl.disable(gl.CULL_FACE);
     gl.disable(gl.BLEND);
+  }
+
+  // The eyes of the faces that move (a still face's eyes neither blink nor look), into texture unit 1.
+  uploadEyes() {
+    const gl = this.gl;
+    const eyes = eyeData(this.rig.faces, this.rig.constants.knots, this.rig.still);
+    gl.activeTexture(gl.TEXTURE1);
+    gl.bindTexture(gl.TEXTURE_2D, this.eyeTexture);
+    gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.R32F, eyes.texels, MAX_EYES, 0, gl.RED, gl.FLOAT, eyes.data);
+    this.sampling(gl.NEAREST);
+    gl.activeTexture(gl.TEXTURE0);
+    return eyes;
+  }
+
+  // Keep these faces (a Set of the rig's face numbers) still from the next frame on.
+  setStill(still) {
+    this.rig.still = still;
+    const eyes = this.uploadEyes();
+    const gl = this.gl;
+    gl.useProgram(this.withEyes);
+    gl.uniform1i(this.eyeCount, eyes.count);
+    gl.uniform4fv(this.eyeBoxes, eyes.boxes);
+    this.hasEyes = eyes.count > 0;
   }
 
   attribute(location, data, usage) {

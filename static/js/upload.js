@@ -1,5 +1,6 @@
 // The upload form: pick or drop a photo, preview it, check it, choose a motion, consent, send.
 import { api, ApiError } from "./api.js";
+import { FacePicker } from "./faces.js";
 import { LiveView } from "./live.js";
 import { clockText, errorHelp, phrase, phraseParts, planText } from "./words.js";
 
@@ -24,6 +25,12 @@ export class UploadForm extends EventTarget {
     const livePanel = section.querySelector("#live");
     this.live = livePanel ? new LiveView(livePanel, this.$("motion-recorded")) : null;
     this.liveOk = null; // WebGL2 or not: asked at the first photo, not while the page paints
+    // Group photos (faces.js): who moves; the live view keeps the others still as the clip will.
+    const picker = section.querySelector("#face-picker");
+    this.faces = picker ? new FacePicker(picker) : null;
+    if (this.faces && this.live) {
+      this.faces.addEventListener("change", () => this.live.setChosenFaces(this.faces.chosenBoxes()));
+    }
 
     for (const input of [this.$("photo"), this.$("photo-camera")]) {
       input.addEventListener("change", () => input.files.length && this.choose(input.files[0]));
@@ -125,6 +132,7 @@ export class UploadForm extends EventTarget {
     this.photoOk = false; // until this check says so: no plans are asked of a photo that is refused
     this.offerSizes(null);
     if (this.live) this.live.hide(); // the old photo's live view and recording go with it
+    if (this.faces) this.faces.hide();
     this.syncPlan();
     const body = new FormData();
     body.append("photo", file);
@@ -148,6 +156,7 @@ export class UploadForm extends EventTarget {
         this.showQuality(result);
         this.photoOk = true;
         this.showPlan(result, motion, duration);
+        if (this.faces) this.faces.show(result.faces, this.previewUrl);
         this.showLive(result, file);
         this.revealCheck();
         this.replanSoon(); // the visitor may have chosen another motion while the photo was checked
@@ -349,6 +358,8 @@ export class UploadForm extends EventTarget {
     body.append("duration_s", String(this.duration()));
     const size = this.form.querySelector("input[name=resolution]:checked");
     if (size && !size.disabled) body.append("resolution", size.value);
+    const chosen = this.faces && this.faces.chosenText();
+    if (chosen) body.append("faces", chosen);
     try {
       const job = await api("/jobs", { method: "POST", body });
       this.planned = null;

@@ -67,14 +67,20 @@ def broker_messages(settings: Settings) -> list[Path]:
     return sorted((settings.broker_folder / "queue").glob("*.msg"))
 
 
-def finish_job(app: FastAPI, job_id: str, frames: int = 12) -> bytes:
-    """Do what a worker does on success: store a real clip and poster, then mark the job succeeded."""
+def finish_job(app: FastAPI, job_id: str, frames: int = 12, gif: bool = False) -> bytes:
+    """Do what a worker does on success: store a real clip and poster (and with `gif`, the clip's GIF as
+    worker.tasks.store_gif makes it), then mark the job succeeded."""
     rng = np.random.default_rng(0)
     clip = rng.integers(0, 255, size=(frames, 64, 64, 3), dtype=np.uint8)
     mp4 = encode_mp4(clip, 12)
     store = app.state.store
     store.put(video_key(job_id), mp4, "video/mp4")
     store.put(poster_key(job_id), poster_jpeg(clip[0]), "image/jpeg")
+    gif_info = None
+    if gif:
+        from worker.tasks import store_gif  # the worker's own step; only these tests need the worker
+
+        gif_info = store_gif(store, job_id, mp4, 64, 64)
     with app.state.sessions() as session:
         assert jobs.claim(session, job_id, "test-worker") is not None
         assert jobs.succeed(
@@ -90,6 +96,7 @@ def finish_job(app: FastAPI, job_id: str, frames: int = 12) -> bytes:
                 "duration_s": frames / 12,
                 "bytes": len(mp4),
                 "note": None,
+                "gif": gif_info,
             },
             stage_seconds={},
         )

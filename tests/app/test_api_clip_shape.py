@@ -112,4 +112,5 @@ def test_a_succeeded_job_says_what_clip_was_made(
         "duration_s": 1.0,
         "bytes": len(mp4),
         "note": None,
+        "gif": None,  # finish_job makes none unless asked (tests/app/test_api_share.py)
     }

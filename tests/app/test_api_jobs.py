@@ -19,7 +19,7 @@ from tests.app.api_helpers import SCRAPE, broker_messages, finish_job, post_job
 JOB_KEYS = {
     "id", "status", "stage", "stage_detail", "progress", "queue_position", "eta_s", "created_at",
     "started_at", "finished_at", "expires_at", "motion", "plan", "seed", "animator", "photo", "clip_check",
-    "error", "urls", "duration_s", "resolution", "video",
+    "error", "urls", "duration_s", "resolution", "video", "faces", "shared",
 }  # fmt: skip
 
 

@@ -70,3 +70,37 @@ def test_csp_allows_the_public_s3_endpoint_for_media(tmp_path: Path) -> None:
         csp = c.get("/healthz").headers["content-security-policy"]
     assert "media-src 'self' blob: https://media.example.com;" in csp
     assert "img-src 'self' data: blob: https://media.example.com;" in csp
+
+
+def test_shared_media_go_out_by_the_token_alone_as_presigned_urls(
+    tmp_path: Path, s3_endpoint: str, small_portrait_jpeg: bytes
+) -> None:
+    creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    s = make_settings(
+        tmp_path,
+        storage_url="s3://shared/vivify",
+        s3_endpoint_url=s3_endpoint,
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+    )
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **creds).create_bucket(
+        Bucket="shared"
+    )
+    migrations.upgrade(s.resolved_database_url)
+    app = create_app(s)
+    with TestClient(app, follow_redirects=False) as c, TestClient(app, follow_redirects=False) as stranger:
+        job_id = post_job(c, small_portrait_jpeg).json()["id"]
+        mp4 = finish_job(app, job_id, gif=True)
+        token = c.post(f"/api/v1/jobs/{job_id}/share").json()["url"].rsplit("/", 1)[1]
+        assert stranger.get(f"/s/{token}").status_code == 200
+        video = stranger.get(f"/api/v1/shared/{token}/video")
+        assert video.status_code == 307 and video.headers["location"].startswith(s3_endpoint)
+        assert httpx.get(video.headers["location"]).content == mp4
+        gif = stranger.get(f"/api/v1/shared/{token}/gif")
+        assert httpx.get(gif.headers["location"]).content.startswith(b"GIF89a")
+        assert not stranger.cookies
+        assert stranger.get(f"/api/v1/jobs/{job_id}/video").status_code == 404  # still the owner's
+        assert c.delete(f"/api/v1/jobs/{job_id}/share").status_code == 204
+        assert stranger.get(f"/api/v1/shared/{token}/video").status_code == 404
+        assert c.delete(f"/api/v1/jobs/{job_id}").status_code == 204
+        assert not app.state.store.exists(f"jobs/{job_id}/clip.gif")  # the GIF goes with the job

@@ -6,11 +6,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 import migrations
 from app.core.tables import Base
@@ -57,7 +59,7 @@ def test_upgrade_creates_exactly_the_model_tables(tmp_path: Path) -> None:
     try:
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-            assert MigrationContext.configure(conn).get_current_revision() == "0010"
+            assert MigrationContext.configure(conn).get_current_revision() == "0011"
         assert set(inspect(engine).get_table_names()) == {"jobs", "submissions", "alembic_version"}
     finally:
         engine.dispose()
@@ -179,3 +181,19 @@ def test_0010_gives_jobs_their_clip_length_and_size_and_goes_back(tmp_path: Path
         assert not {"duration_s", "resolution"} & job_columns(engine)
         with engine.connect() as conn:
             assert len(conn.execute(text("SELECT id FROM jobs")).all()) == 3
+
+
+def test_0011_gives_jobs_faces_and_a_unique_share_token_and_goes_back(tmp_path: Path) -> None:
+    with database_at(tmp_path, "0010") as (cfg, engine):
+        with engine.begin() as conn:
+            insert_old_job(conn)
+            insert_old_job(conn, id="'j2'")
+        command.upgrade(cfg, "head")
+        with engine.begin() as conn:
+            rows = dict(conn.execute(text("SELECT id, faces FROM jobs")).all())
+            assert rows == {"j1": None, "j2": None}  # older jobs move every movable face
+            conn.execute(text("UPDATE jobs SET share_token = 'tok' WHERE id = 'j1'"))
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # one token names one job
+            conn.execute(text("UPDATE jobs SET share_token = 'tok' WHERE id = 'j2'"))
+        command.downgrade(cfg, "0010")
+        assert not {"faces", "share_token"} & job_columns(engine)

@@ -16,7 +16,7 @@ from models.base import AnimationError, AnimationRequest, Frames, ProgressCallba
 from models.push_in import PushInAnimator
 from models.video import probe
 from worker import model_cache
-from worker.tasks import JobProgress, animate_job, is_out_of_memory
+from worker.tasks import JobProgress, animate_job, is_out_of_memory, store_gif
 
 
 def stored(store: LocalStore) -> list[str]:
@@ -108,10 +108,24 @@ def test_a_redelivered_task_never_writes_a_second_clip(settings, store, sessions
     finished_at = load_job(job_id).finished_at
     assert run(job_id, settings, store, sessions, worker="w2") == "skipped"
     assert job_objects(store, job_id) == {
-        f"jobs/{job_id}/{n}" for n in ("photo.jpg", "clip.mp4", "poster.jpg")
+        f"jobs/{job_id}/{n}" for n in ("photo.jpg", "clip.mp4", "poster.jpg", "clip.gif")
     }
     assert store.get(video_key(job_id)) == first
     assert load_job(job_id).finished_at == finished_at
+
+
+def test_a_finished_clip_comes_with_its_gif(settings, store, sessions, make_job, load_job):
+    job_id = make_job()
+    assert run(job_id, settings, store, sessions) == "succeeded"
+    info = load_job(job_id).video_info["gif"]
+    data = store.get(f"jobs/{job_id}/clip.gif")
+    assert data.startswith(b"GIF89a") and info["bytes"] == len(data)
+    assert max(info["width"], info["height"]) <= 480 and info["bytes"] <= 10 * 1024 * 1024
+
+
+def test_a_gif_that_cannot_be_made_is_left_out_and_stores_nothing(store):
+    assert store_gif(store, "nogif", b"these bytes are no video", 64, 64) is None
+    assert not store.exists("jobs/nogif/clip.gif")
 
 
 def test_a_job_whose_worker_died_is_finished_by_the_redelivery(settings, store, sessions, make_job, load_job):

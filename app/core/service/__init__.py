@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal
 
 from anyio import to_thread
 from celery import Celery
@@ -42,7 +41,8 @@ from app.core.service.fields import (
     parse_seed,
 )
 from app.core.service.photos import PhotoCheck, analyse_upload, check_photo
-from app.core.storage import ObjectStore, poster_key, video_key
+from app.core.service.sharing import MediaKind, media_key, share_job, shared_job, unshare_job
+from app.core.storage import ObjectStore
 from app.core.tables import Job, JobStatus
 from app.core.visitors import Visitor, allowance
 
@@ -52,6 +52,7 @@ __all__ = [
     "Created",
     "JobRequest",
     "JobService",
+    "MediaKind",
     "PhotoCheck",
     "analyse_upload",
     "check_photo",
@@ -59,6 +60,7 @@ __all__ = [
     "clean_motion",
     "create_job",
     "parse_seed",
+    "shared_job",
     "visitor_jobs",
 ]
 
@@ -109,15 +111,9 @@ class JobService:
             resets_at=as_utc(left.resets_at),
         )
 
-    def media_key(self, job: Job, kind: Literal["video", "poster"]) -> str:
-        """Where a finished job's clip or poster is stored; Conflict not_ready before it succeeded."""
-        if job.status != JobStatus.SUCCEEDED.value:
-            raise Conflict(
-                ErrorCode.NOT_READY, f"The job is {job.status}; the {kind} exists once it has succeeded."
-            )
-        if kind == "video":
-            return job.video_key or video_key(job.id)
-        return job.poster_key or poster_key(job.id)
+    def media_key(self, job: Job, kind: MediaKind) -> str:
+        """Where a job's photo, or a finished job's clip, poster or GIF, is stored (sharing.media_key)."""
+        return media_key(job, kind)
 
     # Changing.
 
@@ -179,6 +175,13 @@ class JobService:
         self.session.refresh(job)
         return job
 
+    def share(self, job: Job) -> str:
+        """The job's share token (sharing.share_job): made on the first ask, the same one after."""
+        return share_job(self.session, job)
+
+    def unshare(self, job: Job) -> None:
+        unshare_job(self.session, job)
+
     def delete(self, job: Job) -> None:
         """The job's photo, clip, poster and row, now. StorageUnavailable leaves the row, so a retry
         finishes the job."""
@@ -208,6 +211,7 @@ class JobService:
             motion_curves=accepted.curves,
             duration_s=accepted.duration_s,
             resolution=accepted.resolution,
+            faces=accepted.faces,
         )
         return await to_thread.run_sync(make)  # it blocks on storage and the database
 

@@ -21,6 +21,7 @@ from app.core.config import Settings
 from app.core.errors import ErrorCode, Invalid, Throttled
 from app.core.face_pool import face_pools
 from app.core.queue import enqueue_job, priority_for, queue_for
+from app.core.service.faces import KEEPS_FACES_STILL, choose_faces, parse_faces
 from app.core.service.fields import (
     WebhookRequest,
     check_recording_fits,
@@ -113,7 +114,7 @@ def request_fingerprint(request: JobRequest) -> str:
         "webhook_events": request.webhook_events,
     }
     # Only when sent: fingerprints of other submits stay as they were.
-    for name in ("motion_curves", "duration_s", "resolution"):
+    for name in ("motion_curves", "duration_s", "resolution", "faces"):
         if getattr(request, name) is not None:
             fields[name] = getattr(request, name)
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -156,6 +157,7 @@ def create_job(
     motion_curves: dict[str, Any] | None = None,
     duration_s: float = CLIP_DEFAULT_S,
     resolution: str = HD,
+    faces: list[dict[str, Any]] | None = None,
 ) -> Job:
     """Store the photo (or copy another job's stored one), commit the job and its submission, then
     enqueue. Never loses a committed job: if the broker is down the job stays queued and the reconciler
@@ -201,6 +203,7 @@ def create_job(
         photo_height=height,
         photo_bytes=checked.size_bytes,
         quality=checked.quality,
+        faces=faces,
         attempts=0,
         created_at=now,
         expires_at=now + timedelta(hours=settings.retention_hours),
@@ -252,6 +255,7 @@ class JobRequest:
     motion_curves: str | None = None  # recorded curves, the JSON text as sent (models.motion_curves)
     duration_s: str | None = None  # the clip's length in seconds, 3-10 (blank: 4, or the recording's)
     resolution: str | None = None  # hd or 4k (blank: hd)
+    faces: str | None = None  # the faces to move, "0,2" (blank: every movable face)
 
 
 @dataclass(frozen=True)
@@ -267,6 +271,7 @@ class Accepted:
     curves: dict[str, Any] | None = None  # recorded curves (RecordedMotion.to_json), then motion "recorded"
     duration_s: float = CLIP_DEFAULT_S
     resolution: str = HD
+    faces: list[dict[str, Any]] | None = None  # the faces to move (app.core.service.faces); None: all
 
 
 async def check_request(
@@ -281,6 +286,7 @@ async def check_request(
     seed = parse_seed(request.seed)
     duration_s = check_recording_fits(curves, parse_duration(request.duration_s)) or CLIP_DEFAULT_S
     resolution = parse_resolution(request.resolution)
+    asked_faces = parse_faces(request.faces)
     animator = choose_animator(request.animator, settings)
     webhook = await to_thread.run_sync(check_webhook, request.webhook, request.webhook_events, settings)
     await to_thread.run_sync(check_allowance, session, settings, visitor)
@@ -289,6 +295,7 @@ async def check_request(
     if problem is not None:
         raise problem
     check_resolution(resolution, (checked.photo.width, checked.photo.height))
+    faces = choose_faces(asked_faces, checked.faces, animator)
     if curves is not None:  # the recording is the motion: its plan is written from the curves
         plan = recorded_plan_json(curves)
     else:
@@ -303,6 +310,7 @@ async def check_request(
         curves=curves.to_json() if curves is not None else None,
         duration_s=duration_s,
         resolution=resolution,
+        faces=faces,
     )
 
 
@@ -322,7 +330,7 @@ async def check_again(
 
     Consent was given for this photo at upload; the photo was checked then, and its report carries over.
     The animator stays the job's own while the service still offers it, and so do the clip's length and
-    size unless others are sent."""
+    size unless others are sent, and the faces it moves."""
     motion = clean_motion(motion_text)
     seed = parse_seed(seed_text)
     duration_s = parse_duration(duration_text) or job.duration_s
@@ -342,4 +350,5 @@ async def check_again(
         plan=plan,
         duration_s=duration_s,
         resolution=resolution,
+        faces=job.faces if animator in KEEPS_FACES_STILL else None,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from anyio import to_thread
@@ -21,8 +21,8 @@ from app.core.storage import ObjectStore
 from app.core.tables import Job, utcnow
 from app.core.uploads import PendingPhoto, Photo, finish_photo, inspect_photo
 from models.clip_shape import CLIP_DEFAULT_S
-from models.quality import NO_FACE_MESSAGE
-from models.quality import check_photo as quality_report
+from models.face import MOVABLE_MAX_FACES
+from models.quality import NO_FACE_MESSAGE, check_photo_faces
 
 log = logging.getLogger("vivify.service")
 
@@ -34,6 +34,7 @@ class CheckedPhoto:
     photo: Photo
     size_bytes: int
     quality: dict[str, Any] | None
+    faces: list[dict[str, Any]] = field(default_factory=list)  # models.quality.face_entries
 
 
 def budget_of(settings: Settings) -> DecodeBudget:
@@ -45,10 +46,17 @@ def _inspect(data: bytes, settings: Settings) -> PendingPhoto:
     return inspect_photo(data, max_pixels=settings.max_pixels, min_side=settings.min_side_px)
 
 
-def _rated(photo: Photo) -> CheckedPhoto:
+def _rated(photo: Photo, movable_max: int = MOVABLE_MAX_FACES) -> CheckedPhoto:
     """The quality check works on the normalised photo (at most its stored size; it looks at ≤ 1024 px)."""
-    report = _json_safe(quality_report(photo.image))
-    return CheckedPhoto(photo=photo, size_bytes=len(photo.jpeg), quality=report)
+    report, faces = check_photo_faces(photo.image, movable_max)
+    return CheckedPhoto(
+        photo=photo, size_bytes=len(photo.jpeg), quality=_json_safe(report), faces=_json_safe(faces)
+    )
+
+
+def movable_max_of(settings: Settings) -> int:
+    """How many faces the portrait animator moves at most, as it is configured."""
+    return int(settings.animator_options.get("max_faces", MOVABLE_MAX_FACES))
 
 
 async def analyse_upload(
@@ -60,7 +68,7 @@ async def analyse_upload(
     pending = await to_thread.run_sync(_inspect, data, settings)
     async with budget_of(settings).hold_async(pending.decode_bytes):
         photo = await to_thread.run_sync(finish_photo, pending, data)
-    rated: CheckedPhoto = await (run or face_pools(settings).analyse)(_rated, photo)
+    rated: CheckedPhoto = await (run or face_pools(settings).analyse)(_rated, photo, movable_max_of(settings))
     return rated
 
 

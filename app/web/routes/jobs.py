@@ -6,7 +6,7 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -18,7 +18,9 @@ from sse_starlette import ServerSentEvent
 
 from app.core.errors import ErrorCode, NotFound, Refused
 from app.core.schemas import API, ErrorOut, JobList, JobOut, QuotaOut, job_view, job_views
-from app.core.service import JobService, clean_idempotency_key
+from app.core.service import JobService, MediaKind, clean_idempotency_key
+from app.core.service.sharing import media_key
+from app.core.storage import ObjectStore
 from app.core.tables import Job, JobStatus
 from app.web.deps import (
     MetricsDep,
@@ -73,6 +75,18 @@ RESOLUTION_FIELD: dict[str, Any] = {
         "resolution_unavailable."
     ),
 }
+FACES_FIELD: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^\s*[0-9]{1,2}\s*(,\s*[0-9]{1,2}\s*)*$",
+    "maxLength": 64,
+    "examples": ["0,2"],
+    "description": (
+        "The faces to animate, by their `index` in the photo check's `faces`, comma-separated; default: "
+        "every movable face. The others keep still. 422 unknown_face or face_not_movable names a face "
+        "that is not there or cannot move (the portrait animator moves at most 3); 422 faces_unsupported "
+        "for a part of the faces with an animator that moves the whole picture (diffusion, push-in)."
+    ),
+}
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -100,6 +114,7 @@ UPLOAD_BODY: dict[str, Any] = {
                         "seed": {"type": "string", "pattern": "^[0-9]{1,10}$"},
                         "duration_s": DURATION_FIELD,
                         "resolution": RESOLUTION_FIELD,
+                        "faces": FACES_FIELD,
                         "motion_curves": {
                             "type": "string",
                             "maxLength": MAX_CURVES_BYTES,
@@ -326,18 +341,38 @@ async def job_events(
     return SlotEventSourceResponse(events(), slot=slot, ping=15, headers={"Cache-Control": "no-store"})
 
 
+MEDIA_TYPES = {"video": "video/mp4", "poster": "image/jpeg", "gif": "image/gif", "photo": "image/jpeg"}
+EXTENSIONS = {"video": "mp4", "poster": "jpg", "gif": "gif", "photo": "jpg"}
+
+
 def _media(
-    job: Job, service: JobService, kind: Literal["video", "poster"], download: bool, head: bool = False
+    job: Job, service: JobService, kind: MediaKind, download: bool, head: bool = False
 ) -> RedirectResponse | MediaFileResponse:
-    key = service.media_key(job, kind)
-    is_video = kind == "video"
-    filename = f"vivify-{job.id}.{'mp4' if is_video else 'jpg'}"
-    ttl_s = service.settings.presigned_url_ttl_s
-    url = service.store.presigned_url(key, ttl_s, filename=filename if download else None, head=head)
+    return media_response(
+        job, kind, service.store, service.settings.presigned_url_ttl_s, download=download, head=head
+    )
+
+
+def media_response(
+    job: Job,
+    kind: MediaKind,
+    store: ObjectStore,
+    ttl_s: int,
+    *,
+    download: bool = False,
+    head: bool = False,
+    headers: dict[str, str] | None = None,
+) -> RedirectResponse | MediaFileResponse:
+    """One of the job's files: a short-lived presigned URL (S3) or the file itself with Range (local)."""
+    key = media_key(job, kind)
+    filename = f"vivify-{job.id}.{EXTENSIONS[kind]}"
+    url = store.presigned_url(key, ttl_s, filename=filename if download else None, head=head)
     if url is not None:
-        # Handed only to the job's owner, valid for minutes; never logged.
-        return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
-    path = service.store.local_path(key)
+        # Handed only to the job's owner or a holder of its share link, valid for minutes; never logged.
+        return RedirectResponse(
+            url, status_code=307, headers={"Cache-Control": "no-store", **(headers or {})}
+        )
+    path = store.local_path(key)
     try:
         stat = path.stat() if path is not None else None
     except FileNotFoundError:  # deleted (retention) since the job was read
@@ -348,16 +383,16 @@ def _media(
         path,
         what=kind,
         stat_result=stat,
-        media_type="video/mp4" if is_video else "image/jpeg",
+        media_type=MEDIA_TYPES[kind],
         filename=filename if download else None,
         content_disposition_type="attachment" if download else "inline",
-        headers={"Cache-Control": "private, max-age=3600"},
+        headers={"Cache-Control": "private, max-age=3600", **(headers or {})},
     )
 
 
 Download = Annotated[bool, Query(description="Serve as an attachment named vivify-<id>.mp4")]
 MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"video/mp4": {}, "image/jpeg": {}}},
+    200: {"content": {"video/mp4": {}, "image/jpeg": {}, "image/gif": {}}},
     206: {"description": "Partial content (Range)"},
     307: {"description": "Redirect to a short-lived presigned URL (S3 storage)"},
     **_errors(404, 409, 416),
@@ -405,6 +440,31 @@ def head_poster(
     job: OwnedJobDep, service: ServiceDep, download: Download = False
 ) -> RedirectResponse | MediaFileResponse:
     return _media(job, service, "poster", download, head=True)
+
+
+@router.get(
+    "/jobs/{job_id}/gif",
+    responses=MEDIA_RESPONSES,
+    response_model=None,
+    description="The clip as an animated GIF (`urls.gif`); 404 gone when none could be made. " + MEDIA_RANGES,
+)
+def get_gif(
+    job: OwnedJobDep, service: ServiceDep, download: Download = False
+) -> RedirectResponse | MediaFileResponse:
+    return _media(job, service, "gif", download)
+
+
+@router.get(
+    "/jobs/{job_id}/photo",
+    responses=MEDIA_RESPONSES,
+    response_model=None,
+    description="The job's photo as stored (re-encoded, no metadata), for the before/after view; its "
+    "owner's only, never shared. " + MEDIA_RANGES,
+)
+def get_photo(
+    job: OwnedJobDep, service: ServiceDep, download: Download = False
+) -> RedirectResponse | MediaFileResponse:
+    return _media(job, service, "photo", download)
 
 
 @router.post(

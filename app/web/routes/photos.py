@@ -11,6 +11,7 @@ from app.core.schemas import (
     API,
     CurvesRulesOut,
     ErrorBody,
+    FaceOut,
     MotionPreset,
     MotionsOut,
     PhotoCheckOut,
@@ -43,7 +44,7 @@ PHOTO_ONLY_BODY = {
                             "schema"
                         ]["properties"].items()
                         # A job's fields: the check plans text motions only, and answers `resolutions`.
-                        if name not in ("motion_curves", "resolution")
+                        if name not in ("motion_curves", "resolution", "faces")
                     },
                 }
             }
@@ -110,6 +111,7 @@ async def photo_check(
         plan=plan_out(result.plan),
         seed=result.seed,
         resolutions=offered_resolutions((checked.photo.width, checked.photo.height)),
+        faces=[FaceOut.model_validate(face) for face in checked.faces],
         **extra,
     )
 
