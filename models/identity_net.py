@@ -186,7 +186,7 @@ def _conv(x: np.ndarray, conv: _Conv) -> np.ndarray:
 
 def _windows(x: np.ndarray, size: int) -> np.ndarray:
     """Every size×size window of NHWC `x`, as a view: (N, H', W', C, size, size)."""
-    return sliding_window_view(x, (size, size), axis=(1, 2))  # type: ignore[call-overload]
+    return sliding_window_view(x, (size, size), axis=(1, 2))
 
 
 def _affine(x: np.ndarray, affine: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
