@@ -45,8 +45,8 @@ from models.video import frame_count, read_frames
 # nil and K_STEADY times it would fail every model's clip: flicker is allowed one just-noticeable step of
 # lightness (FLICKER_FLOOR) at least.
 K_STEADY = 3.0
-MEASURED_JITTER_MAX = 0.0092
-MEASURED_FLICKER_MAX = 0.013
+MEASURED_JITTER_MAX = 0.0095
+MEASURED_FLICKER_MAX = 0.012
 FLICKER_FLOOR = 1.0  # ΔL*
 JITTER_MAX = K_STEADY * MEASURED_JITTER_MAX
 FLICKER_MAX = max(K_STEADY * MEASURED_FLICKER_MAX, FLICKER_FLOOR)
