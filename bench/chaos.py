@@ -71,7 +71,10 @@ from bench.chaos_animator import read_runs  # noqa: E402
 ANIMATOR = "bench.chaos_animator:ChaosAnimator"
 COOKIE = "vivify_visitor"
 FINAL = ("succeeded", "failed", "canceled")
-OBJECT_NAMES = ("photo.jpg", "clip.mp4", "poster.jpg")
+# A job's objects: its photo, its clip and poster, and the clip's GIF (made where it can be: a GIF that
+# cannot be made is left out and never fails the job, so it is not required, only known).
+OBJECT_NAMES = ("photo.jpg", "clip.mp4", "poster.jpg", "clip.gif")
+MEDIA_NAMES = {"clip.mp4", "poster.jpg", "clip.gif"}
 
 
 @dataclass
@@ -597,15 +600,16 @@ def audit(
         f"jobs/{j}/{name}"
         for j, names in objects.items()
         if j in by_id and by_id[j]["status"] != "succeeded"
-        for name in names & {"clip.mp4", "poster.jpg"}
+        for name in names & MEDIA_NAMES
     ]
     photos_missing = [i for i in ids if "photo.jpg" not in objects.get(i, set())]
+    without_gif = [i for i in succeeded if "clip.gif" not in objects.get(i, set())]
     if missing_media:
         problems.append(f"{len(missing_media)} succeeded jobs without clip+poster: {missing_media[:5]}")
     if orphans:
         problems.append(f"{len(orphans)} objects of no job: {orphans[:5]}")
     if media_of_unsucceeded:
-        problems.append(f"{len(media_of_unsucceeded)} clips/posters of unsucceeded jobs")
+        problems.append(f"{len(media_of_unsucceeded)} clips/posters/GIFs of unsucceeded jobs")
 
     # 3. Successful animate() runs per job, by seed (each job has its own).
     seed_job = {s.seed: s.job_id for s in accepted}
@@ -688,6 +692,7 @@ def audit(
         "storage": {
             "objects": len(keys),
             "succeeded_missing_clip_or_poster": len(missing_media),
+            "succeeded_without_gif": len(without_gif),  # allowed (a GIF never fails a job), but counted
             "orphans": len(orphans),
             "orphan_examples": orphans[:10],
             "media_of_unsucceeded": len(media_of_unsucceeded),

@@ -53,10 +53,11 @@ def test_jobs_survive_worker_kills_and_a_redis_restart(
     assert jobs["accepted"] == CFG.jobs and jobs["lost"] == 0 and jobs["not_final"] == 0, jobs
     assert jobs["statuses"].get("succeeded", 0) == CFG.jobs, jobs
 
-    # Exactly one clip and one poster per succeeded job (deterministic keys), and no stray object.
+    # Exactly one clip, poster and GIF per succeeded job (deterministic keys), and no stray object.
     assert storage["succeeded_missing_clip_or_poster"] == 0, storage
     assert storage["orphans"] == 0 and storage["media_of_unsucceeded"] == 0, storage
-    assert storage["objects"] == 3 * CFG.jobs, storage  # photo, clip, poster
+    # Photo, clip, poster and GIF: with storage always up here, every clip's GIF is made.
+    assert storage["succeeded_without_gif"] == 0 and storage["objects"] == 4 * CFG.jobs, storage
 
     # The animator: every succeeded job ran; a rerun only where a worker was killed holding the job.
     assert anim["succeeded_without_run"] == 0 and anim["unknown_seeds"] == 0, anim
